@@ -1,0 +1,94 @@
+import { symlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { quoteIdent, quoteLiteral, type FileKind } from '@flashduck/core';
+
+/** A file read into a DuckDB table. */
+export interface ReadFileResult {
+  readonly rows: number;
+  /** Columns with their types; `NULL` for a column with no value in this file (it takes other files' type). */
+  readonly columns: { name: string; type: string }[];
+}
+
+/** Why a file could not be read, in words that name the file. */
+export class FileReadError extends Error {
+  constructor(
+    readonly file: string,
+    reason: string,
+  ) {
+    super(reason);
+    this.name = 'FileReadError';
+  }
+}
+
+function readerSql(kind: FileKind, file: string, fullSample: boolean): string {
+  const f = quoteLiteral(file);
+  const sample = fullSample ? ', sample_size=-1' : '';
+  switch (kind.format) {
+    case 'csv':
+      return `read_csv(${f}, header=true, auto_detect=true${sample})`;
+    case 'tsv':
+      return `read_csv(${f}, header=true, auto_detect=true, delim='\\t'${sample})`;
+    case 'json':
+      return `read_json(${f}, format='auto'${sample})`;
+    case 'ndjson':
+      return `read_json(${f}, format='newline_delimited'${sample})`;
+    case 'parquet':
+      return `read_parquet(${f})`;
+  }
+}
+
+/** Shortens DuckDB's message: no SQL echo, and the file named by its data-dir path. */
+export function cleanReason(message: string, linkPath: string, relPath: string): string {
+  const lines = message
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l && !/^LINE \d+:/.test(l) && !/^\s*\^/.test(l));
+  return lines.slice(0, 8).join(' ').split(linkPath).join(relPath).replace(/\s+/g, ' ').slice(0, 2_000);
+}
+
+const SNIFF_ERROR = /Could not convert|Conversion Error|Could not parse|sniff|Type mismatch|cast/i;
+
+/**
+ * Reads one data file into `table` of `conn`. DuckDB sees it through a symlink with a plain name in
+ * `linkDir`, so characters DuckDB would treat as a glob (`*`, `?`, `[`) or quotes in the real name
+ * do not matter. CSV/JSON types are sniffed from a sample first; if a value past the sample does
+ * not fit, the file is read again with the whole file as the sample (never a silent NULL).
+ */
+export async function readFileIntoTable(
+  conn: DuckDBConnection,
+  options: { absPath: string; relPath: string; kind: FileKind; table: string; linkDir: string; index: number },
+): Promise<ReadFileResult> {
+  const link = path.join(options.linkDir, `f${options.index}${options.kind.extension}`);
+  await symlink(options.absPath, link);
+  const target = quoteIdent(options.table);
+  const textFormat = options.kind.format !== 'parquet';
+  const attempt = async (fullSample: boolean) => {
+    await conn.run(`CREATE OR REPLACE TABLE ${target} AS SELECT * FROM ${readerSql(options.kind, link, fullSample)}`);
+  };
+  try {
+    try {
+      await attempt(false);
+    } catch (err) {
+      if (!textFormat || !SNIFF_ERROR.test((err as Error).message)) throw err;
+      await attempt(true);
+    }
+  } catch (err) {
+    throw new FileReadError(options.relPath, cleanReason((err as Error).message, link, options.relPath));
+  }
+  const described = await conn.runAndReadAll(`DESCRIBE ${target}`);
+  const columns = described.getRowObjectsJS().map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
+  if (columns.length === 0) throw new FileReadError(options.relPath, 'the file has no columns');
+  const counts = await conn.runAndReadAll(
+    `SELECT count(*)${columns.map((c) => `, count(${quoteIdent(c.name)})`).join('')} FROM ${target}`,
+  );
+  const row = counts.getRowsJS()[0] ?? [];
+  const rows = Number(row[0] ?? 0);
+  if (textFormat) {
+    // Sniffed types of empty columns are guesses (VARCHAR): let them take the other files' types.
+    columns.forEach((c, i) => {
+      if (Number(row[i + 1] ?? 0) === 0) c.type = 'NULL';
+    });
+  }
+  return { rows, columns };
+}

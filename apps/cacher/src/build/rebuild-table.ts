@@ -1,0 +1,232 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Queue } from 'bullmq';
+import {
+  FileFingerprint,
+  LuaScript,
+  SnapshotEvent,
+  TableMeta,
+  decode,
+  encode,
+  retiredMember,
+  writeBlobFromFile,
+  type Fragment,
+  type Keys,
+  type Lease,
+  type Logger,
+  type RedisClient,
+} from '@flashduck/core';
+import { DUCKDB_ENGINE_VERSION, closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
+import type { CacherConfig } from '../config.js';
+import { collectRetired, encodeFragment, fetchFragment, parseFragments } from '../store/fragments.js';
+import { assembleQuery, describeSources, planSources, writeSnapshotFile } from './build-snapshot.js';
+
+const publishScript = LuaScript.load('snapshot-publish-3');
+/** Score for a blob written but not yet referenced: collected only if the writer died before committing. */
+const PROVISIONAL_MS = 24 * 60 * 60 * 1000;
+
+export interface RebuildDeps {
+  readonly redis: RedisClient;
+  readonly keys: Keys;
+  readonly config: CacherConfig;
+  readonly log: Logger;
+  readonly exportQueue: Queue;
+}
+
+export type RebuildResult =
+  | { outcome: 'skipped'; reason: string }
+  | { outcome: 'published'; version: number; rows: number; bytes: number; errors: number; ms: number }
+  | { outcome: 'dropped' }
+  | { outcome: 'refused' };
+
+interface TableState {
+  manifest: Map<string, FileFingerprint>;
+  gen: number;
+  fragments: Map<string, Fragment>;
+  builtGen: number;
+  current: TableMeta | null;
+}
+
+async function readState(deps: RebuildDeps, table: string): Promise<TableState> {
+  const { redis, keys, log } = deps;
+  // One slot, one transaction: the manifest and its generation are read together.
+  const res = await redis
+    .multi()
+    .hgetall(keys.tableFiles(table))
+    .hget(keys.tableState(table), 'gen')
+    .hgetall(keys.tableFragments(table))
+    .hmget(keys.tableMeta(table), 'sourceGen', 'json')
+    .exec();
+  if (!res) throw new Error(`reading the state of table ${table} was aborted`);
+  for (const [err] of res) if (err) throw err;
+  const files = res[0]![1] as Record<string, string>;
+  const manifest = new Map<string, FileFingerprint>();
+  for (const [p, json] of Object.entries(files)) {
+    const d = decode(FileFingerprint, json);
+    if (d.ok) manifest.set(p, d.value);
+    else log.warn({ table, path: p, error: d.error }, 'manifest entry unreadable; skipped until the monitor rewrites it');
+  }
+  const [sourceGen, metaJson] = res[3]![1] as [string | null, string | null];
+  const meta = metaJson ? decode(TableMeta, metaJson) : null;
+  return {
+    manifest,
+    gen: Number(res[1]![1] ?? 0),
+    fragments: parseFragments(res[2]![1] as Record<string, string>, log),
+    builtGen: sourceGen === null ? -1 : Number(sourceGen),
+    current: meta?.ok ? meta.value : null,
+  };
+}
+
+async function publish(
+  deps: RebuildDeps,
+  table: string,
+  lease: Lease,
+  meta: TableMeta | null,
+  gen: number,
+  member: string,
+): Promise<boolean> {
+  const { redis, keys } = deps;
+  const now = Date.now();
+  const event: SnapshotEvent = { v: 1, type: meta ? 'snapshot' : 'dropped', table, version: meta?.version ?? 0, at: now };
+  const ok = await publishScript.run(
+    redis,
+    [keys.tableMeta(table), keys.tableRetired(table), keys.tableBuildLease(table)],
+    [lease.token, meta ? encode(TableMeta, meta) : '', meta?.version ?? 0, gen, now, keys.events, encode(SnapshotEvent, event), member],
+  );
+  if (Number(ok) !== 1) return false;
+  await deps.exportQueue.add('snapshot', event, { jobId: `${table}-${meta ? `v${meta.version}` : `drop-${gen}`}` });
+  return true;
+}
+
+/**
+ * Rebuilds one table's snapshot from its current manifest, if it is behind. The caller holds the
+ * table's build lease; publishing checks it again (a build that lost its lease publishes nothing).
+ */
+export async function rebuildTable(deps: RebuildDeps, table: string, lease: Lease): Promise<RebuildResult> {
+  const { redis, keys, config } = deps;
+  const log = deps.log.child({ table });
+  const started = Date.now();
+  const state = await readState(deps, table);
+  if (state.builtGen >= state.gen) return { outcome: 'skipped', reason: `snapshot already built from generation ${state.builtGen}` };
+
+  if (state.manifest.size === 0) {
+    if (!(await publish(deps, table, lease, null, state.gen, ''))) return { outcome: 'refused' };
+    const retire = [...state.fragments.values()].filter((f) => f.chunks > 0).flatMap((f) => [Date.now(), retiredMember(f.blob, f.chunks)]);
+    const tx = redis.multi().del(keys.tableFragments(table));
+    if (retire.length) tx.zadd(keys.tableRetired(table), ...retire);
+    await tx.exec();
+    await redis.srem(keys.tables, table);
+    log.info({ gen: state.gen }, 'table dropped (no files left)');
+    return { outcome: 'dropped' };
+  }
+
+  const workDir = path.join(config.workDir, `${table}-${randomUUID().slice(0, 8)}`);
+  await mkdir(workDir, { recursive: true });
+  const db = await openDuckDB({ memoryLimitMb: config.memoryLimitMb, threads: config.threads, tempDir: path.join(workDir, 'spill') });
+  try {
+    const sources = await planSources({
+      conn: db.conn,
+      dataDir: config.dataDir,
+      workDir,
+      manifest: state.manifest,
+      fragments: state.fragments,
+      fetchFragment: (fragment, file) => fetchFragment(redis, keys, table, fragment, file),
+    });
+    const { schema, sql } = assembleQuery(sources);
+    const { files, errors } = describeSources(sources);
+    const version = await redis.incr(keys.tableSeq(table));
+    const blob = `v${version}`;
+    let rows = 0;
+    let stored = { chunks: 0, bytes: 0 };
+    let member = '';
+    if (sql) {
+      const snapshotFile = path.join(workDir, `snapshot.${config.snapshotFormat}`);
+      rows = await writeSnapshotFile(db.conn, sql, config.snapshotFormat, table, snapshotFile);
+      const size = (await stat(snapshotFile)).size;
+      member = retiredMember(blob, Math.max(1, Math.ceil(size / config.chunkBytes)));
+      await redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, member);
+      stored = await writeBlobFromFile(redis, keys, table, blob, snapshotFile, config.chunkBytes);
+    }
+
+    // Fragments of files read now, stored before the publish so a later build can reuse them.
+    const newFragments = new Map<string, { fragment: Fragment; member: string }>();
+    for (const s of sources) {
+      if (s.kind !== 'fresh') continue;
+      const id = `f${version}-${newFragments.size}`;
+      const size = (await stat(s.fragmentFile)).size;
+      const fm = retiredMember(id, Math.max(1, Math.ceil(size / config.chunkBytes)));
+      await redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, fm);
+      const saved = await writeBlobFromFile(redis, keys, table, id, s.fragmentFile, config.chunkBytes);
+      newFragments.set(s.path, {
+        member: fm,
+        fragment: { v: 1, path: s.path, fingerprint: s.fingerprint, blob: id, chunks: saved.chunks, bytes: saved.bytes, rows: s.rows, columns: s.columns, format: s.format },
+      });
+    }
+
+    const meta: TableMeta = {
+      v: 1,
+      table,
+      version,
+      format: config.snapshotFormat,
+      blob: sql ? blob : '',
+      chunks: stored.chunks,
+      bytes: stored.bytes,
+      rows,
+      columns: schema.columns.map((c) => ({ name: c.name, type: c.type, files: [...c.files] })),
+      files,
+      errors,
+      conflicts: [...schema.conflicts],
+      sourceGen: state.gen,
+      buildMs: Date.now() - started,
+      updatedAt: Date.now(),
+      engine: DUCKDB_ENGINE_VERSION,
+    };
+    const now = Date.now();
+    if (!(await publish(deps, table, lease, meta, state.gen, member))) {
+      const tx = redis.multi();
+      for (const { member: fm } of newFragments.values()) tx.zadd(keys.tableRetired(table), now, fm);
+      await tx.exec();
+      return { outcome: 'refused' };
+    }
+
+    // Commit the fragment index: new fragments replace old ones, failures are remembered by fingerprint.
+    const tx = redis.multi();
+    for (const [p, { fragment, member: fm }] of newFragments) {
+      tx.hset(keys.tableFragments(table), p, encodeFragment(fragment));
+      tx.zrem(keys.tableRetired(table), fm);
+      const old = state.fragments.get(p);
+      if (old && old.chunks > 0) tx.zadd(keys.tableRetired(table), now, retiredMember(old.blob, old.chunks));
+    }
+    for (const s of sources) {
+      if (s.kind === 'stale') tx.hset(keys.tableFragments(table), s.path, encodeFragment({ ...s.fragment, failed: s.failed }));
+      if (s.kind === 'failed') {
+        tx.hset(
+          keys.tableFragments(table),
+          s.path,
+          encodeFragment({ v: 1, path: s.path, fingerprint: s.fingerprint, blob: '', chunks: 0, bytes: 0, rows: 0, columns: [], format: 'unknown', failed: { fingerprint: s.fingerprint, message: s.message } }),
+        );
+      }
+    }
+    for (const [p, old] of state.fragments) {
+      if (state.manifest.has(p)) continue;
+      tx.hdel(keys.tableFragments(table), p);
+      if (old.chunks > 0) tx.zadd(keys.tableRetired(table), now, retiredMember(old.blob, old.chunks));
+    }
+    await tx.exec();
+    // The table set is in another slot: its own step (idempotent; restores a table a drop raced with).
+    await redis.sadd(keys.tables, table);
+    await collectRetired(redis, keys, table, config.retainMs, now);
+
+    const ms = Date.now() - started;
+    log.info(
+      { version, gen: state.gen, rows, bytes: stored.bytes, chunks: stored.chunks, files: files.length, read: newFragments.size, errors: errors.length, ms },
+      'snapshot published',
+    );
+    for (const e of errors) log.warn({ file: e.file, reason: e.message }, 'file could not be read');
+    return { outcome: 'published', version, rows, bytes: stored.bytes, errors: errors.length, ms };
+  } finally {
+    closeDuckDB(db);
+    await rm(workDir, { recursive: true, force: true });
+  }
+}

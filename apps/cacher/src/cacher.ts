@@ -1,0 +1,190 @@
+import { DelayedError, Queue, Worker, type Job } from 'bullmq';
+import {
+  HeartbeatPublisher,
+  Lease,
+  QUEUES,
+  ScanDiff,
+  closeRedis,
+  counter,
+  createKeys,
+  createRedis,
+  decode,
+  gauge,
+  histogram,
+  type Component,
+  type Keys,
+  type Logger,
+  type Readiness,
+  type RedisClient,
+} from '@flashduck/core';
+import type { CacherConfig } from './config.js';
+import { rebuildTable, type RebuildResult } from './build/rebuild-table.js';
+import { collectRetired } from './store/fragments.js';
+
+const rebuildsTotal = counter('flashduck_cacher_rebuilds_total', 'Table rebuilds by outcome', ['outcome']);
+const rebuildSeconds = histogram('flashduck_cacher_rebuild_duration_seconds', 'Duration of a published rebuild', [], [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]);
+const snapshotBytes = gauge('flashduck_cacher_snapshot_bytes', 'Bytes of the current snapshot', ['table']);
+const snapshotRows = gauge('flashduck_cacher_snapshot_rows', 'Rows of the current snapshot', ['table']);
+const snapshotVersion = gauge('flashduck_cacher_snapshot_version', 'Version of the current snapshot', ['table']);
+const fileErrors = gauge('flashduck_cacher_file_errors', 'Files of a table that could not be read', ['table']);
+const queueDepth = gauge('flashduck_cacher_queue_depth', 'Scan diffs waiting for the cacher', ['state']);
+const jobLatency = histogram('flashduck_cacher_job_latency_seconds', 'Time from scan diff to the start of its rebuild');
+const badMessages = counter('flashduck_cacher_bad_messages_total', 'Scan diffs that failed to decode (dead-lettered)');
+
+export interface CacherDeps {
+  readonly config: CacherConfig;
+  readonly log: Logger;
+}
+
+export interface Cacher extends Component {
+  /** Rebuilds every table that is behind its manifest (also runs on a timer). */
+  reconcile(): Promise<void>;
+}
+
+/**
+ * Consumes scan diffs and rebuilds snapshots. Per table one build at a time (a lease, checked again
+ * at publish). A diff for a generation already built is skipped, which coalesces bursts; a change
+ * that lands during a build has its own diff and generation, so it is built next and never lost.
+ * A timer also rebuilds any table whose snapshot is behind its manifest (a diff lost between the
+ * monitor's two writes, a crashed cacher) and collects old versions.
+ */
+export async function startCacher(deps: CacherDeps): Promise<Cacher> {
+  const { config } = deps;
+  const log = deps.log.child({ component: 'cacher' });
+  const keys: Keys = createKeys(config.prefix);
+  const redis: RedisClient = createRedis(config, 'worker', log, 'cacher');
+  const queueConn = createRedis(config, 'worker', log, 'cacher-queue');
+  const diffQueue = new Queue(QUEUES.scanDiffs, { connection: queueConn, prefix: keys.bullPrefix });
+  const exportQueue = new Queue(QUEUES.snapshots, {
+    connection: queueConn,
+    prefix: keys.bullPrefix,
+    defaultJobOptions: { removeOnComplete: 1_000, removeOnFail: 10_000, attempts: 10, backoff: { type: 'exponential', delay: 1_000 } },
+  });
+  const deadLetters = new Queue(QUEUES.deadLetters, { connection: queueConn, prefix: keys.bullPrefix });
+  let lastBuild: Record<string, unknown> = {};
+  let building = 0;
+
+  const heartbeat = new HeartbeatPublisher(redis, keys, log, {
+    component: 'cacher',
+    instance: config.instanceId,
+    info: async () => {
+      const counts = await diffQueue.getJobCounts('wait', 'active', 'delayed', 'failed');
+      for (const [state, n] of Object.entries(counts)) queueDepth.set({ state }, n);
+      return { building, queue: counts, lastBuild, format: config.snapshotFormat };
+    },
+  });
+
+  async function buildWithLease(table: string): Promise<RebuildResult | 'busy'> {
+    const lease = new Lease(redis, { owner: keys.tableBuildLease(table), epoch: keys.tableBuildEpoch(table) }, config.leaseMs, config.instanceId);
+    if (!(await lease.tryAcquire())) return 'busy';
+    const renew = setInterval(() => {
+      lease.tryAcquire().catch((err: unknown) => log.warn({ err, table }, 'build lease renewal failed'));
+    }, Math.max(200, Math.floor(config.leaseMs / 3)));
+    building += 1;
+    try {
+      const result = await rebuildTable({ redis, keys, config, log, exportQueue }, table, lease);
+      rebuildsTotal.inc({ outcome: result.outcome });
+      if (result.outcome === 'published') {
+        rebuildSeconds.observe(result.ms / 1000);
+        snapshotBytes.set({ table }, result.bytes);
+        snapshotRows.set({ table }, result.rows);
+        snapshotVersion.set({ table }, result.version);
+        fileErrors.set({ table }, result.errors);
+        lastBuild = { table, ...result, at: Date.now() };
+      } else if (result.outcome === 'dropped') {
+        for (const g of [snapshotBytes, snapshotRows, snapshotVersion, fileErrors]) g.remove({ table });
+      }
+      heartbeat.touch();
+      return result;
+    } finally {
+      building -= 1;
+      clearInterval(renew);
+      await lease.release().catch(() => undefined);
+    }
+  }
+
+  const workerConn = createRedis(config, 'worker', log, 'cacher-worker');
+  const worker = new Worker(
+    QUEUES.scanDiffs,
+    async (job: Job, token?: string) => {
+      const d = decode(ScanDiff, job.data);
+      if (!d.ok) {
+        badMessages.inc();
+        log.error({ jobId: job.id, error: d.error }, 'bad scan diff; dead-lettered and skipped');
+        await deadLetters.add('scan-diff', { queue: QUEUES.scanDiffs, jobId: job.id, data: job.data as unknown, error: d.error });
+        return { outcome: 'bad-message' };
+      }
+      const diff = d.value;
+      if (job.attemptsMade === 0) jobLatency.observe(Math.max(0, Date.now() - diff.at) / 1000);
+      const result = await buildWithLease(diff.table);
+      if (result === 'busy') {
+        // Another cacher is building this table: come back when it is likely done.
+        await job.moveToDelayed(Date.now() + 250, token);
+        throw new DelayedError();
+      }
+      if (result.outcome === 'refused') throw new Error(`publishing ${diff.table} was refused (lease lost); retrying`);
+      return result;
+    },
+    {
+      connection: workerConn,
+      prefix: keys.bullPrefix,
+      concurrency: config.concurrency,
+      stalledInterval: 15_000,
+      maxStalledCount: 100,
+    },
+  );
+  worker.on('failed', (job, err) => log.warn({ jobId: job?.id, err: { message: err.message } }, 'scan diff job failed'));
+  worker.on('error', (err) => log.warn({ err: { message: err.message } }, 'cacher worker error'));
+
+  let reconciling: Promise<void> | null = null;
+  async function reconcileOnce(): Promise<void> {
+    const tables = await redis.smembers(keys.tables);
+    for (const table of tables) {
+      const [gen, built] = await Promise.all([redis.hget(keys.tableState(table), 'gen'), redis.hget(keys.tableMeta(table), 'sourceGen')]);
+      if (gen !== null && Number(gen) > Number(built ?? -1)) {
+        // Bucketed id: repeated reconciles of one lag enqueue one job per interval at most.
+        const bucket = Math.floor(Date.now() / Math.max(config.reconcileMs, 1_000));
+        const diff: ScanDiff = { v: 1, table, gen: Number(gen), at: Date.now(), added: [], removed: [], modified: [], renamed: [], files: 0 };
+        await diffQueue.add('scan-diff', diff, { jobId: `${table}-${gen}-reconcile-${bucket}`, removeOnComplete: 100, removeOnFail: 100, attempts: 10, backoff: { type: 'exponential', delay: 500 } });
+      }
+      await collectRetired(redis, keys, table, config.retainMs, Date.now());
+    }
+  }
+  const reconcile = () => {
+    reconciling ??= reconcileOnce()
+      .catch((err: unknown) => log.warn({ err }, 'reconcile failed'))
+      .finally(() => {
+        reconciling = null;
+      });
+    return reconciling;
+  };
+  const timer = setInterval(() => void reconcile(), config.reconcileMs);
+  heartbeat.start();
+  await worker.waitUntilReady();
+  void reconcile();
+  log.info({ format: config.snapshotFormat, concurrency: config.concurrency }, 'cacher started');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    name: 'cacher',
+    reconcile,
+    readiness(): Readiness {
+      return redis.status === 'ready' ? { ready: true } : { ready: false, reason: `redis ${redis.status}` };
+    },
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(timer);
+        // Worker.close waits for the running build: it either publishes or leaves the diff to be redone.
+        await worker.close();
+        await reconciling;
+        await heartbeat.stop();
+        await Promise.all([diffQueue.close(), exportQueue.close(), deadLetters.close()]);
+        await closeRedis(queueConn);
+        await closeRedis(workerConn);
+        await closeRedis(redis);
+        log.info('cacher stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import os from 'node:os';
+import path from 'node:path';
+import { EnvReader, SNAPSHOT_FORMATS, readCommonConfig, type CommonConfig, type SnapshotFormat } from '@flashduck/core';
+
+export interface CacherConfig extends CommonConfig {
+  readonly snapshotFormat: SnapshotFormat;
+  readonly chunkBytes: number;
+  readonly concurrency: number;
+  readonly retainMs: number;
+  readonly leaseMs: number;
+  readonly reconcileMs: number;
+  readonly memoryLimitMb: number | undefined;
+  readonly threads: number | undefined;
+  readonly workDir: string;
+  readonly metricsPort: number | undefined;
+}
+
+/** Reads the cacher's settings; throws a ConfigError naming every bad variable. */
+export function loadCacherConfig(env: NodeJS.ProcessEnv): CacherConfig {
+  const r = new EnvReader(env);
+  return r.finish({
+    ...readCommonConfig(r),
+    snapshotFormat: r.oneOf('CACHER_SNAPSHOT_FORMAT', SNAPSHOT_FORMATS, 'duckdb'),
+    chunkBytes: r.int('CACHER_CHUNK_BYTES', 32 * 1024 * 1024, { min: 1024, max: 512 * 1024 * 1024 - 1 }),
+    concurrency: r.int('CACHER_CONCURRENCY', 1, { min: 1, max: 64 }),
+    retainMs: r.int('CACHER_RETAIN_MS', 60_000, { min: 0 }),
+    leaseMs: r.int('CACHER_LEASE_MS', 10_000, { min: 1_000 }),
+    reconcileMs: r.int('CACHER_RECONCILE_MS', 5_000, { min: 100 }),
+    memoryLimitMb: r.optionalInt('CACHER_MEMORY_LIMIT_MB', { min: 64 }),
+    threads: r.optionalInt('CACHER_THREADS', { min: 1 }),
+    workDir: path.resolve(r.string('CACHER_WORK_DIR', path.join(os.tmpdir(), 'flashduck-cacher'))),
+    metricsPort: r.optionalInt('CACHER_METRICS_PORT', { min: 0, max: 65_535 }),
+  });
+}

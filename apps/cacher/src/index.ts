@@ -1,0 +1,2 @@
+export { loadCacherConfig, type CacherConfig } from './config.js';
+export { startCacher, type Cacher, type CacherDeps } from './cacher.js';

@@ -1,0 +1,117 @@
+import { createKeys, readHeartbeats, readTableMetas, type Heartbeat, type TableMeta } from '@flashduck/core';
+import { Redis } from 'ioredis';
+import { REDIS_FLAGS, helpText, parseCommand, type CommandSpec } from '../args.js';
+import { age, formatTable } from '../format-table.js';
+
+const JSON_FLAG = { json: { type: 'boolean', help: 'print JSON instead of a table' } } as const;
+
+export const tablesSpec: CommandSpec = {
+  name: 'tables',
+  summary: 'Lists the tables with their current snapshot: version, rows, columns, files, errors and age.',
+  usage: 'tables [--json]',
+  flags: { ...REDIS_FLAGS, ...JSON_FLAG },
+};
+
+export const statusSpec: CommandSpec = {
+  name: 'status',
+  summary: 'Shows every live component instance (from heartbeats) and every table with its snapshot and errors.',
+  usage: 'status [--json]',
+  flags: { ...REDIS_FLAGS, ...JSON_FLAG },
+};
+
+async function withRedis<T>(fn: (redis: Redis, keys: ReturnType<typeof createKeys>) => Promise<T>): Promise<T> {
+  const url = process.env.FLASHDUCK_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 3_000, lazyConnect: true, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+  } catch (err) {
+    throw new Error(`cannot reach Redis at ${url}: ${(err as Error).message}; set FLASHDUCK_REDIS_URL or --redis-url`);
+  }
+  try {
+    return await fn(redis, createKeys(process.env.FLASHDUCK_PREFIX ?? 'fd'));
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function tableRows(metas: Iterable<TableMeta>, now: number): unknown[][] {
+  return [...metas].map((m) => [m.table, m.version, m.rows, m.columns.length, m.files.length, m.errors.length, `${(m.bytes / 1024 / 1024).toFixed(1)} MB`, age(m.updatedAt, now)]);
+}
+const TABLE_HEADER = ['table', 'version', 'rows', 'columns', 'files', 'errors', 'snapshot', 'age'];
+
+function printErrors(metas: Iterable<TableMeta>): void {
+  const lines = [...metas].flatMap((m) => m.errors.map((e) => `  ${m.table}: ${e.file}: ${e.message}`));
+  if (lines.length) process.stdout.write(`\nFile errors:\n${lines.join('\n')}\n`);
+}
+
+/** `flashduck tables`. */
+export async function runTablesCommand(argv: string[]): Promise<number> {
+  const { values, help } = parseCommand(tablesSpec, argv);
+  if (help) {
+    process.stdout.write(helpText(tablesSpec));
+    return 0;
+  }
+  const { metas } = await withRedis((redis, keys) => readTableMetas(redis, keys));
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ tables: [...metas.values()] }, null, 2)}\n`);
+    return 0;
+  }
+  if (metas.size === 0) {
+    process.stdout.write('No tables yet: put CSV, TSV, JSON, NDJSON or Parquet files in the data folder.\n');
+    return 0;
+  }
+  process.stdout.write(`${formatTable(TABLE_HEADER, tableRows(metas.values(), Date.now()))}\n`);
+  printErrors(metas.values());
+  return 0;
+}
+
+function describeInfo(hb: Heartbeat): string {
+  const i = hb.info;
+  switch (hb.component) {
+    case 'monitor':
+      return `${String(i.role)}; ${String(i.files ?? 0)} files in ${String(i.tables ?? 0)} tables; last scan ${String(i.ms ?? '?')} ms`;
+    case 'cacher': {
+      const q = (i.queue ?? {}) as Record<string, number>;
+      return `building ${String(i.building ?? 0)}; queue wait ${q.wait ?? 0}, active ${q.active ?? 0}, delayed ${q.delayed ?? 0}`;
+    }
+    case 'query-api':
+      return `port ${String(i.port ?? '?')}; ${Object.keys((i.tables ?? {}) as object).length} tables; ${String(i.queued ?? 0)} queued`;
+    default:
+      return Object.entries(i).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ');
+  }
+}
+
+/** `flashduck status`. */
+export async function runStatusCommand(argv: string[]): Promise<number> {
+  const { values, help } = parseCommand(statusSpec, argv);
+  if (help) {
+    process.stdout.write(helpText(statusSpec));
+    return 0;
+  }
+  const { components, metas } = await withRedis(async (redis, keys) => ({
+    components: await readHeartbeats(redis, keys),
+    metas: (await readTableMetas(redis, keys)).metas,
+  }));
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ components, tables: [...metas.values()] }, null, 2)}\n`);
+    return 0;
+  }
+  const now = Date.now();
+  process.stdout.write('Components\n');
+  if (components.length === 0) process.stdout.write('  none alive (no heartbeat within its TTL)\n');
+  else {
+    process.stdout.write(
+      `${formatTable(
+        ['component', 'instance', 'host', 'pid', 'up', 'last loop', 'details'],
+        components.map((c) => [c.component, c.instance, c.host, c.pid, age(c.startedAt, now), `${age(c.lastLoopAt, now)} ago`, describeInfo(c)]),
+        60,
+      )}\n`,
+    );
+  }
+  process.stdout.write('\nTables\n');
+  if (metas.size === 0) process.stdout.write('  none yet\n');
+  else process.stdout.write(`${formatTable(TABLE_HEADER, tableRows(metas.values(), now))}\n`);
+  printErrors(metas.values());
+  return 0;
+}

@@ -1,0 +1,2 @@
+export { formatTable, age } from './format-table.js';
+export { redisAnswers, startPrivateRedis } from './ensure-redis.js';

@@ -1,0 +1,259 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { Queue } from 'bullmq';
+import {
+  FileFingerprint,
+  HeartbeatPublisher,
+  Lease,
+  LuaScript,
+  QUEUES,
+  ScanDiff,
+  closeRedis,
+  counter,
+  createKeys,
+  createRedis,
+  decode,
+  encode,
+  gauge,
+  histogram,
+  type Component,
+  type Keys,
+  type Logger,
+  type Readiness,
+  type RedisClient,
+} from '@flashduck/core';
+import type { MonitorConfig } from './config.js';
+import { diffManifests, isEmptyDiff } from './scan/diff.js';
+import { SettleTracker } from './scan/settle.js';
+import { walkDataDir, type ScannedFile } from './scan/walk.js';
+
+const applyManifest = LuaScript.load('manifest-apply-2');
+
+const scansTotal = counter('flashduck_monitor_scans_total', 'Scans of the data dir', ['result']);
+const scanSeconds = histogram('flashduck_monitor_scan_duration_seconds', 'Duration of one scan of the data dir');
+const diffsTotal = counter('flashduck_monitor_diffs_published_total', 'Scan diffs published (one per changed table)');
+const filesGauge = gauge('flashduck_monitor_files', 'Data files per table', ['table']);
+const leaderGauge = gauge('flashduck_monitor_leader', '1 when this monitor holds the leader lease');
+const pendingGauge = gauge('flashduck_monitor_unsettled_files', 'Files still being written (waiting for the settle window)');
+
+type Manifest = Map<string, FileFingerprint>;
+
+export interface MonitorDeps {
+  readonly config: MonitorConfig;
+  readonly log: Logger;
+  /** Clock, for tests. */
+  readonly now?: () => number;
+}
+
+/** The running monitor. */
+export interface Monitor extends Component {
+  /** Runs one scan now (when leader); resolves when its diffs are published. */
+  scanNow(): Promise<void>;
+  readonly isLeader: boolean;
+}
+
+/**
+ * Scans the data dir, and for every table whose files changed publishes one durable scan diff
+ * (manifest update in Redis + a BullMQ job for the cacher). Only the leader-lease holder scans, so
+ * two monitors never double-publish; a new leader re-reads the manifests from Redis and so misses
+ * nothing that changed during the hand-over.
+ */
+export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
+  const { config } = deps;
+  const log = deps.log.child({ component: 'monitor' });
+  const now = deps.now ?? Date.now;
+  const keys: Keys = createKeys(config.prefix);
+  const redis: RedisClient = createRedis(config, 'worker', log, 'monitor');
+  const queueConn = createRedis(config, 'worker', log, 'monitor-queue');
+  const queue = new Queue(QUEUES.scanDiffs, {
+    connection: queueConn,
+    prefix: keys.bullPrefix,
+    defaultJobOptions: { removeOnComplete: 1_000, removeOnFail: 10_000, attempts: 10, backoff: { type: 'exponential', delay: 500 } },
+  });
+  const lease = new Lease(redis, { owner: keys.leaseOwner('monitor'), epoch: keys.leaseEpoch('monitor') }, config.leaseMs, config.instanceId);
+  const settle = new SettleTracker(config.settleMs);
+  let manifests: Map<string, Manifest> | null = null;
+  let leader = false;
+  let lastScan = { at: 0, ms: 0, files: 0, tables: 0, unsettled: 0 };
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | null = null;
+  let rerun = false;
+  let watcher: FSWatcher | undefined;
+
+  const heartbeat = new HeartbeatPublisher(redis, keys, log, {
+    component: 'monitor',
+    instance: config.instanceId,
+    info: () => ({ role: leader ? 'leader' : 'standby', ...lastScan, pollMs: config.pollMs, watch: config.watch }),
+  });
+
+  async function loadManifests(): Promise<Map<string, Manifest>> {
+    const tables = await redis.smembers(keys.tables);
+    const out = new Map<string, Manifest>();
+    for (const table of tables) {
+      const raw = await redis.hgetall(keys.tableFiles(table));
+      const m: Manifest = new Map();
+      for (const [p, json] of Object.entries(raw)) {
+        const d = decode(FileFingerprint, json);
+        // An unreadable entry is treated as absent, so the next scan rewrites it.
+        if (d.ok) m.set(p, d.value);
+      }
+      out.set(table, m);
+    }
+    return out;
+  }
+
+  async function publish(table: string, before: Manifest, after: Manifest): Promise<boolean> {
+    const diff = diffManifests(before, after);
+    if (isEmptyDiff(diff)) return true;
+    const removed = [...diff.removed, ...diff.renamed.map((r) => r.from)];
+    const set: string[] = [];
+    for (const p of [...diff.added, ...diff.modified, ...diff.renamed.map((r) => r.to)]) {
+      set.push(p, JSON.stringify(after.get(p)));
+    }
+    const gen = Number(
+      await applyManifest.run(redis, [keys.tableFiles(table), keys.tableState(table)], [lease.epoch, now(), removed.length, ...removed, ...set]),
+    );
+    if (gen < 0) {
+      log.warn({ table }, 'a newer monitor leader has written this table; stepping down');
+      leader = false;
+      return false;
+    }
+    await redis.sadd(keys.tables, table);
+    const msg: ScanDiff = { v: 1, table, gen, at: now(), ...diff, files: after.size };
+    await queue.add('scan-diff', JSON.parse(encode(ScanDiff, msg)) as ScanDiff, { jobId: `${table}-${gen}` });
+    diffsTotal.inc();
+    log.info(
+      { table, gen, added: diff.added.length, removed: diff.removed.length, modified: diff.modified.length, renamed: diff.renamed.length },
+      'scan diff published',
+    );
+    return true;
+  }
+
+  async function scanOnce(): Promise<void> {
+    if (!(await lease.tryAcquire())) {
+      if (leader) log.info('lost the monitor lease; standing by');
+      leader = false;
+      manifests = null;
+      leaderGauge.set(0);
+      return;
+    }
+    if (!leader || !manifests) {
+      manifests = await loadManifests();
+      leader = true;
+      leaderGauge.set(1);
+      log.info({ epoch: lease.epoch, tables: manifests.size }, 'monitor lease acquired; scanning');
+    }
+    const started = now();
+    const { files, refused } = await walkDataDir(config.dataDir);
+    const t = now();
+    const current = new Map<string, Manifest>();
+    const present = new Set<string>();
+    let unsettled = 0;
+    let nextSettle = Number.POSITIVE_INFINITY;
+    const add = (f: ScannedFile, fp: FileFingerprint) => {
+      let m = current.get(f.table);
+      if (!m) current.set(f.table, (m = new Map()));
+      m.set(f.path, fp);
+    };
+    for (const f of [...files, ...refused]) {
+      present.add(f.path);
+      if (f.fingerprint.refused || settle.isSettled(f.path, f.fingerprint, t)) {
+        add(f, f.fingerprint);
+        continue;
+      }
+      unsettled += 1;
+      nextSettle = Math.min(nextSettle, settle.settlesAt(f.path, f.fingerprint));
+      // Still being written: keep serving the version recorded before, if any.
+      const old = manifests.get(f.table)?.get(f.path);
+      if (old) add(f, old);
+    }
+    settle.retain(present);
+    for (const table of new Set([...manifests.keys(), ...current.keys()])) {
+      const before = manifests.get(table) ?? new Map<string, FileFingerprint>();
+      const after = current.get(table) ?? new Map<string, FileFingerprint>();
+      if (!(await publish(table, before, after))) return;
+      if (after.size) manifests.set(table, after);
+      else manifests.delete(table);
+      filesGauge.set({ table }, after.size);
+    }
+    const ms = now() - started;
+    lastScan = { at: t, ms, files: files.length, tables: current.size, unsettled };
+    scanSeconds.observe(ms / 1000);
+    pendingGauge.set(unsettled);
+    heartbeat.touch();
+    if (Number.isFinite(nextSettle)) schedule(Math.max(10, nextSettle - now() + 5));
+  }
+
+  function schedule(delayMs: number): void {
+    if (stopped) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => void trigger(), Math.min(delayMs, leader ? config.pollMs : Math.min(config.pollMs, config.leaseMs / 3)));
+  }
+
+  function trigger(): Promise<void> {
+    if (running) {
+      rerun = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        rerun = false;
+        try {
+          await scanOnce();
+          scansTotal.inc({ result: 'ok' });
+        } catch (err) {
+          scansTotal.inc({ result: 'error' });
+          log.warn({ err }, 'scan failed; retrying at the next poll');
+        }
+      } while (rerun && !stopped);
+    })().finally(() => {
+      running = null;
+      schedule(config.pollMs);
+    });
+    return running;
+  }
+
+  if (config.watch) {
+    try {
+      let debounce: NodeJS.Timeout | undefined;
+      watcher = watch(config.dataDir, { recursive: true }, () => {
+        clearTimeout(debounce);
+        debounce = setTimeout(() => void trigger(), 50);
+      });
+      watcher.on('error', (err) => log.warn({ err }, 'file watch failed; polling continues'));
+    } catch (err) {
+      log.warn({ err }, 'file watch unavailable; polling only');
+    }
+  }
+
+  heartbeat.start();
+  await trigger();
+  log.info({ dataDir: config.dataDir, pollMs: config.pollMs, settleMs: config.settleMs, watch: config.watch }, 'monitor started');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    name: 'monitor',
+    get isLeader() {
+      return leader;
+    },
+    scanNow: () => trigger(),
+    readiness(): Readiness {
+      return redis.status === 'ready' ? { ready: true } : { ready: false, reason: `redis ${redis.status}` };
+    },
+    stop() {
+      stopping ??= (async () => {
+        stopped = true;
+        clearTimeout(timer);
+        watcher?.close();
+        await running;
+        if (leader) await lease.release().catch(() => undefined);
+        await heartbeat.stop();
+        await queue.close();
+        await closeRedis(queueConn);
+        await closeRedis(redis);
+        log.info('monitor stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileKindOf, isIgnoredName, isInside, tableOfPath, type FileFingerprint } from '@flashduck/core';
+
+/** A data file found by a scan. */
+export interface ScannedFile {
+  /** Path relative to the data dir, with `/` separators. */
+  readonly path: string;
+  readonly table: string;
+  readonly fingerprint: FileFingerprint;
+}
+
+/** What a scan found: readable data files, and files refused with a reason. */
+export interface ScanResult {
+  readonly files: ScannedFile[];
+  /** Data files that will not be read (reported in their table's metadata). */
+  readonly refused: ScannedFile[];
+}
+
+const MAX_DEPTH = 32;
+
+function fingerprintOf(s: { size: number; mtimeMs: number; ino: number; dev: number }, refused?: string): FileFingerprint {
+  const fp: FileFingerprint = { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, dev: s.dev };
+  return refused ? { ...fp, refused } : fp;
+}
+
+/**
+ * Lists every data file under `dataDir`: `<table>/…/<file>` at any depth, or `<table>.<ext>` at the
+ * top. Skips hidden, `_`-prefixed and temp names (files and directories). Symlinks are followed only
+ * while they stay inside the data dir; one that leaves it, a FIFO, socket or device is refused.
+ */
+export async function walkDataDir(dataDir: string): Promise<ScanResult> {
+  const root = await realpath(dataDir);
+  const files: ScannedFile[] = [];
+  const refused: ScannedFile[] = [];
+  const visited = new Set<string>();
+
+  const visit = async (dir: string, rel: string, depth: number): Promise<void> => {
+    const real = await realpath(dir).catch(() => null);
+    if (!real || visited.has(real) || depth > MAX_DEPTH) return;
+    visited.add(real);
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return; // removed while scanning, or unreadable: the next scan sees it again
+    }
+    for (const entry of entries) {
+      if (isIgnoredName(entry.name)) continue;
+      const abs = path.join(dir, entry.name);
+      const relPath = rel ? `${rel}/${entry.name}` : entry.name;
+      let info;
+      try {
+        info = await lstat(abs);
+      } catch {
+        continue;
+      }
+      let target = info;
+      if (info.isSymbolicLink()) {
+        const resolved = await realpath(abs).catch(() => null);
+        const table = tableOfPath(relPath);
+        if (!resolved || !isInside(root, resolved)) {
+          if (table && (rel || fileKindOf(entry.name))) {
+            refused.push({ path: relPath, table, fingerprint: fingerprintOf(info, resolved ? 'symlink points outside the data dir' : 'dangling symlink') });
+          }
+          continue;
+        }
+        try {
+          target = await stat(abs);
+        } catch {
+          continue;
+        }
+      }
+      if (target.isDirectory()) {
+        await visit(abs, relPath, depth + 1);
+        continue;
+      }
+      const kind = fileKindOf(entry.name);
+      const table = tableOfPath(relPath);
+      if (!kind || !table) continue;
+      if (!target.isFile()) {
+        refused.push({ path: relPath, table, fingerprint: fingerprintOf(target, 'not a regular file (FIFO, socket or device)') });
+        continue;
+      }
+      files.push({ path: relPath, table, fingerprint: fingerprintOf(target) });
+    }
+  };
+  await visit(root, '', 0);
+  files.sort((a, b) => a.path.localeCompare(b.path));
+  return { files, refused };
+}

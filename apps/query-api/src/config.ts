@@ -1,0 +1,72 @@
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { EnvReader, readCommonConfig, type CommonConfig } from '@flashduck/core';
+
+export interface QueryApiConfig extends CommonConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly timeoutMs: number;
+  readonly maxRows: number;
+  readonly maxResultBytes: number;
+  readonly maxBodyBytes: number;
+  /** Queries running at once (DuckDB connections per snapshot generation). */
+  readonly concurrency: number;
+  /** Queries allowed to wait for a connection before new ones get 503. */
+  readonly maxQueued: number;
+  readonly refreshMs: number;
+  readonly cacheDir: string;
+  readonly memoryLimitMb: number | undefined;
+  readonly threads: number | undefined;
+  /** Bearer tokens; empty means no authentication. `token` (read+write) or `token:read`. */
+  readonly apiTokens: readonly { token: string; scopes: readonly ('read' | 'write')[] }[];
+  readonly corsOrigins: readonly string[];
+}
+
+function defaultCacheDir(): string {
+  // Snapshot files are read through the page cache on every query: RAM-backed /dev/shm when there is one.
+  return existsSync('/dev/shm') ? '/dev/shm/flashduck' : path.join(os.tmpdir(), 'flashduck-query');
+}
+
+function parseTokens(r: EnvReader): { token: string; scopes: ('read' | 'write')[] }[] {
+  const raw = r.optionalString('FLASHDUCK_API_TOKENS');
+  if (!raw) return [];
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((entry): { token: string; scopes: ('read' | 'write')[] } => {
+      const idx = entry.lastIndexOf(':');
+      const scope = idx > 0 ? entry.slice(idx + 1) : '';
+      if (scope === 'read' || scope === 'write' || scope === 'rw') {
+        return { token: entry.slice(0, idx), scopes: scope === 'read' ? ['read'] : scope === 'write' ? ['write'] : ['read', 'write'] };
+      }
+      return { token: entry, scopes: ['read', 'write'] };
+    })
+    .filter((t) => {
+      if (t.token.length < 8) r.problem('FLASHDUCK_API_TOKENS', 'every token must be at least 8 characters');
+      return true;
+    });
+}
+
+/** Reads query-api's settings; throws a ConfigError naming every bad variable. */
+export function loadQueryApiConfig(env: NodeJS.ProcessEnv): QueryApiConfig {
+  const r = new EnvReader(env);
+  return r.finish({
+    ...readCommonConfig(r),
+    host: r.string('QUERY_API_HOST', '0.0.0.0'),
+    port: r.int('QUERY_API_PORT', 8080, { min: 0, max: 65_535 }),
+    timeoutMs: r.int('QUERY_TIMEOUT_MS', 30_000, { min: 10 }),
+    maxRows: r.int('QUERY_MAX_ROWS', 10_000, { min: 1 }),
+    maxResultBytes: r.int('QUERY_MAX_RESULT_BYTES', 64 * 1024 * 1024, { min: 1024 }),
+    maxBodyBytes: r.int('QUERY_MAX_BODY_BYTES', 8 * 1024 * 1024, { min: 1024 }),
+    concurrency: r.int('QUERY_CONCURRENCY', 8, { min: 1, max: 256 }),
+    maxQueued: r.int('QUERY_MAX_QUEUED', 256, { min: 0 }),
+    refreshMs: r.int('QUERY_API_REFRESH_MS', 2_000, { min: 50 }),
+    cacheDir: path.resolve(r.string('QUERY_API_CACHE_DIR', defaultCacheDir())),
+    memoryLimitMb: r.optionalInt('QUERY_MEMORY_LIMIT_MB', { min: 64 }),
+    threads: r.optionalInt('QUERY_THREADS', { min: 1 }),
+    apiTokens: parseTokens(r),
+    corsOrigins: (r.optionalString('QUERY_API_CORS_ORIGINS') ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+  });
+}

@@ -1,0 +1,138 @@
+import { fileURLToPath } from 'node:url';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { AppError, HTTP_STATUS, readHeartbeats, registry, type Keys, type Logger, type RedisClient } from '@flashduck/core';
+import type { QueryApiConfig } from '../config.js';
+import { RESULT_FORMATS, cleanDuckDBMessage, runQuery, type ResultFormat } from '../query/run-query.js';
+import type { Catalog } from '../snapshots/catalog.js';
+import { requireScope } from './auth.js';
+import { tableDetail, tableSummary } from './tables-view.js';
+
+export interface ServerDeps {
+  readonly config: QueryApiConfig;
+  readonly catalog: Catalog;
+  readonly redis: RedisClient;
+  readonly keys: Keys;
+  readonly log: Logger;
+  readonly ready: () => { ready: true } | { ready: false; reason: string };
+}
+
+const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
+
+function parseFormat(value: unknown): ResultFormat {
+  if (value === undefined || value === null || value === '') return 'json';
+  if (typeof value === 'string' && (RESULT_FORMATS as readonly string[]).includes(value)) return value as ResultFormat;
+  throw new AppError('bad_request', `format must be one of ${RESULT_FORMATS.join(', ')}`);
+}
+
+/** The query-api HTTP app (not listening: `main` or a test calls `listen`). */
+export function createServer(deps: ServerDeps): express.Express {
+  const { config, catalog, log } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+  const read = requireScope(config.apiTokens, 'read');
+
+  if (config.corsOrigins.length) {
+    app.use((req, res, next) => {
+      const origin = req.headers.origin;
+      if (origin && (config.corsOrigins.includes('*') || config.corsOrigins.includes(origin))) {
+        res.setHeader('Access-Control-Allow-Origin', config.corsOrigins.includes('*') ? '*' : origin);
+        res.setHeader('Vary', 'Origin');
+        res.setHeader('Access-Control-Allow-Headers', 'authorization, content-type');
+        res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+        if (req.method === 'OPTIONS') return void res.status(204).end();
+      }
+      next();
+    });
+  }
+
+  app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
+  app.get('/readyz', (_req, res) => {
+    const r = deps.ready();
+    res.status(r.ready ? 200 : 503).json(r.ready ? { status: 'ready' } : { status: 'not ready', reason: r.reason });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
+  });
+
+  app.use('/v1', express.json({ limit: config.maxBodyBytes }));
+
+  const served = () => {
+    const gen = catalog.generation;
+    if (!gen) throw new AppError('not_ready', 'snapshots are still loading; retry shortly');
+    return gen;
+  };
+
+  app.get('/v1/tables', read, (_req, res) => {
+    const gen = served();
+    const tables = [...gen.tables.values()].map((t) => tableSummary(t.meta)).sort((a, b) => a.name.localeCompare(b.name));
+    res.json({ tables });
+  });
+
+  app.get('/v1/tables/:table', read, (req, res) => {
+    const name = String(req.params.table);
+    const t = served().tables.get(name) ?? served().tables.get(name.toLowerCase());
+    if (!t) throw new AppError('not_found', `no table named "${name}"`);
+    res.json(tableDetail(t.meta));
+  });
+
+  const query = async (req: Request, res: Response) => {
+    const input = req.method === 'GET' ? req.query : ((req.body ?? {}) as Record<string, unknown>);
+    const sql = input.sql;
+    if (typeof sql !== 'string' || !sql.trim()) throw new AppError('bad_request', 'the request needs "sql": a non-empty string');
+    if (sql.length > 1_000_000) throw new AppError('too_large', 'the SQL text is over 1,000,000 characters');
+    const format = parseFormat(input.format);
+    const result = await runQuery(served(), sql, format, config);
+    res.setHeader('Content-Type', result.contentType);
+    res.setHeader('X-FlashDuck-Row-Count', String(result.rowCount));
+    res.setHeader('X-FlashDuck-Truncated', String(result.truncated));
+    res.setHeader('X-FlashDuck-Tables', JSON.stringify(result.tables));
+    res.setHeader('X-FlashDuck-Elapsed-Ms', String(result.elapsedMs));
+    res.end(result.body);
+  };
+  app.get('/v1/query', read, query);
+  app.post('/v1/query', read, query);
+
+  app.get('/v1/status', read, async (_req, res) => {
+    const components = await readHeartbeats(deps.redis, deps.keys);
+    const gen = catalog.generation;
+    res.json({
+      components,
+      tables: gen ? [...gen.tables.values()].map((t) => tableSummary(t.meta)) : [],
+    });
+  });
+
+  app.get('/v1/events', read, (req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    res.write(`retry: 2000\n\n`);
+    const off = catalog.onChange((e) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`));
+    const keepAlive = setInterval(() => res.write(`: keep-alive\n\n`), 15_000);
+    req.on('close', () => {
+      off();
+      clearInterval(keepAlive);
+    });
+  });
+
+  app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }));
+
+  app.use('/v1', (req, _res, next) => next(new AppError('not_found', `no route ${req.method} ${req.path}`)));
+
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let appErr: AppError;
+    const e = err as { type?: string; status?: number; message?: string };
+    if (err instanceof AppError) appErr = err;
+    else if (e?.type === 'entity.too.large') appErr = new AppError('too_large', `the request body is over ${config.maxBodyBytes} bytes`);
+    else if (e?.type === 'entity.parse.failed') appErr = new AppError('bad_request', `the request body is not valid JSON: ${e.message ?? ''}`);
+    else if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) appErr = new AppError('bad_request', e.message ?? 'bad request');
+    else {
+      log.error({ err, path: req.path }, 'request failed');
+      appErr = new AppError('internal', `internal error: ${cleanDuckDBMessage(err).slice(0, 300)}`);
+    }
+    const status = appErr.code === 'timeout' ? 408 : HTTP_STATUS[appErr.code];
+    if (status === 503) res.setHeader('Retry-After', '1');
+    if (res.headersSent) return void res.end();
+    res.status(status).json({ error: { code: appErr.code, message: appErr.message } });
+  });
+  return app;
+}

@@ -1,0 +1,38 @@
+import type { TableMeta } from '@flashduck/core';
+
+/** The public shape of a table in `GET /v1/tables`. */
+export function tableSummary(meta: TableMeta) {
+  return {
+    name: meta.table,
+    version: meta.version,
+    rows: meta.rows,
+    columns: meta.columns.map((c) => ({ name: c.name, type: c.type })),
+    files: meta.files.map((f) => ({
+      path: f.path,
+      size: f.size,
+      rows: f.rows,
+      format: f.format,
+      modifiedAt: new Date(f.mtimeMs).toISOString(),
+      ...(f.stale ? { stale: true } : {}),
+    })),
+    errors: meta.errors,
+    updatedAt: new Date(meta.updatedAt).toISOString(),
+  };
+}
+
+/** `GET /v1/tables/<t>`: the summary plus snapshot details, column provenance and type conflicts. */
+export function tableDetail(meta: TableMeta) {
+  return {
+    ...tableSummary(meta),
+    columns: meta.columns.map((c) => ({ name: c.name, type: c.type, files: c.files ?? [] })),
+    snapshot: {
+      format: meta.format,
+      bytes: meta.bytes,
+      chunks: meta.chunks,
+      buildMs: meta.buildMs,
+      sourceGeneration: meta.sourceGen,
+      engine: meta.engine,
+    },
+    conflicts: meta.conflicts,
+  };
+}

@@ -1,0 +1,2 @@
+export { loadQueryApiConfig, type QueryApiConfig } from './config.js';
+export { startQueryApi, type QueryApi, type QueryApiDeps } from './query-api.js';

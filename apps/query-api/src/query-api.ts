@@ -1,0 +1,149 @@
+import { randomBytes } from 'node:crypto';
+import type http from 'node:http';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  HeartbeatPublisher,
+  SnapshotEvent,
+  closeRedis,
+  createKeys,
+  createRedis,
+  decode,
+  waitForRedis,
+  type Component,
+  type Logger,
+  type Readiness,
+} from '@flashduck/core';
+import type { QueryApiConfig } from './config.js';
+import { createServer } from './http/create-server.js';
+import { Catalog } from './snapshots/catalog.js';
+
+export interface QueryApiDeps {
+  readonly config: QueryApiConfig;
+  readonly log: Logger;
+}
+
+export interface QueryApi extends Component {
+  /** The port the server listens on (useful with QUERY_API_PORT=0). */
+  readonly port: number;
+  readonly catalog: Catalog;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes cache dirs left by query-api processes that no longer run. */
+async function removeStaleCacheDirs(root: string): Promise<void> {
+  let entries: string[] = [];
+  try {
+    entries = await readdir(root);
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const pid = Number(/^(\d+)-/.exec(e)?.[1]);
+    if (pid && pid !== process.pid && !alive(pid)) await rm(path.join(root, e), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Starts a query-api replica: loads every current snapshot, serves HTTP, and swaps in new versions
+ * as they are announced (pub/sub hint) or found by the periodic check (a missed hint is caught up).
+ */
+export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
+  const { config } = deps;
+  const log = deps.log.child({ component: 'query-api' });
+  const keys = createKeys(config.prefix);
+  const redis = createRedis(config, 'worker', log, 'query-api');
+  const subscriber = createRedis(config, 'subscriber', log, 'query-api-events');
+  await removeStaleCacheDirs(config.cacheDir);
+  const cacheDir = path.join(config.cacheDir, `${process.pid}-${randomBytes(3).toString('hex')}`);
+  await mkdir(cacheDir, { recursive: true });
+  const catalog = new Catalog({
+    redis,
+    keys,
+    log,
+    cacheDir,
+    connections: config.concurrency,
+    memoryLimitMb: config.memoryLimitMb,
+    threads: config.threads,
+  });
+  const readiness = (): Readiness => {
+    if (!catalog.loaded || !catalog.generation) return { ready: false, reason: 'loading snapshots' };
+    if (redis.status !== 'ready') return { ready: false, reason: `redis ${redis.status}` };
+    return { ready: true };
+  };
+
+  const refresh = () =>
+    catalog.refresh().catch((err: unknown) => log.warn({ err }, 'snapshot refresh failed; serving the previous versions'));
+  subscriber.on('message', (_channel: string, message: string) => {
+    const d = decode(SnapshotEvent, message);
+    if (!d.ok) log.warn({ error: d.error }, 'undecodable snapshot event ignored');
+    void refresh();
+  });
+  // Subscribing before the connection is ready races ioredis' ready check (INFO is refused in subscriber mode).
+  await waitForRedis(subscriber, 30_000);
+  await subscriber.subscribe(keys.events);
+  // Subscribing again after a reconnect is ioredis' job; the periodic refresh covers the gap.
+  const timer = setInterval(() => void refresh(), config.refreshMs);
+
+  const heartbeat = new HeartbeatPublisher(redis, keys, log, {
+    component: 'query-api',
+    instance: config.instanceId,
+    info: () => {
+      const gen = catalog.generation;
+      return {
+        port: server ? (server.address() as { port: number } | null)?.port : undefined,
+        generation: gen?.id,
+        tables: gen ? Object.fromEntries(gen.versions()) : {},
+        queued: gen?.queued ?? 0,
+      };
+    },
+  });
+
+  await refresh();
+  const app = createServer({ config, catalog, redis, keys, log, ready: readiness });
+  const server: http.Server = await new Promise((resolve, reject) => {
+    const s = app.listen(config.port, config.host, () => resolve(s));
+    s.once('error', reject);
+  });
+  // Slow clients may not hold sockets open: headers within 10 s, the whole request within the deadline plus a margin.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = config.timeoutMs + 30_000;
+  server.keepAliveTimeout = 5_000;
+  const port = (server.address() as { port: number }).port;
+  heartbeat.start();
+  log.info({ port, host: config.host, tables: catalog.generation?.tables.size ?? 0 }, 'query-api listening');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    name: 'query-api',
+    port,
+    catalog,
+    readiness,
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(timer);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+          // Event streams never end by themselves; in-flight queries get a moment to finish.
+          setTimeout(() => server.closeAllConnections(), Math.min(config.shutdownMs / 2, 5_000)).unref();
+        });
+        await catalog.close();
+        await heartbeat.stop();
+        await closeRedis(subscriber);
+        await closeRedis(redis);
+        await rm(cacheDir, { recursive: true, force: true });
+        log.info('query-api stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,205 @@
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  BlobMissingError,
+  SnapshotEvent,
+  gauge,
+  readTableMetas,
+  type TableMeta,
+  counter,
+  histogram,
+  readBlobToFile,
+  type Keys,
+  type Logger,
+  type RedisClient,
+} from '@flashduck/core';
+import { materializeSnapshot } from '@flashduck/core/duckdb';
+import { Generation, type ServedTable } from './generation.js';
+
+const swapsTotal = counter('flashduck_query_snapshot_swaps_total', 'Snapshot generations put into service');
+const loadSeconds = histogram('flashduck_query_snapshot_load_seconds', 'Time to fetch and prepare one table version', [], [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60]);
+const loadErrors = counter('flashduck_query_snapshot_load_errors_total', 'Table versions that could not be loaded', ['table']);
+const servedVersion = gauge('flashduck_query_served_version', 'Snapshot version this replica serves', ['table']);
+const servedRows = gauge('flashduck_query_served_rows', 'Rows this replica serves', ['table']);
+
+export interface CatalogOptions {
+  readonly redis: RedisClient;
+  readonly keys: Keys;
+  readonly log: Logger;
+  readonly cacheDir: string;
+  readonly connections: number;
+  readonly memoryLimitMb: number | undefined;
+  readonly threads: number | undefined;
+}
+
+/**
+ * The set of snapshot versions this replica serves. `refresh()` compares every table's metadata in
+ * Redis with what is served, fetches and prepares changed versions off the request path, then swaps
+ * in a new generation in one step. Queries pinned to the old generation finish on it.
+ */
+export class Catalog {
+  private current: Generation | null = null;
+  private nextId = 1;
+  private refreshing: Promise<void> | null = null;
+  private again = false;
+  private readonly live = new Set<Generation>();
+  private readonly failedVersions = new Map<string, number>();
+  private readonly listeners = new Set<(e: SnapshotEvent) => void>();
+  /** The last refresh completed: the replica has loaded what Redis announced at least once. */
+  loaded = false;
+
+  constructor(private readonly o: CatalogOptions) {}
+
+  /** The generation new queries use. */
+  get generation(): Generation | null {
+    return this.current;
+  }
+
+  /** Subscribes to table changes this replica has put into service. */
+  onChange(listener: (e: SnapshotEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Brings the served versions up to date (coalesces concurrent calls). */
+  refresh(): Promise<void> {
+    if (this.refreshing) {
+      this.again = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.again = false;
+        await this.refreshOnce();
+      } while (this.again);
+    })().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  private async readMetas(): Promise<Map<string, TableMeta>> {
+    const { metas, unreadable } = await readTableMetas(this.o.redis, this.o.keys);
+    for (const u of unreadable) {
+      this.o.log.error({ table: u.table, error: u.error }, 'table metadata unreadable; keeping the served version');
+      const served = this.current?.tables.get(u.table);
+      if (served) metas.set(u.table, served.meta);
+    }
+    return metas;
+  }
+
+  private fileFor(meta: TableMeta, ext: string): string {
+    return path.join(this.o.cacheDir, `${meta.table}.v${meta.version}.${ext}`);
+  }
+
+  private async prepare(meta: TableMeta): Promise<string | null> {
+    if (!meta.blob || meta.columns.length === 0) return null;
+    const started = Date.now();
+    const dbFile = this.fileFor(meta, 'duckdb');
+    const source = meta.format === 'duckdb' ? dbFile : this.fileFor(meta, meta.format);
+    await rm(dbFile, { force: true });
+    await rm(`${dbFile}.wal`, { force: true });
+    await readBlobToFile(this.o.redis, this.o.keys, { table: meta.table, id: meta.blob, chunks: meta.chunks }, source);
+    if (meta.format !== 'duckdb') {
+      try {
+        await materializeSnapshot({ format: meta.format, source, dbFile, table: meta.table, columns: meta.columns, duckdb: { threads: this.o.threads } });
+      } finally {
+        await rm(source, { force: true });
+      }
+    }
+    loadSeconds.observe((Date.now() - started) / 1000);
+    return dbFile;
+  }
+
+  private async refreshOnce(): Promise<void> {
+    const { log } = this.o;
+    await mkdir(this.o.cacheDir, { recursive: true });
+    const metas = await this.readMetas();
+    const served = this.current?.tables ?? new Map<string, ServedTable>();
+    const next = new Map<string, ServedTable>();
+    const changes: SnapshotEvent[] = [];
+    for (const [name, meta] of metas) {
+      const have = served.get(name);
+      if (have && have.meta.version === meta.version) {
+        next.set(name, have);
+        continue;
+      }
+      if (this.failedVersions.get(name) === meta.version) {
+        if (have) next.set(name, have);
+        continue;
+      }
+      try {
+        const dbFile = await this.prepare(meta);
+        next.set(name, { meta, dbFile });
+        changes.push({ v: 1, type: 'snapshot', table: name, version: meta.version, at: Date.now() });
+      } catch (err) {
+        if (err instanceof BlobMissingError) {
+          // Superseded and collected while we fetched it: the next refresh takes the newer version.
+          this.again = true;
+        } else {
+          this.failedVersions.set(name, meta.version);
+          loadErrors.inc({ table: name });
+          log.error({ err, table: name, version: meta.version }, 'could not load table version; serving the previous one');
+        }
+        if (have) next.set(name, have);
+      }
+    }
+    for (const name of served.keys()) {
+      if (!metas.has(name)) changes.push({ v: 1, type: 'dropped', table: name, version: 0, at: Date.now() });
+    }
+    if (changes.length || !this.current) {
+      await this.swap(next);
+      for (const c of changes) {
+        log.info({ table: c.table, version: c.version, type: c.type }, 'serving table version');
+        for (const l of this.listeners) l(c);
+      }
+    }
+    this.loaded = true;
+  }
+
+  private async swap(tables: Map<string, ServedTable>): Promise<void> {
+    const gen = await Generation.create(this.nextId++, tables, {
+      connections: this.o.connections,
+      memoryLimitMb: this.o.memoryLimitMb,
+      threads: this.o.threads,
+    });
+    gen.onClose = () => {
+      this.live.delete(gen);
+      void this.removeUnusedFiles();
+    };
+    this.live.add(gen);
+    const old = this.current;
+    this.current = gen;
+    old?.retire();
+    swapsTotal.inc();
+    servedVersion.reset();
+    servedRows.reset();
+    for (const [name, t] of tables) {
+      servedVersion.set({ table: name }, t.meta.version);
+      servedRows.set({ table: name }, t.meta.rows);
+    }
+  }
+
+  /** Deletes local snapshot files no live generation reads. */
+  private async removeUnusedFiles(): Promise<void> {
+    const used = new Set([...this.live].flatMap((g) => g.files()));
+    let entries: string[] = [];
+    try {
+      entries = await readdir(this.o.cacheDir);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const full = path.join(this.o.cacheDir, e);
+      if (!used.has(full) && !used.has(full.replace(/\.wal$/, ''))) await rm(full, { force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Retires every generation and deletes the local files. */
+  async close(): Promise<void> {
+    await this.refreshing?.catch(() => undefined);
+    this.current?.retire();
+    this.current = null;
+    for (const g of this.live) g.retire();
+  }
+}

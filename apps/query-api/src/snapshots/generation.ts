@@ -1,0 +1,151 @@
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { AppError, quoteIdent, quoteLiteral, type TableMeta } from '@flashduck/core';
+import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
+
+/** A table as one generation serves it. */
+export interface ServedTable {
+  readonly meta: TableMeta;
+  /** Local DuckDB database file with the table, or null when the table has no columns to serve. */
+  readonly dbFile: string | null;
+}
+
+/** Catalog alias of a table's attached database file. */
+export const catalogOf = (table: string) => `fd_${table}`;
+
+/**
+ * One set of table versions, served by its own DuckDB instance: every table's file attached
+ * READ_ONLY, a fixed pool of connections whose search path resolves bare table names, then
+ * external access disabled and configuration locked. User SQL can read those tables and nothing
+ * else. A query holds the generation (reference count) so a swap never breaks it; the instance
+ * closes when the last query on a retired generation ends.
+ */
+export class Generation {
+  private refs = 0;
+  private retired = false;
+  private closed = false;
+  private readonly idle: DuckDBConnection[];
+  private readonly waiters: { resolve: (conn: DuckDBConnection) => void; cancelled: boolean }[] = [];
+
+  private constructor(
+    readonly id: number,
+    readonly tables: ReadonlyMap<string, ServedTable>,
+    private readonly db: { instance: DuckDBInstance; conn: DuckDBConnection },
+    connections: DuckDBConnection[],
+  ) {
+    this.idle = connections;
+  }
+
+  static async create(
+    id: number,
+    tables: ReadonlyMap<string, ServedTable>,
+    options: { connections: number; memoryLimitMb?: number | undefined; threads?: number | undefined },
+  ): Promise<Generation> {
+    const db = await openDuckDB({ memoryLimitMb: options.memoryLimitMb, threads: options.threads });
+    try {
+      const served: string[] = [];
+      for (const [name, t] of tables) {
+        if (!t.dbFile) continue;
+        await db.conn.run(`ATTACH ${quoteLiteral(t.dbFile)} AS ${quoteIdent(catalogOf(name))} (READ_ONLY)`);
+        served.push(`${quoteIdent(catalogOf(name))}.main`);
+      }
+      const connections: DuckDBConnection[] = [];
+      for (let i = 0; i < options.connections; i++) {
+        const conn = await db.instance.connect();
+        await conn.run(`SET TimeZone='UTC'`);
+        // search_path is per connection and cannot change after the lock below, so every pooled
+        // connection gets it now.
+        if (served.length) await conn.run(`SET search_path=${quoteLiteral(served.join(','))}`);
+        connections.push(conn);
+      }
+      await db.conn.run('SET enable_external_access=false');
+      await db.conn.run('SET lock_configuration=true');
+      return new Generation(id, tables, db, connections);
+    } catch (err) {
+      closeDuckDB(db);
+      throw err;
+    }
+  }
+
+  /** Versions of the served tables. */
+  versions(): Map<string, number> {
+    return new Map([...this.tables].map(([n, t]) => [n, t.meta.version]));
+  }
+
+  /** Files this generation reads. */
+  files(): string[] {
+    return [...this.tables.values()].flatMap((t) => (t.dbFile ? [t.dbFile] : []));
+  }
+
+  /**
+   * Pins the generation for one query and hands out a connection, waiting while all are busy:
+   * at most `maxQueued` queries wait (then 503), and none past `deadlineAt` (then 408).
+   */
+  async acquire(maxQueued: number, deadlineAt: number): Promise<{ conn: DuckDBConnection; release: () => void }> {
+    this.refs += 1;
+    let conn = this.idle.pop();
+    if (!conn) {
+      if (this.waiters.length >= maxQueued) {
+        this.unpin();
+        throw new AppError('not_ready', 'the server is busy: too many queries are waiting; retry shortly', { details: { retryAfterSeconds: 1 } });
+      }
+      try {
+        conn = await new Promise<DuckDBConnection>((resolve, reject) => {
+          const waiter = { resolve: (c: DuckDBConnection) => { clearTimeout(timer); resolve(c); }, cancelled: false };
+          const timer = setTimeout(() => {
+            waiter.cancelled = true;
+            reject(new AppError('timeout', 'the query deadline passed while waiting for a free connection'));
+          }, Math.max(0, deadlineAt - Date.now()));
+          this.waiters.push(waiter);
+        });
+      } catch (err) {
+        this.unpin();
+        throw err;
+      }
+    }
+    let released = false;
+    const held = conn;
+    return {
+      conn: held,
+      release: () => {
+        if (released) return;
+        released = true;
+        let next = this.waiters.shift();
+        while (next?.cancelled) next = this.waiters.shift();
+        if (next) next.resolve(held);
+        else this.idle.push(held);
+        this.unpin();
+      },
+    };
+  }
+
+  private unpin(): void {
+    this.refs -= 1;
+    this.maybeClose();
+  }
+
+  /** Queries waiting for a connection. */
+  get queued(): number {
+    return this.waiters.filter((w) => !w.cancelled).length;
+  }
+
+  /** No new queries; closes when the running ones end. */
+  retire(): void {
+    this.retired = true;
+    this.maybeClose();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private maybeClose(): void {
+    if (!this.retired || this.refs > 0 || this.closed) return;
+    this.closed = true;
+    for (const c of this.idle) c.closeSync();
+    closeDuckDB(this.db);
+    this.onClose?.();
+  }
+
+  /** Called once when the instance has closed. */
+  onClose: (() => void) | undefined;
+}

@@ -1,0 +1,93 @@
+import type http from 'node:http';
+import { redactConfig, type CommonConfig } from './config.js';
+import { ConfigError } from './errors.js';
+import { createLogger, type Logger } from './logger.js';
+import { closeServer, collectDefaultMetrics, serveHealth, type Readiness } from './metrics.js';
+import { Shutdown } from './shutdown.js';
+
+/** A running part of FlashDuck (monitor, cacher, ...): what `main.ts` and `standalone` manage. */
+export interface Component {
+  readonly name: string;
+  /** Whether the component can do its work now. */
+  readiness(): Readiness;
+  /** Stops intake, finishes in-flight work, closes clients. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Loads a config from the environment; on problems prints every one (each naming its variable)
+ * to stderr and exits 1 before any connection is opened.
+ */
+export function loadConfigOrExit<C>(load: (env: NodeJS.ProcessEnv) => C, env: NodeJS.ProcessEnv = process.env): C {
+  try {
+    return load(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`flashduck: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+/**
+ * Runs components until SIGTERM/SIGINT: serves `/healthz`, `/readyz` and `/metrics` on
+ * `metricsPort` when set, and on a signal stops the components in reverse start order.
+ */
+export async function runComponents(options: {
+  log: Logger;
+  shutdownMs: number;
+  metricsPort?: number | undefined;
+  start: () => Promise<Component[]>;
+}): Promise<Component[]> {
+  const { log } = options;
+  collectDefaultMetrics();
+  const shutdown = new Shutdown(log, options.shutdownMs).listen();
+  let components: Component[] = [];
+  let server: http.Server | undefined;
+  shutdown.add('components', async () => {
+    for (const c of [...components].reverse()) await c.stop();
+  });
+  shutdown.add('health server', async () => {
+    if (server) await closeServer(server);
+  });
+  try {
+    components = await options.start();
+  } catch (err) {
+    log.fatal({ err }, 'start failed');
+    await shutdown.run();
+    process.exit(1);
+  }
+  if (options.metricsPort !== undefined) {
+    server = await serveHealth({
+      port: options.metricsPort,
+      log,
+      readiness: () => {
+        for (const c of components) {
+          const r = c.readiness();
+          if (!r.ready) return { ready: false, reason: `${c.name}: ${r.reason}` };
+        }
+        return { ready: true };
+      },
+    });
+  }
+  return components;
+}
+
+/** `main.ts` of a component: config → logger → start → run until a signal. */
+export async function runMain<C extends CommonConfig>(options: {
+  component: string;
+  loadConfig: (env: NodeJS.ProcessEnv) => C;
+  metricsPort?: (config: C) => number | undefined;
+  start: (config: C, log: Logger) => Promise<Component>;
+}): Promise<void> {
+  const config = loadConfigOrExit(options.loadConfig);
+  const log = createLogger(config.logLevel, { instance: config.instanceId });
+  log.info({ config: redactConfig(config) }, 'starting');
+  await runComponents({
+    log,
+    shutdownMs: config.shutdownMs,
+    metricsPort: options.metricsPort?.(config),
+    start: async () => [await options.start(config, log)],
+  });
+}

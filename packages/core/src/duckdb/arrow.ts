@@ -1,0 +1,362 @@
+import * as A from 'apache-arrow';
+import {
+  BIGINT,
+  BLOB,
+  BOOLEAN,
+  DATE,
+  DOUBLE,
+  DuckDBBlobValue,
+  DuckDBDataChunk,
+  DuckDBDateValue,
+  DuckDBTimestampMillisecondsValue,
+  DuckDBTimestampNanosecondsValue,
+  DuckDBTimestampSecondsValue,
+  DuckDBTimestampTZValue,
+  DuckDBTimestampValue,
+  DuckDBTypeId,
+  FLOAT,
+  INTEGER,
+  SMALLINT,
+  TIMESTAMP,
+  TIMESTAMP_MS,
+  TIMESTAMP_NS,
+  TIMESTAMP_S,
+  TIMESTAMPTZ,
+  TINYINT,
+  UBIGINT,
+  UINTEGER,
+  USMALLINT,
+  UTINYINT,
+  VARCHAR,
+  type DuckDBConnection,
+  type DuckDBResult,
+  type DuckDBType,
+  type DuckDBValue,
+} from '@duckdb/node-api';
+import { quoteIdent } from '../sql.js';
+import { jsonValueConverter } from './json-values.js';
+
+/** Types sent as JSON text (they cast back from JSON); other text-carried types use DuckDB's own text form. */
+const NESTED = new Set<DuckDBTypeId>([DuckDBTypeId.LIST, DuckDBTypeId.STRUCT, DuckDBTypeId.MAP, DuckDBTypeId.ARRAY, DuckDBTypeId.UNION]);
+
+type Kind = 'number' | 'bigint' | 'bool' | 'utf8' | 'binary' | 'date' | 'timestamp' | 'text';
+
+interface ColumnPlan {
+  readonly name: string;
+  readonly duckType: DuckDBType;
+  readonly arrowType: A.DataType;
+  readonly kind: Kind;
+}
+
+function timestampUnitOf(id: DuckDBTypeId): A.TimeUnit {
+  if (id === DuckDBTypeId.TIMESTAMP_S) return A.TimeUnit.SECOND;
+  if (id === DuckDBTypeId.TIMESTAMP_MS) return A.TimeUnit.MILLISECOND;
+  if (id === DuckDBTypeId.TIMESTAMP_NS) return A.TimeUnit.NANOSECOND;
+  return A.TimeUnit.MICROSECOND;
+}
+
+/**
+ * How each DuckDB type travels in Arrow: numbers, booleans, text, blobs, dates and timestamps
+ * natively (timestamps with their own unit, exact); DECIMAL as Float64 up to 15 digits, as text
+ * beyond; 128-bit integers, TIME, INTERVAL, UUID, lists, structs and maps as text (JSON for nested).
+ */
+function planColumn(name: string, type: DuckDBType): ColumnPlan {
+  const p = (arrowType: A.DataType, kind: Kind): ColumnPlan => ({ name, duckType: type, arrowType, kind });
+  switch (type.typeId) {
+    case DuckDBTypeId.BOOLEAN:
+      return p(new A.Bool(), 'bool');
+    case DuckDBTypeId.TINYINT:
+      return p(new A.Int8(), 'number');
+    case DuckDBTypeId.SMALLINT:
+      return p(new A.Int16(), 'number');
+    case DuckDBTypeId.INTEGER:
+      return p(new A.Int32(), 'number');
+    case DuckDBTypeId.BIGINT:
+      return p(new A.Int64(), 'bigint');
+    case DuckDBTypeId.UTINYINT:
+      return p(new A.Uint8(), 'number');
+    case DuckDBTypeId.USMALLINT:
+      return p(new A.Uint16(), 'number');
+    case DuckDBTypeId.UINTEGER:
+      return p(new A.Uint32(), 'number');
+    case DuckDBTypeId.UBIGINT:
+      return p(new A.Uint64(), 'bigint');
+    case DuckDBTypeId.FLOAT:
+      return p(new A.Float32(), 'number');
+    case DuckDBTypeId.DOUBLE:
+      return p(new A.Float64(), 'number');
+    case DuckDBTypeId.DECIMAL:
+      return ((type as { width?: number }).width ?? 38) <= 15 ? p(new A.Float64(), 'number') : p(new A.Utf8(), 'text');
+    case DuckDBTypeId.VARCHAR:
+      return p(new A.Utf8(), 'utf8');
+    case DuckDBTypeId.BLOB:
+      return p(new A.Binary(), 'binary');
+    case DuckDBTypeId.DATE:
+      return p(new A.DateDay(), 'date');
+    case DuckDBTypeId.TIMESTAMP:
+    case DuckDBTypeId.TIMESTAMP_S:
+    case DuckDBTypeId.TIMESTAMP_MS:
+    case DuckDBTypeId.TIMESTAMP_NS:
+      return p(new A.Timestamp(timestampUnitOf(type.typeId)), 'timestamp');
+    case DuckDBTypeId.TIMESTAMP_TZ:
+      return p(new A.Timestamp(A.TimeUnit.MICROSECOND, 'UTC'), 'timestamp');
+    default:
+      return p(new A.Utf8(), 'text');
+  }
+}
+
+function timestampRaw(v: DuckDBValue): bigint {
+  const t = v as { micros?: bigint; millis?: bigint; seconds?: bigint; nanos?: bigint };
+  return t.micros ?? t.millis ?? t.seconds ?? t.nanos ?? 0n;
+}
+
+class ColumnBuilder {
+  private builder: A.Builder;
+
+  constructor(readonly plan: ColumnPlan) {
+    this.builder = ColumnBuilder.make(plan);
+  }
+
+  private static make(plan: ColumnPlan): A.Builder {
+    // Dates and timestamps are built as raw integers and retyped at flush: exact, and no Date objects.
+    const type = plan.kind === 'timestamp' ? new A.Int64() : plan.kind === 'date' ? new A.Int32() : plan.arrowType;
+    return A.makeBuilder({ type, nullValues: [null, undefined] });
+  }
+
+  append(values: readonly DuckDBValue[]): void {
+    const b = this.builder;
+    const { kind, duckType } = this.plan;
+    for (const v of values) {
+      if (v === null) {
+        b.append(null);
+        continue;
+      }
+      switch (kind) {
+        case 'number':
+          b.append(typeof v === 'number' ? v : Number(String(v)));
+          break;
+        case 'bigint':
+        case 'bool':
+        case 'utf8':
+          b.append(v);
+          break;
+        case 'binary':
+          b.append((v as DuckDBBlobValue).bytes);
+          break;
+        case 'date':
+          b.append((v as DuckDBDateValue).days);
+          break;
+        case 'timestamp':
+          b.append(timestampRaw(v));
+          break;
+        case 'text':
+          b.append(NESTED.has(duckType.typeId) ? JSON.stringify(jsonValueConverter(v, duckType, jsonValueConverter)) : String(v));
+          break;
+      }
+    }
+  }
+
+  /** The built vector; the builder starts over. */
+  flush(): A.Vector {
+    const built = this.builder.finish().toVector();
+    this.builder = ColumnBuilder.make(this.plan);
+    if (this.plan.kind !== 'timestamp' && this.plan.kind !== 'date') return built;
+    const datas = built.data.map((d) =>
+      A.makeData({
+        type: this.plan.arrowType as A.Timestamp,
+        offset: d.offset,
+        length: d.length,
+        nullCount: d.nullCount,
+        data: d.values as never,
+        nullBitmap: d.nullBitmap,
+      } as never),
+    );
+    return new A.Vector(datas);
+  }
+}
+
+/**
+ * Encodes a DuckDB result as an Arrow IPC stream, a record batch per `batchRows` rows.
+ * Stops after `maxRows` rows (the caller learns whether more were available).
+ */
+export async function encodeArrowStream(
+  result: DuckDBResult,
+  options: { maxRows?: number; batchRows?: number } = {},
+): Promise<{ bytes: Uint8Array; rows: number; truncated: boolean }> {
+  const names = result.deduplicatedColumnNames();
+  const types = result.columnTypes();
+  const builders = names.map((n, i) => new ColumnBuilder(planColumn(n, types[i]!)));
+  const schema = new A.Schema(builders.map((b) => new A.Field(b.plan.name, b.plan.arrowType, true)));
+  const writer = new A.RecordBatchStreamWriter();
+  writer.reset(undefined, schema);
+  const maxRows = options.maxRows ?? Number.POSITIVE_INFINITY;
+  const batchRows = options.batchRows ?? 65_536;
+  let rows = 0;
+  let pending = 0;
+  let truncated = false;
+  const flush = () => {
+    if (pending === 0) return;
+    const children = builders.map((b) => b.flush());
+    const data = A.makeData({
+      type: new A.Struct(schema.fields),
+      length: pending,
+      nullCount: 0,
+      children: children.map((c) => c.data[0]!),
+    });
+    writer.write(new A.RecordBatch(schema, data));
+    pending = 0;
+  };
+  for (;;) {
+    const chunk = await result.fetchChunk();
+    if (!chunk || chunk.rowCount === 0) break;
+    let take = chunk.rowCount;
+    if (rows + take > maxRows) {
+      take = maxRows - rows;
+      truncated = true;
+    }
+    builders.forEach((b, i) => {
+      const values = chunk.getColumnValues(i);
+      b.append(take === values.length ? values : values.slice(0, take));
+    });
+    rows += take;
+    pending += take;
+    if (pending >= batchRows) flush();
+    if (truncated) break;
+    if (rows === maxRows) {
+      const more = await result.fetchChunk();
+      truncated = !!more && more.rowCount > 0;
+      break;
+    }
+  }
+  flush();
+  writer.finish();
+  return { bytes: writer.toUint8Array(true), rows, truncated };
+}
+
+function duckTypeOfArrow(type: A.DataType): DuckDBType {
+  switch (type.typeId) {
+    case A.Type.Bool:
+      return BOOLEAN;
+    case A.Type.Int: {
+      const t = type as A.Int;
+      const map: Record<string, DuckDBType> = {
+        '8true': TINYINT,
+        '16true': SMALLINT,
+        '32true': INTEGER,
+        '64true': BIGINT,
+        '8false': UTINYINT,
+        '16false': USMALLINT,
+        '32false': UINTEGER,
+        '64false': UBIGINT,
+      };
+      return map[`${t.bitWidth}${t.isSigned}`] ?? BIGINT;
+    }
+    case A.Type.Float:
+      return (type as A.Float).precision === A.Precision.SINGLE ? FLOAT : DOUBLE;
+    case A.Type.Binary:
+      return BLOB;
+    case A.Type.Date:
+      return DATE;
+    case A.Type.Timestamp: {
+      const t = type as A.Timestamp;
+      if (t.timezone) return TIMESTAMPTZ;
+      if (t.unit === A.TimeUnit.SECOND) return TIMESTAMP_S;
+      if (t.unit === A.TimeUnit.MILLISECOND) return TIMESTAMP_MS;
+      if (t.unit === A.TimeUnit.NANOSECOND) return TIMESTAMP_NS;
+      return TIMESTAMP;
+    }
+    default:
+      return VARCHAR;
+  }
+}
+
+function toDuckValues(vector: A.Vector, from: number, to: number): DuckDBValue[] {
+  const out: DuckDBValue[] = new Array<DuckDBValue>(to - from);
+  const type = vector.type as A.DataType;
+  const tz = type.typeId === A.Type.Timestamp ? (type as A.Timestamp) : null;
+  const raw = (i: number): unknown => {
+    // Dates and timestamps: read the stored integer, not the millisecond view `get` gives.
+    const { data, index } = locate(vector, i);
+    if (!data.getValid(index)) return null;
+    return (data.values as ArrayLike<unknown>)[data.offset + index];
+  };
+  for (let i = from; i < to; i++) {
+    if (type.typeId === A.Type.Date || tz) {
+      const v = raw(i);
+      if (v === null) out[i - from] = null;
+      else if (type.typeId === A.Type.Date) out[i - from] = new DuckDBDateValue(Number(v));
+      else out[i - from] = timestampValueFor(tz!, BigInt(v as bigint));
+      continue;
+    }
+    const v = vector.get(i) as unknown;
+    if (v === null || v === undefined) out[i - from] = null;
+    else if (type.typeId === A.Type.Binary) out[i - from] = new DuckDBBlobValue(v as Uint8Array);
+    else out[i - from] = v as DuckDBValue;
+  }
+  return out;
+}
+
+function locate(vector: A.Vector, i: number): { data: A.Data; index: number } {
+  let index = i;
+  for (const data of vector.data) {
+    if (index < data.length) return { data, index };
+    index -= data.length;
+  }
+  throw new RangeError(`row ${i} is outside the vector`);
+}
+
+function timestampValueFor(t: A.Timestamp, raw: bigint): DuckDBValue {
+  if (t.timezone) return new DuckDBTimestampTZValue(raw);
+  if (t.unit === A.TimeUnit.SECOND) return new DuckDBTimestampSecondsValue(raw);
+  if (t.unit === A.TimeUnit.MILLISECOND) return new DuckDBTimestampMillisecondsValue(raw);
+  if (t.unit === A.TimeUnit.NANOSECOND) return new DuckDBTimestampNanosecondsValue(raw);
+  return new DuckDBTimestampValue(raw);
+}
+
+/**
+ * Loads an Arrow IPC stream into a new DuckDB table, then casts each column to the type it had
+ * when encoded (`types`, by column name), undoing the text encoding of types Arrow cannot carry.
+ */
+export async function loadArrowStream(
+  conn: DuckDBConnection,
+  bytes: Uint8Array,
+  target: { catalog?: string; table: string },
+  types: ReadonlyMap<string, string>,
+): Promise<number> {
+  const reader = A.RecordBatchReader.from(bytes);
+  reader.open();
+  const schema = reader.schema;
+  const stageTypes = schema.fields.map((f) => duckTypeOfArrow(f.type));
+  const stage = `__stage_${target.table}`;
+  const cols = schema.fields.map((f, i) => `${quoteIdent(f.name)} ${stageTypes[i]!.toString()}`);
+  await conn.run(`CREATE TEMP TABLE ${quoteIdent(stage)} (${cols.join(', ')})`);
+  const appender = await conn.createAppender(stage, null, 'temp');
+  let rows = 0;
+  try {
+    for (const batch of reader) {
+      for (let start = 0; start < batch.numRows; start += 2048) {
+        const end = Math.min(start + 2048, batch.numRows);
+        const chunk = DuckDBDataChunk.create(stageTypes, end - start);
+        schema.fields.forEach((_, c) => chunk.setColumnValues(c, toDuckValues(batch.getChildAt(c)!, start, end)));
+        appender.appendDataChunk(chunk);
+      }
+      rows += batch.numRows;
+    }
+    appender.flushSync();
+  } finally {
+    appender.closeSync();
+  }
+  const select = schema.fields
+    .map((f, i) => {
+      const want = types.get(f.name);
+      const have = stageTypes[i]!.toString();
+      const id = quoteIdent(f.name);
+      if (!want || want === have) return id;
+      return want === 'JSON' || /[[(]/.test(want) ? `CAST(CAST(${id} AS JSON) AS ${want}) AS ${id}` : `CAST(${id} AS ${want}) AS ${id}`;
+    })
+    .join(', ');
+  const name = target.catalog ? `${quoteIdent(target.catalog)}.${quoteIdent(target.table)}` : quoteIdent(target.table);
+  await conn.run(`CREATE TABLE ${name} AS SELECT ${select} FROM temp.${quoteIdent(stage)}`);
+  await conn.run(`DROP TABLE temp.${quoteIdent(stage)}`);
+  return rows;
+}

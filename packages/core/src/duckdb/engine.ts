@@ -1,0 +1,47 @@
+import { createRequire } from 'node:module';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+
+const require = createRequire(import.meta.url);
+
+/** The @duckdb/node-api version: a `duckdb` snapshot is only read by the same storage engine. */
+export const DUCKDB_ENGINE_VERSION: string = (require('@duckdb/node-api/package.json') as { version: string }).version;
+
+export interface DuckDBOptions {
+  /** Memory limit of the instance in MiB (DuckDB's default is 80% of RAM per instance). */
+  readonly memoryLimitMb?: number;
+  readonly threads?: number;
+  /** Where DuckDB may spill; none when unset. */
+  readonly tempDir?: string;
+}
+
+/**
+ * Opens an in-memory DuckDB with FlashDuck's base settings: UTC, no extension downloads
+ * (only parquet, json and icu exist offline; autoinstall would hang on a network timeout).
+ */
+export async function openDuckDB(options: DuckDBOptions = {}): Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> {
+  const config: Record<string, string> = {
+    autoinstall_known_extensions: 'false',
+    autoload_known_extensions: 'true',
+  };
+  if (options.memoryLimitMb) config.memory_limit = `${options.memoryLimitMb}MB`;
+  if (options.threads) config.threads = String(options.threads);
+  if (options.tempDir) config.temp_directory = options.tempDir;
+  const instance = await DuckDBInstance.create(':memory:', config);
+  const conn = await instance.connect();
+  await conn.run(`SET TimeZone='UTC'`);
+  return { instance, conn };
+}
+
+/** Closes a connection and its instance, ignoring errors from an already closed one. */
+export function closeDuckDB(handle: { instance: DuckDBInstance; conn: DuckDBConnection }): void {
+  try {
+    handle.conn.closeSync();
+  } catch {
+    /* already closed */
+  }
+  try {
+    handle.instance.closeSync();
+  } catch {
+    /* already closed */
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Every Redis key, stream, channel and queue name FlashDuck uses. No other module builds one.
+ *
+ * Layout for prefix `fd` and table `orders` (per-table keys carry the table as a hash tag, so every
+ * multi-key step on one table stays in one Redis Cluster slot):
+ *
+ * ```
+ * fd:tables                      SET    table names                 writer: monitor (add), cacher (remove on drop)
+ * fd:heartbeats                  HASH   "<component>:<instance>" → Heartbeat   writer: every component; readers: status, console
+ * fd:events                      PUBSUB snapshot/drop hints         writer: cacher (inside the publish script); readers: query-api
+ * fd:{lease:<name>}:owner        STRING "<token>|<epoch>" with TTL  writer: the lease holder (monitor leader, exporter per table)
+ * fd:{lease:<name>}:epoch        STRING fencing counter
+ * fd:{orders}:files              HASH   path → FileFingerprint      writer: monitor leader; reader: cacher
+ * fd:{orders}:state              HASH   gen, epoch, scannedAt       writer: monitor leader; readers: cacher, status
+ * fd:{orders}:meta               HASH   current snapshot + metadata writer: cacher (publish script); readers: query-api, exporter, cli
+ * fd:{orders}:seq                STRING snapshot version counter    writer: cacher
+ * fd:{orders}:retired            ZSET   version → retired-at ms     writer: cacher (publish script, garbage collection)
+ * fd:{orders}:frags              HASH   path → Fragment             writer/reader: cacher
+ * fd:{orders}:blob:<id>:<i>      STRING chunk i of blob <id> (snapshot "v<version>", fragment "f<n>")
+ * fd:{orders}:build              STRING rebuild lease "<token>|<epoch>"   writer: cacher
+ * fd:{orders}:build-epoch        STRING rebuild lease fencing counter
+ * fd:{orders}:exported           HASH   last export of the table    writer: exporter; readers: status, console
+ * fd:{orders}:writes             STREAM upsert/delete entries       writer: query-api, cli; reader: write-applier group
+ * fd:{orders}:write-state        HASH   writeId → WriteStatus       writer: write-applier, query-api
+ * fd:{q}:<queue>:*               BullMQ queues (prefix "fd:{q}", one slot for all queues)
+ * ```
+ */
+export interface Keys {
+  readonly prefix: string;
+  /** SET of known table names. */
+  readonly tables: string;
+  /** HASH of component heartbeats. */
+  readonly heartbeats: string;
+  /** Pub/sub channel for snapshot hints (a wake-up only; state lives in `meta`). */
+  readonly events: string;
+  /** BullMQ prefix (carries a hash tag so every queue key shares one slot). */
+  readonly bullPrefix: string;
+  /** Owner key of a named lease. */
+  leaseOwner(name: string): string;
+  /** Fencing counter of a named lease. */
+  leaseEpoch(name: string): string;
+  tableFiles(table: string): string;
+  tableState(table: string): string;
+  tableMeta(table: string): string;
+  tableSeq(table: string): string;
+  tableRetired(table: string): string;
+  tableFragments(table: string): string;
+  /** Chunk `index` of blob `id` of a table. */
+  blobChunk(table: string, id: string, index: number): string;
+  tableBuildLease(table: string): string;
+  tableBuildEpoch(table: string): string;
+  tableExported(table: string): string;
+  tableWrites(table: string): string;
+  tableWriteState(table: string): string;
+}
+
+/** Queue names (BullMQ), under {@link Keys.bullPrefix}. */
+export const QUEUES = {
+  /** monitor → cacher: one job per changed table (ScanDiff). */
+  scanDiffs: 'scan-diffs',
+  /** cacher → exporter: one job per published snapshot (SnapshotEvent). */
+  snapshots: 'snapshots',
+  /** Messages that failed to decode, kept for inspection. */
+  deadLetters: 'dead-letters',
+} as const;
+
+const PREFIX_RE = /^[A-Za-z0-9_.-]+$/;
+
+/** Builds the key set for a prefix. The prefix may not contain `{`, `}` or `:`. */
+export function createKeys(prefix: string): Keys {
+  if (!PREFIX_RE.test(prefix)) {
+    throw new Error(`invalid key prefix "${prefix}": use letters, digits, "_", "." or "-"`);
+  }
+  const t = (table: string, rest: string) => `${prefix}:{${table}}:${rest}`;
+  return {
+    prefix,
+    tables: `${prefix}:tables`,
+    heartbeats: `${prefix}:heartbeats`,
+    events: `${prefix}:events`,
+    bullPrefix: `${prefix}:{q}`,
+    leaseOwner: (name) => `${prefix}:{lease:${name}}:owner`,
+    leaseEpoch: (name) => `${prefix}:{lease:${name}}:epoch`,
+    tableFiles: (table) => t(table, 'files'),
+    tableState: (table) => t(table, 'state'),
+    tableMeta: (table) => t(table, 'meta'),
+    tableSeq: (table) => t(table, 'seq'),
+    tableRetired: (table) => t(table, 'retired'),
+    tableFragments: (table) => t(table, 'frags'),
+    blobChunk: (table, id, index) => t(table, `blob:${id}:${index}`),
+    tableBuildLease: (table) => t(table, 'build'),
+    tableBuildEpoch: (table) => t(table, 'build-epoch'),
+    tableExported: (table) => t(table, 'exported'),
+    tableWrites: (table) => t(table, 'writes'),
+    tableWriteState: (table) => t(table, 'write-state'),
+  };
+}
+
+/** The hash tag Redis Cluster uses to place a key: the text between the first `{` and the next `}`. */
+export function hashTagOf(key: string): string {
+  const open = key.indexOf('{');
+  if (open < 0) return key;
+  const close = key.indexOf('}', open + 1);
+  if (close <= open + 1) return key;
+  return key.slice(open + 1, close);
+}

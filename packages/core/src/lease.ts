@@ -1,0 +1,53 @@
+import { randomUUID } from 'node:crypto';
+import { LuaScript, type RedisClient } from './redis.js';
+
+const acquireScript = LuaScript.load('lease-acquire-2');
+const releaseScript = LuaScript.load('lease-release-1');
+
+/** Where a lease lives: its owner key and its fencing counter (same hash slot). */
+export interface LeaseKeys {
+  readonly owner: string;
+  readonly epoch: string;
+}
+
+/**
+ * A lease held by one token at a time, with a fencing epoch that grows on every new holder.
+ * Writers that must not act on a lost lease pass the epoch (or token) to a script that checks it.
+ */
+export class Lease {
+  readonly token: string;
+  private epochValue = 0;
+
+  constructor(
+    private readonly redis: RedisClient,
+    readonly keys: LeaseKeys,
+    readonly ttlMs: number,
+    owner: string,
+  ) {
+    // The random part makes two holders in one process (two jobs, two tests) distinct.
+    this.token = `${owner}:${randomUUID().slice(0, 8)}`;
+  }
+
+  /** The epoch of the last successful acquire/renew, 0 when not held. */
+  get epoch(): number {
+    return this.epochValue;
+  }
+
+  /** Acquires or renews; returns true when held afterwards. */
+  async tryAcquire(): Promise<boolean> {
+    const epoch = Number(await acquireScript.run(this.redis, [this.keys.owner, this.keys.epoch], [this.token, this.ttlMs]));
+    this.epochValue = epoch;
+    return epoch > 0;
+  }
+
+  /** Releases if still held. */
+  async release(): Promise<void> {
+    this.epochValue = 0;
+    await releaseScript.run(this.redis, [this.keys.owner], [this.token]);
+  }
+
+  /** Who holds the lease now ("<token>|<epoch>"), or null. */
+  async holder(): Promise<string | null> {
+    return await this.redis.get(this.keys.owner);
+  }
+}

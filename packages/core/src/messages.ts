@@ -1,0 +1,144 @@
+import { z } from 'zod';
+
+/**
+ * Message and stored-record schemas. Every message carries `v`; a reader decodes with
+ * {@link decode} and treats a failure as a bad message (logged with its id, dead-lettered, skipped).
+ */
+
+/** What the monitor records of a data file: changes in any field mean the file changed. */
+export const FileFingerprint = z.object({
+  size: z.number().int().nonnegative(),
+  mtimeMs: z.number(),
+  ino: z.number(),
+  dev: z.number(),
+  /** Set when the monitor will not let the file be read (a symlink leaving the data dir, a FIFO). */
+  refused: z.string().optional(),
+});
+export type FileFingerprint = z.infer<typeof FileFingerprint>;
+
+/** monitor → cacher: a table's files changed (BullMQ job data). */
+export const ScanDiff = z.object({
+  v: z.literal(1),
+  table: z.string().min(1),
+  /** Manifest generation this diff produced. */
+  gen: z.number().int().positive(),
+  at: z.number(),
+  added: z.array(z.string()),
+  removed: z.array(z.string()),
+  modified: z.array(z.string()),
+  renamed: z.array(z.object({ from: z.string(), to: z.string() })),
+  /** Number of files in the table after the change. */
+  files: z.number().int().nonnegative(),
+});
+export type ScanDiff = z.infer<typeof ScanDiff>;
+
+/** cacher → everyone: a table has a new snapshot, or was dropped (pub/sub hint and exporter job data). */
+export const SnapshotEvent = z.object({
+  v: z.literal(1),
+  type: z.enum(['snapshot', 'dropped']),
+  table: z.string().min(1),
+  version: z.number().int().nonnegative(),
+  at: z.number(),
+});
+export type SnapshotEvent = z.infer<typeof SnapshotEvent>;
+
+/** A component's liveness record, refreshed every few seconds. */
+export const Heartbeat = z.object({
+  v: z.literal(1),
+  component: z.string(),
+  instance: z.string(),
+  host: z.string(),
+  pid: z.number().int(),
+  startedAt: z.number(),
+  lastLoopAt: z.number(),
+  /** When this record was written; the instance is gone once `beatAt + ttlMs` has passed. */
+  beatAt: z.number(),
+  ttlMs: z.number().int().positive(),
+  /** Component-specific figures: lag, queue depths, role. */
+  info: z.record(z.string(), z.unknown()),
+});
+export type Heartbeat = z.infer<typeof Heartbeat>;
+
+/** Snapshot formats the cacher can store. */
+export const SNAPSHOT_FORMATS = ['duckdb', 'parquet', 'arrow', 'json'] as const;
+export type SnapshotFormat = (typeof SNAPSHOT_FORMATS)[number];
+
+export const ColumnInfo = z.object({ name: z.string(), type: z.string(), files: z.array(z.string()).optional() });
+export type ColumnInfo = z.infer<typeof ColumnInfo>;
+
+export const FileError = z.object({ file: z.string(), message: z.string() });
+export type FileError = z.infer<typeof FileError>;
+
+export const SnapshotFile = z.object({
+  path: z.string(),
+  size: z.number(),
+  mtimeMs: z.number(),
+  rows: z.number(),
+  format: z.string(),
+  /** True when the rows come from an earlier readable version of a file that now fails. */
+  stale: z.boolean().optional(),
+});
+export type SnapshotFile = z.infer<typeof SnapshotFile>;
+
+/** Stored in `meta`: the table's current snapshot (one atomic step replaces it). */
+export const TableMeta = z.object({
+  v: z.literal(1),
+  table: z.string(),
+  version: z.number().int().positive(),
+  format: z.enum(SNAPSHOT_FORMATS),
+  /** Blob id of the snapshot bytes. */
+  blob: z.string(),
+  chunks: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  rows: z.number().int().nonnegative(),
+  columns: z.array(ColumnInfo),
+  files: z.array(SnapshotFile),
+  errors: z.array(FileError),
+  conflicts: z.array(z.unknown()),
+  /** Manifest generation the snapshot was built from. */
+  sourceGen: z.number().int().nonnegative(),
+  buildMs: z.number(),
+  updatedAt: z.number(),
+  /** DuckDB library version that wrote a `duckdb` snapshot (its storage format must be readable). */
+  engine: z.string(),
+});
+export type TableMeta = z.infer<typeof TableMeta>;
+
+/** Stored in `frags`: a file's rows as read once, reused while the file is unchanged or unreadable. */
+export const Fragment = z.object({
+  v: z.literal(1),
+  path: z.string(),
+  fingerprint: FileFingerprint,
+  blob: z.string(),
+  chunks: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  rows: z.number().int().nonnegative(),
+  columns: z.array(z.object({ name: z.string(), type: z.string() })),
+  format: z.string(),
+  /** Set when the current version of the file fails to read (the rows above are from an earlier one). */
+  failed: z.object({ fingerprint: FileFingerprint, message: z.string() }).optional(),
+});
+export type Fragment = z.infer<typeof Fragment>;
+
+/** Result of decoding: the value, or why it is not one. */
+export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/** Decodes a JSON string (or already-parsed value) with a schema. Never throws. */
+export function decode<T>(schema: z.ZodType<T>, input: unknown): Decoded<T> {
+  let value = input;
+  if (typeof input === 'string') {
+    try {
+      value = JSON.parse(input);
+    } catch (err) {
+      return { ok: false, error: `not JSON: ${(err as Error).message}` };
+    }
+  }
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  return { ok: false, error: z.prettifyError(parsed.error).replace(/\n/g, '; ') };
+}
+
+/** Encodes a message after checking it against its schema (a bug here should fail loudly, at the writer). */
+export function encode<T>(schema: z.ZodType<T>, value: T): string {
+  return JSON.stringify(schema.parse(value));
+}

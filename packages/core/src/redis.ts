@@ -1,0 +1,107 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { CommonConfig } from './config.js';
+import type { Logger } from './logger.js';
+
+/** A single Redis or a Redis Cluster client: everything FlashDuck does works on both. */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * What a client is for:
+ * - `worker`: loops and blocking consumers, retries forever while Redis is away (BullMQ requires this);
+ * - `request`: request paths, fail fast instead of queueing commands while disconnected;
+ * - `subscriber`: pub/sub only.
+ */
+export type RedisRole = 'worker' | 'request' | 'subscriber';
+
+/** Opens a client for a role. Every client logs its errors (an unhandled 'error' would crash the process). */
+export function createRedis(
+  config: Pick<CommonConfig, 'redisUrl' | 'redisClusterNodes'>,
+  role: RedisRole,
+  log: Logger,
+  name: string = role,
+): RedisClient {
+  const options: RedisOptions = {
+    connectionName: `flashduck:${name}`,
+    maxRetriesPerRequest: role === 'request' ? 2 : null,
+    enableOfflineQueue: role !== 'request',
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+    reconnectOnError: (err) => err.message.startsWith('READONLY'),
+  };
+  const client: RedisClient = config.redisClusterNodes
+    ? new Cluster([...config.redisClusterNodes], {
+        redisOptions: options,
+        enableOfflineQueue: role !== 'request',
+        clusterRetryStrategy: (times) => Math.min(times * 200, 2_000),
+      })
+    : new Redis(config.redisUrl, options);
+  let reported = false;
+  client.on('error', (err: Error) => {
+    // One line per outage, not one per retry.
+    if (!reported) log.warn({ err: { message: err.message }, role: name }, 'redis connection error');
+    reported = true;
+  });
+  client.on('ready', () => {
+    if (reported) log.info({ role: name }, 'redis reconnected');
+    reported = false;
+  });
+  return client;
+}
+
+/** Waits until a client is ready (or throws after `timeoutMs`). */
+export async function waitForRedis(client: RedisClient, timeoutMs = 10_000): Promise<void> {
+  if (client.status === 'ready') return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`Redis did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onReady = () => {
+      cleanup();
+      resolve();
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+    };
+    client.on('ready', onReady);
+  });
+}
+
+/** Closes a client, waiting for pending replies but never longer than a second. */
+export async function closeRedis(client: RedisClient): Promise<void> {
+  if (client.status === 'end') return;
+  await Promise.race([client.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
+  client.disconnect();
+}
+
+/** A Lua script from `packages/core/lua/<name>.lua`, run by SHA with a fallback to EVAL. */
+export class LuaScript {
+  readonly sha: string;
+
+  constructor(
+    readonly name: string,
+    readonly source: string,
+    readonly numKeys: number,
+  ) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  static load(name: string): LuaScript {
+    const source = readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), 'utf8');
+    const numKeys = Number(/-(\d+)$/.exec(name)?.[1]);
+    if (!Number.isInteger(numKeys)) throw new Error(`lua script name "${name}" must end with -<numKeys>`);
+    return new LuaScript(name, source, numKeys);
+  }
+
+  async run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    if (keys.length !== this.numKeys) throw new Error(`${this.name} takes ${this.numKeys} keys, got ${keys.length}`);
+    try {
+      return await client.evalsha(this.sha, this.numKeys, ...keys, ...args);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.includes('NOSCRIPT')) throw err;
+      return await client.eval(this.source, this.numKeys, ...keys, ...args);
+    }
+  }
+}
