@@ -58,7 +58,8 @@ export async function planSources(input: BuildPlanInput): Promise<FileSource[]> 
     const fragment = fragments.get(relPath);
     const fragmentFile = path.join(fragDir, `f${index}.parquet`);
     const keepOld = async (message: string): Promise<FileSource> => {
-      if (!fragment) return { kind: 'failed', path: relPath, fingerprint: fp, message };
+      // A fragment without data only remembers an earlier failure: there are no rows to keep.
+      if (!fragment || fragment.chunks === 0) return { kind: 'failed', path: relPath, fingerprint: fp, message };
       await input.fetchFragment(fragment, fragmentFile);
       return { kind: 'stale', path: relPath, fragment, fragmentFile, failed: { fingerprint: fp, message } };
     };
@@ -66,14 +67,14 @@ export async function planSources(input: BuildPlanInput): Promise<FileSource[]> 
       sources.push(await keepOld(fp.refused));
       continue;
     }
-    if (fragment && sameFingerprint(fragment.fingerprint, fp)) {
-      await input.fetchFragment(fragment, fragmentFile);
-      sources.push({ kind: 'cached', path: relPath, fragment, fragmentFile });
-      continue;
-    }
     if (fragment?.failed && sameFingerprint(fragment.failed.fingerprint, fp)) {
       // Failed before in exactly this version: do not read it again.
       sources.push(await keepOld(fragment.failed.message));
+      continue;
+    }
+    if (fragment && fragment.chunks > 0 && sameFingerprint(fragment.fingerprint, fp)) {
+      await input.fetchFragment(fragment, fragmentFile);
+      sources.push({ kind: 'cached', path: relPath, fragment, fragmentFile });
       continue;
     }
     const kind = fileKindOf(relPath);

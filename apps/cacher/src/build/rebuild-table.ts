@@ -36,7 +36,7 @@ export interface RebuildDeps {
 
 export type RebuildResult =
   | { outcome: 'skipped'; reason: string }
-  | { outcome: 'published'; version: number; rows: number; bytes: number; errors: number; ms: number }
+  | { outcome: 'published'; version: number; rows: number; bytes: number; errors: number; ms: number; filesRead: number }
   | { outcome: 'dropped' }
   | { outcome: 'refused' };
 
@@ -121,6 +121,7 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
     return { outcome: 'dropped' };
   }
 
+  log.info({ gen: state.gen, files: state.manifest.size }, 'rebuild started');
   const workDir = path.join(config.workDir, `${table}-${randomUUID().slice(0, 8)}`);
   await mkdir(workDir, { recursive: true });
   const db = await openDuckDB({ memoryLimitMb: config.memoryLimitMb, threads: config.threads, tempDir: path.join(workDir, 'spill') });
@@ -224,7 +225,7 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       'snapshot published',
     );
     for (const e of errors) log.warn({ file: e.file, reason: e.message }, 'file could not be read');
-    return { outcome: 'published', version, rows, bytes: stored.bytes, errors: errors.length, ms };
+    return { outcome: 'published', version, rows, bytes: stored.bytes, errors: errors.length, ms, filesRead: newFragments.size };
   } finally {
     closeDuckDB(db);
     await rm(workDir, { recursive: true, force: true });

@@ -1,0 +1,114 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '@flashduck/core/testing';
+
+/** A temp folder, removed by `cleanup`. */
+export async function tempDir(label: string): Promise<string> {
+  return await mkdtemp(path.join(os.tmpdir(), `flashduck-${label}-`));
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** Writes a file the way a careful producer does: temp name in the same folder, then rename. */
+export async function writeAtomic(file: string, content: string | Uint8Array): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, content);
+  await rename(tmp, file);
+}
+
+/** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A component started as its own process: `node apps/<app>/dist/main.js`. */
+export class AppProcess {
+  readonly logs: string[] = [];
+  private exited: Promise<number | null>;
+
+  constructor(
+    readonly app: string,
+    readonly child: ChildProcess,
+  ) {
+    const collect = (chunk: Buffer) => this.logs.push(...chunk.toString().split('\n').filter(Boolean));
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  static start(app: string, env: Record<string, string>): AppProcess {
+    const child = spawn(process.execPath, [path.join(ROOT, 'apps', app, 'dist', 'main.js')], {
+      env: { ...process.env, FLASHDUCK_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new AppProcess(app, child);
+  }
+
+  /** Waits for a log line matching `re`. */
+  async waitForLog(re: RegExp, timeoutMs = 20_000): Promise<string> {
+    return await waitFor(`${this.app} log ${re}`, () => this.logs.find((l) => re.test(l)), timeoutMs, 50);
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.alive) this.child.kill(signal);
+    return await this.exited;
+  }
+}
+
+/** Sends SQL to a query-api and returns the parsed JSON body with the status. */
+export async function query(port: number, sql: string, extra: Record<string, unknown> = {}): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://127.0.0.1:${port}/v1/query`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ sql, ...extra }),
+  });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* not JSON (csv, ndjson) */
+  }
+  return { status: res.status, body };
+}
+
+/** Rows of a successful query, or throws with the error. */
+export async function rows(port: number, sql: string): Promise<Record<string, unknown>[]> {
+  const r = await query(port, sql);
+  if (r.status !== 200) throw new Error(`query failed (${r.status}): ${JSON.stringify(r.body)}`);
+  return r.body.rows as Record<string, unknown>[];
+}
