@@ -127,6 +127,17 @@ export function assembleQuery(sources: readonly FileSource[]): { schema: MergedS
   return { schema, sql: parts.join('\nUNION ALL\n') };
 }
 
+/**
+ * JSON numbers are read back as doubles: numbers a double cannot hold exactly (DECIMAL wider than
+ * 15 digits, 128-bit integers) travel as strings and are cast back by the loader.
+ */
+function jsonSafeSelect(sql: string, columns: readonly { name: string; type: string }[]): string {
+  const exact = (t: string) => /^(HUGEINT|UHUGEINT)$/.test(t) || Number(/^DECIMAL\((\d+),/.exec(t)?.[1] ?? 0) > 15;
+  if (!columns.some((c) => exact(c.type))) return sql;
+  const list = columns.map((c) => (exact(c.type) ? `CAST(${quoteIdent(c.name)} AS VARCHAR) AS ${quoteIdent(c.name)}` : quoteIdent(c.name)));
+  return `SELECT ${list.join(', ')} FROM (${sql})`;
+}
+
 /** Writes the assembled rows as a snapshot file in `format`; returns the row count. */
 export async function writeSnapshotFile(
   conn: DuckDBConnection,
@@ -134,6 +145,7 @@ export async function writeSnapshotFile(
   format: SnapshotFormat,
   table: string,
   file: string,
+  columns: readonly { name: string; type: string }[],
 ): Promise<number> {
   switch (format) {
     case 'duckdb': {
@@ -146,10 +158,12 @@ export async function writeSnapshotFile(
         await conn.run('DETACH snap');
       }
     }
-    case 'parquet':
+    case 'parquet': {
+      const r = await conn.runAndReadAll(`COPY (${sql}) TO ${quoteLiteral(file)} (FORMAT parquet, COMPRESSION zstd)`);
+      return Number(r.getRowsJS()[0]?.[0] ?? 0);
+    }
     case 'json': {
-      const opts = format === 'parquet' ? 'FORMAT parquet, COMPRESSION zstd' : 'FORMAT json';
-      const r = await conn.runAndReadAll(`COPY (${sql}) TO ${quoteLiteral(file)} (${opts})`);
+      const r = await conn.runAndReadAll(`COPY (${jsonSafeSelect(sql, columns)}) TO ${quoteLiteral(file)} (FORMAT json)`);
       return Number(r.getRowsJS()[0]?.[0] ?? 0);
     }
     case 'arrow': {

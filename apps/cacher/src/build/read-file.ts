@@ -1,4 +1,4 @@
-import { symlink } from 'node:fs/promises';
+import { open, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { quoteIdent, quoteLiteral, type FileKind } from '@flashduck/core';
@@ -47,6 +47,28 @@ export function cleanReason(message: string, linkPath: string, relPath: string):
   return lines.slice(0, 8).join(' ').split(linkPath).join(relPath).replace(/\s+/g, ' ').slice(0, 2_000);
 }
 
+/**
+ * DuckDB reads a JSON array cut off after an element (`[{...},`) as if it were complete, which would
+ * silently drop the rest: a `.json` file that opens an array must also close it.
+ */
+async function checkJsonArrayComplete(file: string, relPath: string): Promise<void> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    const head = Buffer.alloc(Math.min(size, 64));
+    await fh.read(head, 0, head.length, 0);
+    const first = /\S/.exec(head.toString('utf8').replace(/^\uFEFF/, ''))?.[0];
+    if (first !== '[') return;
+    const tailLen = Math.min(size, 64);
+    const tail = Buffer.alloc(tailLen);
+    await fh.read(tail, 0, tailLen, size - tailLen);
+    const last = /\S(?=\s*$)/.exec(tail.toString('utf8'))?.[0];
+    if (last !== ']') throw new FileReadError(relPath, 'the JSON array is not closed: the file looks cut off (no final "]")');
+  } finally {
+    await fh.close();
+  }
+}
+
 const SNIFF_ERROR = /Could not convert|Conversion Error|Could not parse|sniff|Type mismatch|cast/i;
 
 /**
@@ -66,6 +88,7 @@ export async function readFileIntoTable(
   const attempt = async (fullSample: boolean) => {
     await conn.run(`CREATE OR REPLACE TABLE ${target} AS SELECT * FROM ${readerSql(options.kind, link, fullSample)}`);
   };
+  if (options.kind.format === 'json' && !options.kind.compression) await checkJsonArrayComplete(options.absPath, options.relPath);
   try {
     try {
       await attempt(false);

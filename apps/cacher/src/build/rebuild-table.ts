@@ -143,7 +143,7 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
     let member = '';
     if (sql) {
       const snapshotFile = path.join(workDir, `snapshot.${config.snapshotFormat}`);
-      rows = await writeSnapshotFile(db.conn, sql, config.snapshotFormat, table, snapshotFile);
+      rows = await writeSnapshotFile(db.conn, sql, config.snapshotFormat, table, snapshotFile, schema.columns);
       const size = (await stat(snapshotFile)).size;
       member = retiredMember(blob, Math.max(1, Math.ceil(size / config.chunkBytes)));
       await redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, member);

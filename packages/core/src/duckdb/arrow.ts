@@ -352,7 +352,9 @@ export async function loadArrowStream(
       const have = stageTypes[i]!.toString();
       const id = quoteIdent(f.name);
       if (!want || want === have) return id;
-      return want === 'JSON' || /[[(]/.test(want) ? `CAST(CAST(${id} AS JSON) AS ${want}) AS ${id}` : `CAST(${id} AS ${want}) AS ${id}`;
+      // Nested values were sent as JSON text; scalars (DECIMAL, HUGEINT, TIME, ...) as DuckDB's own text form.
+      const nested = want === 'JSON' || want.endsWith(']') || /^(STRUCT|MAP|UNION)\(/i.test(want);
+      return nested ? `CAST(CAST(${id} AS JSON) AS ${want}) AS ${id}` : `CAST(${id} AS ${want}) AS ${id}`;
     })
     .join(', ');
   const name = target.catalog ? `${quoteIdent(target.catalog)}.${quoteIdent(target.table)}` : quoteIdent(target.table);

@@ -1,0 +1,162 @@
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { Redis } from 'ioredis';
+import { createKeys, Fragment, decode } from '@flashduck/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_REDIS_URL, query, rows, tempDir, removeDir, waitFor, writeAtomic } from './helpers.js';
+import { startStack, type Stack } from './stack.js';
+
+async function makeParquet(file: string, selectSql: string): Promise<void> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  await conn.run(`SET TimeZone='UTC'`);
+  await conn.run(`COPY (${selectSql}) TO '${file}' (FORMAT parquet)`);
+  conn.closeSync();
+  db.closeSync();
+}
+
+const TYPED = `SELECT * FROM (VALUES
+  (1, 12345678901::BIGINT, 1.5::DOUBLE, 12.34::DECIMAL(10,2), 'a', DATE '2024-01-02', TIMESTAMP '2024-01-02 03:04:05.123456', TIMESTAMPTZ '2024-01-02 03:04:05+00', true, [1, 2, 3], {'k': 'v', 'n': 1}, TIME '10:11:12', 123456789012345678901234567890.5::DECIMAL(38,1)),
+  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
+) t(i, big, dbl, dec, str, d, ts, tstz, flag, list, rec, tm, wide)`;
+
+describe('snapshot formats', () => {
+  const stacks: Stack[] = [];
+  let seedDir: string;
+
+  beforeAll(async () => {
+    seedDir = await tempDir('formats-seed');
+    await makeParquet(path.join(seedDir, 'typed.parquet'), TYPED);
+  });
+  afterAll(async () => {
+    for (const s of stacks) await s.stop();
+    await removeDir(seedDir);
+  });
+
+  it('serves the same rows and types from duckdb, parquet, json and arrow snapshots', async () => {
+    const results: unknown[] = [];
+    for (const format of ['duckdb', 'parquet', 'json', 'arrow']) {
+      const stack = await startStack(`fmt-${format}`, { CACHER_SNAPSHOT_FORMAT: format }, async (dir) => {
+        await mkdir(path.join(dir, 'typed'));
+        await writeFile(path.join(dir, 'typed', 'a.parquet'), await import('node:fs/promises').then((fs) => fs.readFile(path.join(seedDir, 'typed.parquet'))));
+        await writeFile(path.join(dir, 'typed', 'b.csv'), 'i,str,extra\n3,c,x\n');
+      });
+      stacks.push(stack);
+      const r = await waitFor(`typed table (${format})`, async () => {
+        const q = await query(stack.api.port, 'SELECT * FROM typed ORDER BY i');
+        return q.status === 200 && q.body.rowCount === 3 ? q.body : undefined;
+      });
+      const meta = await (await fetch(`http://127.0.0.1:${stack.api.port}/v1/tables/typed`)).json();
+      expect(meta.snapshot.format).toBe(format);
+      results.push({ columns: r.columns, rows: r.rows });
+    }
+    results.slice(1).forEach((r, i) => expect(r, `format #${i + 2}`).toEqual(results[0]));
+    const first = results[0] as { columns: { name: string; type: string }[]; rows: Record<string, unknown>[] };
+    expect(first.columns.map((c) => c.type)).toEqual([
+      'BIGINT', 'BIGINT', 'DOUBLE', 'DECIMAL(10,2)', 'VARCHAR', 'DATE', 'TIMESTAMP', 'TIMESTAMP WITH TIME ZONE', 'BOOLEAN', 'INTEGER[]', 'STRUCT("k" VARCHAR, "n" INTEGER)', 'TIME', 'DECIMAL(38,1)', 'VARCHAR',
+    ]);
+    expect(first.rows[0]).toMatchObject({ i: 1, big: 12345678901, dec: 12.34, ts: '2024-01-02T03:04:05.123456Z', tstz: '2024-01-02T03:04:05.000Z', list: [1, 2, 3], rec: { k: 'v', n: 1 }, tm: '10:11:12', wide: '123456789012345678901234567890.5' });
+    expect(first.rows[2]).toMatchObject({ i: 3, str: 'c', extra: 'x', big: null });
+  }, 120_000);
+});
+
+describe('cacher rebuilds', () => {
+  let stack: Stack;
+  let redis: Redis;
+  let port: number;
+  const info = async (t: string) => (await fetch(`http://127.0.0.1:${port}/v1/tables/${t}`)).json();
+
+  beforeAll(async () => {
+    stack = await startStack('rebuild', { CACHER_CHUNK_BYTES: '4096' });
+    port = stack.api.port;
+    redis = new Redis(TEST_REDIS_URL);
+  });
+  afterAll(async () => {
+    redis?.disconnect();
+    await stack?.stop();
+  });
+
+  const fragments = async (table: string) => {
+    const raw = await redis.hgetall(createKeys(stack.prefix).tableFragments(table));
+    return Object.fromEntries(Object.entries(raw).map(([p, j]) => [p, (decode(Fragment, j) as { ok: true; value: Fragment }).value]));
+  };
+
+  it('stores a large snapshot in several chunks and serves it whole', async () => {
+    await writeAtomic(path.join(stack.dataDir, 'wide.csv'), `n,s\n${Array.from({ length: 5000 }, (_, i) => `${i},row-${i}-${'x'.repeat(20)}`).join('\n')}\n`);
+    await waitFor('wide served', async () => (await rows(port, 'SELECT count(*) AS n, sum(n) AS s FROM wide'))[0]?.n === 5000);
+    const meta = await info('wide');
+    expect(meta.snapshot.chunks).toBeGreaterThan(1);
+    expect(await rows(port, 'SELECT sum(n) AS s FROM wide')).toEqual([{ s: (4999 * 5000) / 2 }]);
+  });
+
+  it('re-reads only the file that changed; the others come from their stored fragments', async () => {
+    await mkdir(path.join(stack.dataDir, 'parts'));
+    for (const n of [1, 2, 3]) await writeAtomic(path.join(stack.dataDir, 'parts', `p${n}.csv`), `k,v\n${n},${n * 10}\n`);
+    await waitFor('parts served', async () => (await rows(port, 'SELECT count(*) AS n FROM parts'))[0]?.n === 3);
+    const before = await fragments('parts');
+    await appendFile(path.join(stack.dataDir, 'parts', 'p2.csv'), '22,220\n');
+    await waitFor('parts updated', async () => (await rows(port, 'SELECT count(*) AS n FROM parts'))[0]?.n === 4);
+    const after = await fragments('parts');
+    expect(after['parts/p1.csv']!.blob).toBe(before['parts/p1.csv']!.blob);
+    expect(after['parts/p3.csv']!.blob).toBe(before['parts/p3.csv']!.blob);
+    expect(after['parts/p2.csv']!.blob).not.toBe(before['parts/p2.csv']!.blob);
+    expect(after['parts/p2.csv']!.rows).toBe(2);
+  });
+
+  it('keeps the rows of a file that becomes unreadable until it is fixed, and says so', async () => {
+    await mkdir(path.join(stack.dataDir, 'keep'));
+    await writeAtomic(path.join(stack.dataDir, 'keep', 'good.csv'), 'id,name\n1,a\n');
+    await writeAtomic(path.join(stack.dataDir, 'keep', 'flaky.json'), '[{"id": 2, "name": "b"}, {"id": 3, "name": "c"}]');
+    await waitFor('keep served', async () => (await rows(port, 'SELECT count(*) AS n FROM keep'))[0]?.n === 3);
+
+    await writeAtomic(path.join(stack.dataDir, 'keep', 'flaky.json'), '[{"id": 4, "name": "d"},');
+    const broken = await waitFor('error reported', async () => {
+      const m = await info('keep');
+      return m.errors.length ? m : undefined;
+    });
+    expect(broken.errors[0].file).toBe('keep/flaky.json');
+    expect(broken.errors[0].message).toMatch(/serving the 2 rows of its last readable version/);
+    expect(broken.files.find((f: { path: string }) => f.path === 'keep/flaky.json').stale).toBe(true);
+    expect(await rows(port, 'SELECT id FROM keep ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+
+    await writeAtomic(path.join(stack.dataDir, 'keep', 'flaky.json'), '[{"id": 4, "name": "d"}]');
+    await waitFor('fixed', async () => (await info('keep')).errors.length === 0);
+    expect(await rows(port, 'SELECT id FROM keep ORDER BY id')).toEqual([{ id: 1 }, { id: 4 }]);
+  });
+
+  it('widens types across files and reports text conflicts; a bad value past the type sample is kept, not nulled', async () => {
+    await mkdir(path.join(stack.dataDir, 'mixed'));
+    const many = Array.from({ length: 30_000 }, (_, i) => `${i},${i}`);
+    many.push('30000,not-a-number');
+    await writeAtomic(path.join(stack.dataDir, 'mixed', 'late.csv'), `id,qty\n${many.join('\n')}\n`);
+    await writeAtomic(path.join(stack.dataDir, 'mixed', 'ints.csv'), 'id,qty,price\n-1,5,2\n');
+    await writeAtomic(path.join(stack.dataDir, 'mixed', 'floats.ndjson'), '{"id": -2, "price": 2.5}\n');
+    await waitFor('mixed served', async () => (await rows(port, 'SELECT count(*) AS n FROM mixed'))[0]?.n === 30_003);
+    const m = await info('mixed');
+    expect(m.errors).toEqual([]);
+    expect(m.columns).toEqual([
+      { name: 'id', type: 'BIGINT', files: ['mixed/floats.ndjson', 'mixed/ints.csv', 'mixed/late.csv'] },
+      { name: 'price', type: 'DOUBLE', files: ['mixed/floats.ndjson', 'mixed/ints.csv'] },
+      { name: 'qty', type: 'VARCHAR', files: ['mixed/ints.csv', 'mixed/late.csv'] },
+    ]);
+    expect(m.conflicts.map((c: { column: string; kind: string }) => [c.column, c.kind])).toEqual([
+      ['price', 'widened'],
+      ['qty', 'text'],
+    ]);
+    expect(await rows(port, "SELECT count(*) AS n FROM mixed WHERE qty IS NULL")).toEqual([{ n: 1 }]);
+    expect(await rows(port, "SELECT qty FROM mixed WHERE id = 30000")).toEqual([{ qty: 'not-a-number' }]);
+  });
+
+  it('coalesces a burst of changes into a few rebuilds and ends equal to the folder', async () => {
+    await mkdir(path.join(stack.dataDir, 'burst'));
+    await writeAtomic(path.join(stack.dataDir, 'burst', 'f0.csv'), 'n\n0\n');
+    await waitFor('burst served', async () => (await rows(port, 'SELECT count(*) AS n FROM burst'))[0]?.n === 1);
+    const v0 = (await info('burst')).version;
+    for (let i = 1; i <= 100; i++) await writeAtomic(path.join(stack.dataDir, 'burst', `f${i}.csv`), `n\n${i}\n`);
+    await waitFor('burst complete', async () => (await rows(port, 'SELECT count(*) AS n, sum(n) AS s FROM burst'))[0]?.s === 5050, 60_000);
+    const published = (await info('burst')).version - v0;
+    expect(published).toBeGreaterThanOrEqual(1);
+    expect(published).toBeLessThan(25);
+  }, 90_000);
+});

@@ -1,0 +1,152 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { tableFromIPC } from 'apache-arrow';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { query, rows, waitFor } from './helpers.js';
+import { startStack, type Stack } from './stack.js';
+
+describe('query-api: read-only, bounded, in every format', () => {
+  let stack: Stack;
+  let port: number;
+  const url = (p: string) => `http://127.0.0.1:${port}${p}`;
+  const snapshot = async () => ({ rows: await rows(port, 'SELECT * FROM orders ORDER BY id'), version: (await (await fetch(url('/v1/tables/orders'))).json()).version });
+
+  beforeAll(async () => {
+    stack = await startStack('qsafe', { QUERY_TIMEOUT_MS: '1500', QUERY_MAX_ROWS: '50', QUERY_MAX_BODY_BYTES: '4096' }, async (dir) => {
+      await writeFile(
+        path.join(dir, 'orders.csv'),
+        'id,customer,amount,big,created_at\n1,ada,10.5,9007199254740993,2024-01-02 03:04:05.123456\n2,grace,20,5,2024-02-03 00:00:00\n',
+      );
+    });
+    port = stack.api.port;
+    await waitFor('orders served', async () => (await rows(port, 'SELECT count(*) AS n FROM orders'))[0]?.n === 2);
+  });
+  afterAll(async () => stack?.stop());
+
+  const refused = [
+    'DROP TABLE orders',
+    'DELETE FROM orders',
+    "INSERT INTO orders (id) VALUES (3)",
+    'UPDATE orders SET amount = 0',
+    'CREATE TABLE x AS SELECT 1',
+    'CREATE TEMP TABLE x AS SELECT 1',
+    'ALTER TABLE orders ADD COLUMN y INTEGER',
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM '/etc/passwd'",
+    "SELECT * FROM glob('/etc/*')",
+    "COPY orders TO '/tmp/flashduck-stolen.csv'",
+    "COPY (SELECT 1) TO '/tmp/flashduck-stolen.csv'",
+    "ATTACH '/tmp/flashduck-x.db' AS x",
+    'DETACH fd_orders',
+    'INSTALL httpfs',
+    'LOAD httpfs',
+    'SET threads = 1',
+    "SET search_path = 'memory.main'",
+    'RESET threads',
+    'PRAGMA enable_profiling',
+    'CHECKPOINT',
+    "EXPORT DATABASE '/tmp/flashduck-export'",
+    'SELECT 1; DROP TABLE orders',
+    'USE memory',
+  ];
+
+  it.each(refused)('refuses %s with 400 and leaves the table as it was', async (sql) => {
+    const before = await snapshot();
+    const r = await query(port, sql);
+    expect(r.status).toBe(400);
+    expect(['refused_statement', 'bad_sql']).toContain(r.body.error.code);
+    expect(r.body.error.message.length).toBeGreaterThan(5);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('cuts a runaway query at the deadline with an interrupt, and keeps answering', async () => {
+    const t0 = Date.now();
+    const r = await query(port, 'SELECT count(*) FROM range(1e12::BIGINT)');
+    const elapsed = Date.now() - t0;
+    expect(r.status).toBe(408);
+    expect(r.body.error.code).toBe('timeout');
+    expect(elapsed).toBeLessThan(10_000);
+    expect(await rows(port, 'SELECT count(*) AS n FROM orders')).toEqual([{ n: 2 }]);
+  });
+
+  it('caps rows and marks the result truncated', async () => {
+    const r = await query(port, 'SELECT range AS i FROM range(100)');
+    expect(r.status).toBe(200);
+    expect(r.body.rowCount).toBe(50);
+    expect(r.body.rows).toHaveLength(50);
+    expect(r.body.truncated).toBe(true);
+    const exact = await query(port, 'SELECT range AS i FROM range(50)');
+    expect(exact.body.truncated).toBe(false);
+  });
+
+  it('answers JSON with column types, safe integers, ISO timestamps and the table versions read', async () => {
+    const r = await query(port, 'SELECT id, big, created_at FROM orders ORDER BY id');
+    expect(r.status).toBe(200);
+    expect(r.body.columns).toEqual([
+      { name: 'id', type: 'BIGINT' },
+      { name: 'big', type: 'BIGINT' },
+      { name: 'created_at', type: 'TIMESTAMP' },
+    ]);
+    expect(r.body.rows[0]).toEqual({ id: 1, big: '9007199254740993', created_at: '2024-01-02T03:04:05.123456Z' });
+    expect(r.body.rows[1]).toEqual({ id: 2, big: 5, created_at: '2024-02-03T00:00:00.000Z' });
+    expect(Object.keys(r.body.tables)).toEqual(['orders']);
+    expect(r.body.tables.orders).toBeGreaterThan(0);
+    expect(typeof r.body.elapsedMs).toBe('number');
+  });
+
+  it('answers CSV, NDJSON and Arrow with the same rows', async () => {
+    const csv = await fetch(url('/v1/query'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT id, customer FROM orders ORDER BY id', format: 'csv' }) });
+    expect(csv.headers.get('content-type')).toMatch(/text\/csv/);
+    expect(await csv.text()).toBe('id,customer\n1,ada\n2,grace\n');
+
+    const nd = await fetch(url(`/v1/query?sql=${encodeURIComponent('SELECT id, customer FROM orders ORDER BY id')}&format=ndjson`));
+    expect((await nd.text()).trim().split('\n').map((l) => JSON.parse(l))).toEqual([
+      { id: 1, customer: 'ada' },
+      { id: 2, customer: 'grace' },
+    ]);
+
+    const arrow = await fetch(url('/v1/query'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT id, customer, amount, created_at FROM orders ORDER BY id', format: 'arrow' }) });
+    expect(arrow.headers.get('content-type')).toBe('application/vnd.apache.arrow.stream');
+    const table = tableFromIPC(new Uint8Array(await arrow.arrayBuffer()));
+    expect(table.numRows).toBe(2);
+    expect(table.getChild('id')?.get(1)).toBe(2n);
+    expect(table.getChild('customer')?.toArray()).toEqual(['ada', 'grace']);
+    expect(table.getChild('amount')?.get(0)).toBe(10.5);
+    expect(String(table.schema.fields.find((f) => f.name === 'created_at')?.type)).toBe('Timestamp<MICROSECOND>');
+  });
+
+  it('reports bad SQL, unknown tables and bad requests as 4xx JSON errors', async () => {
+    expect((await query(port, 'SELEC 1')).body.error.code).toBe('bad_sql');
+    const unknown = await query(port, 'SELECT * FROM nope');
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.message).toMatch(/nope/);
+    expect((await query(port, 'SELECT 1', { format: 'xml' })).status).toBe(400);
+    expect((await fetch(url('/v1/tables/nope'))).status).toBe(404);
+    const bad = await fetch(url('/v1/query'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"sql":' });
+    expect(bad.status).toBe(400);
+    const big = await fetch(url('/v1/query'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: `SELECT '${'x'.repeat(5000)}'` }) });
+    expect(big.status).toBe(413);
+    expect((await big.json()).error.code).toBe('too_large');
+    const missing = await fetch(url('/v1/query'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(missing.status).toBe(400);
+  });
+
+  it('serves health, readiness and Prometheus metrics', async () => {
+    expect((await fetch(url('/healthz'))).status).toBe(200);
+    expect((await fetch(url('/readyz'))).status).toBe(200);
+    const metrics = await (await fetch(url('/metrics'))).text();
+    expect(metrics).toMatch(/flashduck_query_requests_total\{format="json",outcome="ok"\} \d+/);
+    expect(metrics).toMatch(/flashduck_query_served_version\{table="orders"\} \d+/);
+  });
+
+  it('lists tables with the public shape', async () => {
+    const body = await (await fetch(url('/v1/tables'))).json();
+    expect(body.tables).toHaveLength(1);
+    const t = body.tables[0];
+    expect(Object.keys(t).sort()).toEqual(['columns', 'errors', 'files', 'name', 'rows', 'updatedAt', 'version']);
+    expect(t).toMatchObject({ name: 'orders', rows: 2, errors: [] });
+    expect(t.files[0]).toMatchObject({ path: 'orders.csv', rows: 2, format: 'csv' });
+    expect(new Date(t.updatedAt).toISOString()).toBe(t.updatedAt);
+  });
+});
