@@ -142,6 +142,8 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
       leader = true;
       leaderGauge.set(1);
       log.info({ epoch: lease.epoch, tables: manifests.size }, 'monitor lease acquired; scanning');
+      // Status should show the new role now, not at the next beat.
+      void heartbeat.beat().catch(() => undefined);
     }
     const started = now();
     const { files, refused } = await walkDataDir(config.dataDir);

@@ -1,0 +1,74 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlobMissingError, HeartbeatPublisher, Lease, createKeys, createLogger, deleteBlob, readBlobToFile, readHeartbeats, writeBlobFromFile } from '../src/index.js';
+import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../src/testing/index.js';
+
+describe('Redis building blocks', () => {
+  const prefix = uniquePrefix('core');
+  const keys = createKeys(prefix);
+  const log = createLogger('silent');
+  let redis: Redis;
+  let dir: string;
+
+  beforeAll(async () => {
+    redis = new Redis(TEST_REDIS_URL);
+    dir = await mkdtemp(path.join(os.tmpdir(), 'flashduck-core-'));
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await deletePrefix(TEST_REDIS_URL, prefix);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('grants a lease to one holder at a time, with a growing fencing epoch', async () => {
+    const lk = { owner: keys.leaseOwner('t1'), epoch: keys.leaseEpoch('t1') };
+    const a = new Lease(redis, lk, 300, 'a');
+    const b = new Lease(redis, lk, 300, 'b');
+    expect(await a.tryAcquire()).toBe(true);
+    const first = a.epoch;
+    expect(await b.tryAcquire()).toBe(false);
+    expect(await a.tryAcquire()).toBe(true); // renewal keeps the epoch
+    expect(a.epoch).toBe(first);
+    await new Promise((r) => setTimeout(r, 400)); // a dies without releasing
+    expect(await b.tryAcquire()).toBe(true);
+    expect(b.epoch).toBe(first + 1);
+    expect(await a.tryAcquire()).toBe(false);
+    await a.release(); // releasing someone else's lease does nothing
+    expect(await b.holder()).toMatch(/^b:/);
+    await b.release();
+    expect(await b.holder()).toBeNull();
+  });
+
+  it('stores a file as chunks and reads it back byte for byte', async () => {
+    const src = path.join(dir, 'src.bin');
+    const bytes = Buffer.alloc(10_000);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31) % 251;
+    await writeFile(src, bytes);
+    const stored = await writeBlobFromFile(redis, keys, 'orders', 'v1', src, 3_000);
+    expect(stored).toEqual({ chunks: 4, bytes: 10_000 });
+    const out = path.join(dir, 'out.bin');
+    await readBlobToFile(redis, keys, { table: 'orders', id: 'v1', chunks: 4 }, out);
+    expect(Buffer.compare(await readFile(out), bytes)).toBe(0);
+    await deleteBlob(redis, keys, { table: 'orders', id: 'v1', chunks: 4 });
+    await expect(readBlobToFile(redis, keys, { table: 'orders', id: 'v1', chunks: 4 }, out)).rejects.toBeInstanceOf(BlobMissingError);
+  });
+
+  it('stores an empty file as one empty chunk', async () => {
+    const src = path.join(dir, 'empty.bin');
+    await writeFile(src, '');
+    expect(await writeBlobFromFile(redis, keys, 'orders', 'v2', src, 3_000)).toEqual({ chunks: 1, bytes: 0 });
+  });
+
+  it('shows live heartbeats and forgets an instance whose TTL passed', async () => {
+    const hb = new HeartbeatPublisher(redis, keys, log, { component: 'cacher', instance: 'c1', intervalMs: 100, info: () => ({ building: 0 }) });
+    await hb.beat();
+    const alive = await readHeartbeats(redis, keys);
+    expect(alive.map((h) => [h.component, h.instance, h.info.building])).toEqual([['cacher', 'c1', 0]]);
+    const later = Date.now() + 1_000; // past the 300 ms TTL (3 intervals)
+    expect(await readHeartbeats(redis, keys, later)).toEqual([]);
+    expect(await redis.hlen(keys.heartbeats)).toBe(0);
+  });
+});

@@ -1,0 +1,128 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { cp } from 'node:fs/promises';
+import path from 'node:path';
+import { redisAnswers, startPrivateRedis } from '@flashduck/cli';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, TEST_REDIS_URL, deletePrefix, freePort, removeDir, tempDir, uniquePrefix, waitFor } from './helpers.js';
+
+const CLI = path.join(ROOT, 'apps/cli/dist/main.js');
+const run = (args: string[], env: Record<string, string> = {}) =>
+  spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+
+describe('flashduck CLI', () => {
+  it('prints help for itself and for every command', () => {
+    const top = run(['--help']);
+    expect(top.status).toBe(0);
+    for (const cmd of ['standalone', 'monitor', 'cacher', 'query-api', 'exporter', 'write-applier', 'query', 'tables', 'status']) {
+      expect(top.stdout).toContain(cmd);
+      const r = run([cmd, '--help']);
+      expect(r.status, cmd).toBe(0);
+      expect(r.stdout, cmd).toMatch(new RegExp(`^Usage: flashduck ${cmd}`));
+    }
+  });
+
+  it('rejects an unknown command or flag with exit 2 and a hint', () => {
+    const r = run(['frobnicate']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown command "frobnicate"/);
+    const f = run(['tables', '--bogus']);
+    expect(f.status).toBe(2);
+    expect(f.stderr).toMatch(/flashduck tables --help/);
+  });
+
+  it('reports every bad variable of a component at once and exits 1 before connecting', () => {
+    const r = run(['cacher'], { CACHER_SNAPSHOT_FORMAT: 'xml', CACHER_CONCURRENCY: 'many', FLASHDUCK_REDIS_URL: 'redis://127.0.0.1:1' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/CACHER_SNAPSHOT_FORMAT: "xml" is not one of duckdb, parquet, arrow, json/);
+    expect(r.stderr).toMatch(/CACHER_CONCURRENCY: "many" is not an integer/);
+  });
+
+  it('standalone says how to get Redis when the configured one does not answer', () => {
+    const r = run(['standalone', '--redis-url', 'redis://127.0.0.1:1', '--data-dir', path.join(ROOT, 'examples/data')]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
+    expect(r.stderr).toMatch(/apt-get install redis-server/);
+  });
+
+  it('can start a private redis-server when one is installed', async () => {
+    const priv = await startPrivateRedis();
+    if (!priv) return expect(spawnSync('redis-server', ['--version']).status).not.toBe(0);
+    try {
+      expect(await redisAnswers(priv.url)).toBe(true);
+    } finally {
+      priv.stop();
+    }
+    await waitFor('private redis stopped', async () => !(await redisAnswers(priv.url, 200)), 5_000);
+  });
+});
+
+describe('flashduck standalone with query, tables and status', () => {
+  const prefix = uniquePrefix('cli');
+  let dataDir: string;
+  let work: string;
+  let port: number;
+  let child: ReturnType<typeof spawn>;
+  const logs: string[] = [];
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    dataDir = await tempDir('cli-data');
+    work = await tempDir('cli-work');
+    await cp(path.join(ROOT, 'examples/data'), dataDir, { recursive: true });
+    port = await freePort();
+    env = {
+      FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
+      FLASHDUCK_PREFIX: prefix,
+      FLASHDUCK_API_URL: `http://127.0.0.1:${port}`,
+      QUERY_API_CACHE_DIR: path.join(work, 'cache'),
+      CACHER_WORK_DIR: path.join(work, 'cacher'),
+    };
+    child = spawn(process.execPath, [CLI, 'standalone', '--data-dir', dataDir, '--export-dir', path.join(work, 'exports'), '--port', String(port)], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.on('data', (d: Buffer) => logs.push(d.toString()));
+    child.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
+    await waitFor('standalone ready', () => logs.join('').includes('FlashDuck is running'), 30_000);
+    await waitFor('examples loaded', async () => {
+      const r = await fetch(`http://127.0.0.1:${port}/v1/tables`);
+      return r.ok && ((await r.json()) as { tables: unknown[] }).tables.length === 4;
+    });
+  });
+  afterAll(async () => {
+    child?.kill('SIGTERM');
+    await new Promise((r) => child?.once('exit', r));
+    await deletePrefix(TEST_REDIS_URL, prefix);
+    await removeDir(dataDir);
+    await removeDir(work);
+  });
+
+  it('query prints a table by default and raw formats on request', () => {
+    const t = run(['query', 'SELECT sku, name FROM products ORDER BY sku LIMIT 2'], env);
+    expect(t.status).toBe(0);
+    expect(t.stdout.split('\n')[0]).toMatch(/^sku\s+│ name/);
+    expect(t.stdout).toContain('SKU-001');
+    expect(t.stderr).toMatch(/2 rows · [\d.]+ ms · products@v\d+/);
+    const csv = run(['query', '--format', 'csv', 'SELECT count(*) AS n FROM orders'], env);
+    expect(csv.stdout).toBe('n\n12\n');
+    const json = JSON.parse(run(['query', '-f', 'json', 'SELECT count(*) AS n FROM customers'], env).stdout);
+    expect(json.rows).toEqual([{ n: 7 }]);
+  });
+
+  it('query shows the API error and exits 1', () => {
+    const r = run(['query', 'DROP TABLE orders'], env);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/refused_statement: DROP statements are not allowed/);
+  });
+
+  it('tables and status show every table and all five components', () => {
+    const tables = run(['tables'], env);
+    expect(tables.status).toBe(0);
+    for (const t of ['customers', 'events', 'orders', 'products']) expect(tables.stdout).toContain(t);
+    const status = JSON.parse(run(['status', '--json'], env).stdout);
+    expect(status.components.map((c: { component: string }) => c.component).sort()).toEqual(['cacher', 'exporter', 'monitor', 'query-api', 'write-applier']);
+    expect(status.tables.map((t: { table: string }) => t.table)).toEqual(['customers', 'events', 'orders', 'products']);
+    const text = run(['status'], env).stdout;
+    expect(text).toMatch(/monitor\s+│.*leader/);
+  });
+});
