@@ -6,6 +6,7 @@ export interface CacherConfig extends CommonConfig {
   readonly snapshotFormat: SnapshotFormat;
   readonly chunkBytes: number;
   readonly concurrency: number;
+  readonly readParallelism: number;
   readonly retainMs: number;
   readonly leaseMs: number;
   readonly reconcileMs: number;
@@ -23,6 +24,7 @@ export function loadCacherConfig(env: NodeJS.ProcessEnv): CacherConfig {
     snapshotFormat: r.oneOf('CACHER_SNAPSHOT_FORMAT', SNAPSHOT_FORMATS, 'duckdb'),
     chunkBytes: r.int('CACHER_CHUNK_BYTES', 32 * 1024 * 1024, { min: 1024, max: 512 * 1024 * 1024 - 1 }),
     concurrency: r.int('CACHER_CONCURRENCY', 1, { min: 1, max: 64 }),
+    readParallelism: r.int('CACHER_READ_PARALLELISM', 4, { min: 1, max: 64 }),
     retainMs: r.int('CACHER_RETAIN_MS', 60_000, { min: 0 }),
     leaseMs: r.int('CACHER_LEASE_MS', 10_000, { min: 1_000 }),
     reconcileMs: r.int('CACHER_RECONCILE_MS', 5_000, { min: 100 }),

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import {
@@ -13,25 +13,32 @@ import {
 } from '@flashduck/core';
 import { encodeArrowStream } from '@flashduck/core/duckdb';
 import { mergeSchemas, type MergedSchema } from '@flashduck/schema';
-import { writeFile } from 'node:fs/promises';
 import { FileReadError, readFileIntoTable } from './read-file.js';
+
+/** Catalog alias of the snapshot database file while it is being built. */
+export const SNAP = 'snap';
+/** Schema inside the snapshot file holding one table per source file; the served table is a view over them. */
+export const PARTS = 'parts';
 
 const sameFingerprint = (a: FileFingerprint, b: FileFingerprint) =>
   a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino && a.dev === b.dev;
 
 /** Where the rows of one file come from in this build. */
 export type FileSource =
-  /** Read now into a DuckDB table; `fragmentFile` holds the same rows as Parquet to store. */
-  | { kind: 'fresh'; path: string; fingerprint: FileFingerprint; table: string; fragmentFile: string; rows: number; columns: { name: string; type: string }[]; format: string }
-  /** Unchanged since its fragment was stored: the fragment is read back. */
-  | { kind: 'cached'; path: string; fragment: Fragment; fragmentFile: string }
+  /** Read now into its part table. */
+  | { kind: 'fresh'; path: string; fingerprint: FileFingerprint; part: string; rows: number; columns: { name: string; type: string }[]; format: string }
+  /** Unchanged since its fragment was stored: the fragment is loaded into the part table. */
+  | { kind: 'cached'; path: string; fragment: Fragment; part: string }
   /** Unreadable now; an earlier readable version's fragment keeps its rows in the table. */
-  | { kind: 'stale'; path: string; fragment: Fragment; fragmentFile: string; failed: { fingerprint: FileFingerprint; message: string } }
+  | { kind: 'stale'; path: string; fragment: Fragment; part: string; failed: { fingerprint: FileFingerprint; message: string } }
   /** Unreadable and never read before: contributes no rows. */
   | { kind: 'failed'; path: string; fingerprint: FileFingerprint; message: string };
 
-export interface BuildPlanInput {
-  readonly conn: DuckDBConnection;
+export type ReadableSource = Exclude<FileSource, { kind: 'failed' }>;
+
+export interface LoadSourcesInput {
+  /** Connections of one DuckDB instance with the snapshot file attached as `snap`; files load in parallel, one per connection. */
+  readonly conns: readonly DuckDBConnection[];
   readonly dataDir: string;
   readonly workDir: string;
   readonly manifest: ReadonlyMap<string, FileFingerprint>;
@@ -40,62 +47,77 @@ export interface BuildPlanInput {
   readonly fetchFragment: (fragment: Fragment, file: string) => Promise<void>;
 }
 
+const partName = (index: number) => `f${index}`;
+export const partRef = (part: string, catalog = SNAP) => `${quoteIdent(catalog)}.${PARTS}.${quoteIdent(part)}`;
+
 /**
- * Decides, file by file, where rows come from: an unchanged file reuses its stored fragment, a new or
- * changed file is read (and becomes a fresh fragment), and a file that fails keeps the rows of its last
- * readable version. Only changed files are read; the rest are loaded from their fragments.
+ * Loads every file's rows into its own part table of the snapshot file. An unchanged file comes from
+ * its stored fragment; a new or changed file is read (that is the only reading of data files); a file
+ * that fails keeps the rows of its last readable version. Files load in parallel, one per connection.
  */
-export async function planSources(input: BuildPlanInput): Promise<FileSource[]> {
-  const { conn, manifest, fragments } = input;
+export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]> {
+  const { manifest, fragments } = input;
   const linkDir = path.join(input.workDir, 'links');
   const fragDir = path.join(input.workDir, 'fragments');
   await mkdir(linkDir, { recursive: true });
   await mkdir(fragDir, { recursive: true });
-  const sources: FileSource[] = [];
-  let index = 0;
-  for (const [relPath, fp] of [...manifest.entries()].sort((a, b) => a[0].localeCompare(b[0]))) {
-    index += 1;
+  await input.conns[0]!.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(SNAP)}.${PARTS}`);
+
+  const entries = [...manifest.entries()].sort((a, b) => a[0].localeCompare(b[0]));
+  const sources: FileSource[] = new Array<FileSource>(entries.length);
+
+  const loadOne = async (conn: DuckDBConnection, i: number): Promise<FileSource> => {
+    const [relPath, fp] = entries[i]!;
+    const index = i + 1;
+    const part = partName(index);
     const fragment = fragments.get(relPath);
-    const fragmentFile = path.join(fragDir, `f${index}.parquet`);
+    const fromFragment = async (f: Fragment) => {
+      const file = path.join(fragDir, `${part}.parquet`);
+      await input.fetchFragment(f, file);
+      await conn.run(`CREATE TABLE ${partRef(part)} AS SELECT * FROM read_parquet(${quoteLiteral(file)})`);
+    };
     const keepOld = async (message: string): Promise<FileSource> => {
       // A fragment without data only remembers an earlier failure: there are no rows to keep.
       if (!fragment || fragment.chunks === 0) return { kind: 'failed', path: relPath, fingerprint: fp, message };
-      await input.fetchFragment(fragment, fragmentFile);
-      return { kind: 'stale', path: relPath, fragment, fragmentFile, failed: { fingerprint: fp, message } };
+      await fromFragment(fragment);
+      return { kind: 'stale', path: relPath, fragment, part, failed: { fingerprint: fp, message } };
     };
-    if (fp.refused) {
-      sources.push(await keepOld(fp.refused));
-      continue;
-    }
+    if (fp.refused) return await keepOld(fp.refused);
     if (fragment?.failed && sameFingerprint(fragment.failed.fingerprint, fp)) {
       // Failed before in exactly this version: do not read it again.
-      sources.push(await keepOld(fragment.failed.message));
-      continue;
+      return await keepOld(fragment.failed.message);
     }
     if (fragment && fragment.chunks > 0 && sameFingerprint(fragment.fingerprint, fp)) {
-      await input.fetchFragment(fragment, fragmentFile);
-      sources.push({ kind: 'cached', path: relPath, fragment, fragmentFile });
-      continue;
+      await fromFragment(fragment);
+      return { kind: 'cached', path: relPath, fragment, part };
     }
     const kind = fileKindOf(relPath);
-    if (!kind) continue;
-    const table = `src_${index}`;
+    if (!kind) return { kind: 'failed', path: relPath, fingerprint: fp, message: 'not a data file FlashDuck reads' };
     try {
       const read = await readFileIntoTable(conn, {
         absPath: path.join(input.dataDir, relPath),
         relPath,
         kind,
-        table,
+        target: partRef(part),
         linkDir,
         index,
       });
-      await conn.run(`COPY ${quoteIdent(table)} TO ${quoteLiteral(fragmentFile)} (FORMAT parquet, COMPRESSION zstd)`);
-      sources.push({ kind: 'fresh', path: relPath, fingerprint: fp, table, fragmentFile, rows: read.rows, columns: read.columns, format: kind.format });
+      return { kind: 'fresh', path: relPath, fingerprint: fp, part, rows: read.rows, columns: read.columns, format: kind.format };
     } catch (err) {
       if (!(err instanceof FileReadError)) throw err;
-      sources.push(await keepOld(err.message));
+      return await keepOld(err.message);
     }
-  }
+  };
+
+  let next = 0;
+  await Promise.all(
+    input.conns.map(async (conn) => {
+      while (next < entries.length) {
+        const i = next++;
+        sources[i] = await loadOne(conn, i);
+      }
+    }),
+  );
   return sources;
 }
 
@@ -105,69 +127,61 @@ function columnsOf(s: FileSource): { name: string; type: string }[] {
   return s.fragment.columns;
 }
 
-function relationOf(s: Exclude<FileSource, { kind: 'failed' }>): string {
-  return s.kind === 'fresh' ? quoteIdent(s.table) : `read_parquet(${quoteLiteral(s.fragmentFile)})`;
-}
-
-/** The merged schema over the sources, and the SQL that yields every row in it. */
-export function assembleQuery(sources: readonly FileSource[]): { schema: MergedSchema; sql: string | null } {
-  const readable = sources.filter((s): s is Exclude<FileSource, { kind: 'failed' }> => s.kind !== 'failed');
+/**
+ * The merged schema over the readable sources, and the SQL of the view that serves them: every part
+ * cast to the merged types, a column a file lacks as NULL. Part references are relative to the
+ * snapshot file, so the view resolves wherever the file is attached.
+ */
+export function assembleView(sources: readonly FileSource[], table: string): { schema: MergedSchema; createView: string | null } {
+  const readable = sources.filter((s): s is ReadableSource => s.kind !== 'failed');
   const schema = mergeSchemas(readable.map((s) => ({ file: s.path, columns: columnsOf(s) })));
-  if (schema.columns.length === 0 || readable.length === 0) return { schema, sql: null };
+  if (schema.columns.length === 0 || readable.length === 0) return { schema, createView: null };
   const parts = readable.map((s) => {
     const have = new Map(columnsOf(s).map((c) => [c.name.toLowerCase(), c.name]));
     const list = schema.columns.map((col) => {
       const own = have.get(col.name.toLowerCase());
-      const target = col.type;
       const expr = own === undefined ? 'NULL' : quoteIdent(own);
-      return `CAST(${expr} AS ${target}) AS ${quoteIdent(col.name)}`;
+      return `CAST(${expr} AS ${col.type}) AS ${quoteIdent(col.name)}`;
     });
-    return `SELECT ${list.join(', ')} FROM ${relationOf(s)}`;
+    return `SELECT ${list.join(', ')} FROM ${PARTS}.${quoteIdent(s.part)}`;
   });
-  return { schema, sql: parts.join('\nUNION ALL\n') };
+  return { schema, createView: `CREATE VIEW ${quoteIdent(SNAP)}.main.${quoteIdent(table)} AS\n${parts.join('\nUNION ALL\n')}` };
 }
 
 /**
  * JSON numbers are read back as doubles: numbers a double cannot hold exactly (DECIMAL wider than
  * 15 digits, 128-bit integers) travel as strings and are cast back by the loader.
  */
-function jsonSafeSelect(sql: string, columns: readonly { name: string; type: string }[]): string {
+function jsonSafeSelect(source: string, columns: readonly { name: string; type: string }[]): string {
   const exact = (t: string) => /^(HUGEINT|UHUGEINT)$/.test(t) || Number(/^DECIMAL\((\d+),/.exec(t)?.[1] ?? 0) > 15;
-  if (!columns.some((c) => exact(c.type))) return sql;
   const list = columns.map((c) => (exact(c.type) ? `CAST(${quoteIdent(c.name)} AS VARCHAR) AS ${quoteIdent(c.name)}` : quoteIdent(c.name)));
-  return `SELECT ${list.join(', ')} FROM (${sql})`;
+  return `SELECT ${list.join(', ')} FROM ${source}`;
 }
 
-/** Writes the assembled rows as a snapshot file in `format`; returns the row count. */
-export async function writeSnapshotFile(
+/**
+ * Writes the snapshot in a format other than `duckdb` (which is the snapshot database file itself),
+ * reading the view from the snapshot file attached as `catalog`. Returns the row count.
+ */
+export async function exportSnapshotFile(
   conn: DuckDBConnection,
-  sql: string,
-  format: SnapshotFormat,
+  catalog: string,
   table: string,
+  format: Exclude<SnapshotFormat, 'duckdb'>,
   file: string,
   columns: readonly { name: string; type: string }[],
 ): Promise<number> {
+  const source = `${quoteIdent(catalog)}.main.${quoteIdent(table)}`;
   switch (format) {
-    case 'duckdb': {
-      await conn.run(`ATTACH ${quoteLiteral(file)} AS snap`);
-      try {
-        await conn.run(`CREATE TABLE snap.main.${quoteIdent(table)} AS ${sql}`);
-        const r = await conn.runAndReadAll(`SELECT count(*) FROM snap.main.${quoteIdent(table)}`);
-        return Number(r.getRowsJS()[0]?.[0] ?? 0);
-      } finally {
-        await conn.run('DETACH snap');
-      }
-    }
     case 'parquet': {
-      const r = await conn.runAndReadAll(`COPY (${sql}) TO ${quoteLiteral(file)} (FORMAT parquet, COMPRESSION zstd)`);
+      const r = await conn.runAndReadAll(`COPY (SELECT * FROM ${source}) TO ${quoteLiteral(file)} (FORMAT parquet, COMPRESSION zstd)`);
       return Number(r.getRowsJS()[0]?.[0] ?? 0);
     }
     case 'json': {
-      const r = await conn.runAndReadAll(`COPY (${jsonSafeSelect(sql, columns)}) TO ${quoteLiteral(file)} (FORMAT json)`);
+      const r = await conn.runAndReadAll(`COPY (${jsonSafeSelect(source, columns)}) TO ${quoteLiteral(file)} (FORMAT json)`);
       return Number(r.getRowsJS()[0]?.[0] ?? 0);
     }
     case 'arrow': {
-      const result = await conn.stream(sql);
+      const result = await conn.stream(`SELECT * FROM ${source}`);
       const { bytes, rows } = await encodeArrowStream(result);
       await writeFile(file, bytes);
       return rows;

@@ -72,18 +72,18 @@ async function checkJsonArrayComplete(file: string, relPath: string): Promise<vo
 const SNIFF_ERROR = /Could not convert|Conversion Error|Could not parse|sniff|Type mismatch|cast/i;
 
 /**
- * Reads one data file into `table` of `conn`. DuckDB sees it through a symlink with a plain name in
+ * Reads one data file into the table `target` (a qualified, quoted name) of `conn`. DuckDB sees it through a symlink with a plain name in
  * `linkDir`, so characters DuckDB would treat as a glob (`*`, `?`, `[`) or quotes in the real name
  * do not matter. CSV/JSON types are sniffed from a sample first; if a value past the sample does
  * not fit, the file is read again with the whole file as the sample (never a silent NULL).
  */
 export async function readFileIntoTable(
   conn: DuckDBConnection,
-  options: { absPath: string; relPath: string; kind: FileKind; table: string; linkDir: string; index: number },
+  options: { absPath: string; relPath: string; kind: FileKind; target: string; linkDir: string; index: number },
 ): Promise<ReadFileResult> {
   const link = path.join(options.linkDir, `f${options.index}${options.kind.extension}`);
   await symlink(options.absPath, link);
-  const target = quoteIdent(options.table);
+  const target = options.target;
   const textFormat = options.kind.format !== 'parquet';
   const attempt = async (fullSample: boolean) => {
     await conn.run(`CREATE OR REPLACE TABLE ${target} AS SELECT * FROM ${readerSql(options.kind, link, fullSample)}`);

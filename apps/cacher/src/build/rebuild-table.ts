@@ -9,6 +9,7 @@ import {
   TableMeta,
   decode,
   encode,
+  quoteLiteral,
   retiredMember,
   writeBlobFromFile,
   type Fragment,
@@ -20,7 +21,7 @@ import {
 import { DUCKDB_ENGINE_VERSION, closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 import type { CacherConfig } from '../config.js';
 import { collectRetired, encodeFragment, fetchFragment, parseFragments } from '../store/fragments.js';
-import { assembleQuery, describeSources, planSources, writeSnapshotFile } from './build-snapshot.js';
+import { SNAP, assembleView, describeSources, exportSnapshotFile, loadSources, partRef } from './build-snapshot.js';
 
 const publishScript = LuaScript.load('snapshot-publish-3');
 /** Score for a blob written but not yet referenced: collected only if the writer died before committing. */
@@ -125,44 +126,52 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
   const workDir = path.join(config.workDir, `${table}-${randomUUID().slice(0, 8)}`);
   await mkdir(workDir, { recursive: true });
   const db = await openDuckDB({ memoryLimitMb: config.memoryLimitMb, threads: config.threads, tempDir: path.join(workDir, 'spill') });
+  const conns = [db.conn];
   try {
-    const sources = await planSources({
-      conn: db.conn,
+    for (let i = 1; i < config.readParallelism; i++) {
+      const conn = await db.instance.connect();
+      await conn.run(`SET TimeZone='UTC'`);
+      conns.push(conn);
+    }
+    // The snapshot is a DuckDB file: a part table per source file and a view that unions them.
+    const snapFile = path.join(workDir, 'snapshot.duckdb');
+    await db.conn.run(`ATTACH ${quoteLiteral(snapFile)} AS ${SNAP}`);
+    const sources = await loadSources({
+      conns,
       dataDir: config.dataDir,
       workDir,
       manifest: state.manifest,
       fragments: state.fragments,
       fetchFragment: (fragment, file) => fetchFragment(redis, keys, table, fragment, file),
     });
-    const { schema, sql } = assembleQuery(sources);
+    const loadedAt = Date.now();
+    const { schema, createView } = assembleView(sources, table);
+    if (createView) await db.conn.run(createView);
+    await db.conn.run(`DETACH ${SNAP}`); // checkpoints: the file is complete and self-contained
+    const checkpointedAt = Date.now();
     const { files, errors } = describeSources(sources);
+    let rows = files.reduce((n, f) => n + f.rows, 0);
+    let built = false;
+    const attachBuilt = async () => {
+      if (!built) await db.conn.run(`ATTACH ${quoteLiteral(snapFile)} AS built (READ_ONLY)`);
+      built = true;
+    };
+
     const version = await redis.incr(keys.tableSeq(table));
     const blob = `v${version}`;
-    let rows = 0;
     let stored = { chunks: 0, bytes: 0 };
     let member = '';
-    if (sql) {
-      const snapshotFile = path.join(workDir, `snapshot.${config.snapshotFormat}`);
-      rows = await writeSnapshotFile(db.conn, sql, config.snapshotFormat, table, snapshotFile, schema.columns);
+    if (createView) {
+      let snapshotFile = snapFile;
+      if (config.snapshotFormat !== 'duckdb') {
+        await attachBuilt();
+        snapshotFile = path.join(workDir, `snapshot.${config.snapshotFormat}`);
+        rows = await exportSnapshotFile(db.conn, 'built', table, config.snapshotFormat, snapshotFile, schema.columns);
+      }
       const size = (await stat(snapshotFile)).size;
       member = retiredMember(blob, Math.max(1, Math.ceil(size / config.chunkBytes)));
       await redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, member);
       stored = await writeBlobFromFile(redis, keys, table, blob, snapshotFile, config.chunkBytes);
-    }
-
-    // Fragments of files read now, stored before the publish so a later build can reuse them.
-    const newFragments = new Map<string, { fragment: Fragment; member: string }>();
-    for (const s of sources) {
-      if (s.kind !== 'fresh') continue;
-      const id = `f${version}-${newFragments.size}`;
-      const size = (await stat(s.fragmentFile)).size;
-      const fm = retiredMember(id, Math.max(1, Math.ceil(size / config.chunkBytes)));
-      await redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, fm);
-      const saved = await writeBlobFromFile(redis, keys, table, id, s.fragmentFile, config.chunkBytes);
-      newFragments.set(s.path, {
-        member: fm,
-        fragment: { v: 1, path: s.path, fingerprint: s.fingerprint, blob: id, chunks: saved.chunks, bytes: saved.bytes, rows: s.rows, columns: s.columns, format: s.format },
-      });
     }
 
     const meta: TableMeta = {
@@ -170,7 +179,7 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       table,
       version,
       format: config.snapshotFormat,
-      blob: sql ? blob : '',
+      blob: createView ? blob : '',
       chunks: stored.chunks,
       bytes: stored.bytes,
       rows,
@@ -183,13 +192,45 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       updatedAt: Date.now(),
       engine: DUCKDB_ENGINE_VERSION,
     };
-    const now = Date.now();
-    if (!(await publish(deps, table, lease, meta, state.gen, member))) {
-      const tx = redis.multi();
-      for (const { member: fm } of newFragments.values()) tx.zadd(keys.tableRetired(table), now, fm);
-      await tx.exec();
-      return { outcome: 'refused' };
+    const published = Date.now();
+    if (!(await publish(deps, table, lease, meta, state.gen, member))) return { outcome: 'refused' };
+    // The table set is in another slot: its own step (idempotent; restores a table a drop raced with).
+    await redis.sadd(keys.tables, table);
+    log.info(
+      {
+        version,
+        gen: state.gen,
+        rows,
+        bytes: stored.bytes,
+        files: files.length,
+        errors: errors.length,
+        ms: published - started,
+        loadMs: loadedAt - started,
+        checkpointMs: checkpointedAt - loadedAt,
+        storeMs: published - checkpointedAt,
+      },
+      'snapshot published',
+    );
+
+    // Fragments of the files read now, stored after the publish (off the path to fresh data) so a later
+    // build reuses them instead of reading those files again.
+    const newFragments = new Map<string, { fragment: Fragment; member: string }>();
+    for (const s of sources) {
+      if (s.kind !== 'fresh') continue;
+      await attachBuilt();
+      const id = `f${version}-${newFragments.size}`;
+      const file = path.join(workDir, `${id}.parquet`);
+      await db.conn.run(`COPY ${partRef(s.part, 'built')} TO ${quoteLiteral(file)} (FORMAT parquet, COMPRESSION zstd)`);
+      const size = (await stat(file)).size;
+      const fm = retiredMember(id, Math.max(1, Math.ceil(size / config.chunkBytes)));
+      await redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, fm);
+      const saved = await writeBlobFromFile(redis, keys, table, id, file, config.chunkBytes);
+      newFragments.set(s.path, {
+        member: fm,
+        fragment: { v: 1, path: s.path, fingerprint: s.fingerprint, blob: id, chunks: saved.chunks, bytes: saved.bytes, rows: s.rows, columns: s.columns, format: s.format },
+      });
     }
+    const now = Date.now();
 
     // Commit the fragment index: new fragments replace old ones, failures are remembered by fingerprint.
     const tx = redis.multi();
@@ -215,18 +256,14 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       if (old.chunks > 0) tx.zadd(keys.tableRetired(table), now, retiredMember(old.blob, old.chunks));
     }
     await tx.exec();
-    // The table set is in another slot: its own step (idempotent; restores a table a drop raced with).
-    await redis.sadd(keys.tables, table);
     await collectRetired(redis, keys, table, config.retainMs, now);
 
-    const ms = Date.now() - started;
-    log.info(
-      { version, gen: state.gen, rows, bytes: stored.bytes, chunks: stored.chunks, files: files.length, read: newFragments.size, errors: errors.length, ms },
-      'snapshot published',
-    );
+    const ms = published - started;
+    log.info({ version, filesRead: newFragments.size, fragmentsMs: Date.now() - published }, 'fragments stored');
     for (const e of errors) log.warn({ file: e.file, reason: e.message }, 'file could not be read');
     return { outcome: 'published', version, rows, bytes: stored.bytes, errors: errors.length, ms, filesRead: newFragments.size };
   } finally {
+    for (const c of conns.slice(1)) c.closeSync();
     closeDuckDB(db);
     await rm(workDir, { recursive: true, force: true });
   }

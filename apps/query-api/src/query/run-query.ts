@@ -29,6 +29,38 @@ export interface QueryOutput {
   readonly elapsedMs: number;
 }
 
+/** Collects the table names a parse tree (json_serialize_sql) refers to. */
+function collectTableRefs(node: unknown, out: Set<string>): void {
+  if (Array.isArray(node)) {
+    for (const n of node) collectTableRefs(n, out);
+    return;
+  }
+  if (!node || typeof node !== 'object') return;
+  const o = node as Record<string, unknown>;
+  if (o.type === 'BASE_TABLE' && typeof o.table_name === 'string') {
+    const catalog = typeof o.catalog_name === 'string' ? o.catalog_name.toLowerCase() : '';
+    out.add(catalog.startsWith('fd_') ? catalog.slice(3) : o.table_name.toLowerCase());
+  }
+  for (const v of Object.values(o)) collectTableRefs(v, out);
+}
+
+/**
+ * The served tables a statement reads, with the version this generation serves. Taken from DuckDB's
+ * own parse tree (before views expand), so a column that happens to share a table's name does not count.
+ */
+async function tablesRead(conn: DuckDBConnection, sql: string, versions: ReadonlyMap<string, number>): Promise<Record<string, number>> {
+  if (versions.size === 0) return {};
+  try {
+    const r = await conn.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR) AS tree', [sql]);
+    const tree = JSON.parse(String(r.getRowsJS()[0]?.[0] ?? '{}')) as unknown;
+    const names = new Set<string>();
+    collectTableRefs(tree, names);
+    return Object.fromEntries([...names].filter((n) => versions.has(n)).sort().map((n) => [n, versions.get(n)!]));
+  } catch {
+    return {}; // informative only (EXPLAIN, DESCRIBE and PRAGMA have no serializable tree)
+  }
+}
+
 function statementName(type: number): string {
   return (StatementType as unknown as Record<number, string>)[type] ?? String(type);
 }
@@ -147,19 +179,7 @@ export async function runQuery(generation: Generation, sql: string, format: Resu
   }, Math.max(1, deadlineAt - Date.now()));
   try {
     const prepared = await prepareReadOnly(conn, sql);
-    let tables: Record<string, number> = {};
-    try {
-      const versions = generation.versions();
-      tables = Object.fromEntries(
-        conn
-          .getTableNames(sql, false)
-          .map((t) => t.toLowerCase())
-          .filter((t) => versions.has(t))
-          .map((t) => [t, versions.get(t)!]),
-      );
-    } catch {
-      // Table-name extraction is informative only.
-    }
+    const tables = await tablesRead(conn, sql, generation.versions());
     try {
       const result = await prepared.stream();
       if (format === 'arrow') {
