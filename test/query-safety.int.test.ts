@@ -140,6 +140,15 @@ describe('query-api: read-only, bounded, in every format', () => {
     expect(metrics).toMatch(/flashduck_query_served_version\{table="orders"\} \d+/);
   });
 
+  it('serves the web console from query-api itself (no CDN)', async () => {
+    const res = await fetch(url('/'));
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    expect(html).toContain('<title>FlashDuck</title>');
+    expect(html).toContain('/v1/query');
+    expect(html).not.toMatch(/<script[^>]+src="https?:/);
+  });
+
   it('lists tables with the public shape', async () => {
     const body = await (await fetch(url('/v1/tables'))).json();
     expect(body.tables).toHaveLength(1);
