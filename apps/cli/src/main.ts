@@ -3,6 +3,7 @@ import { UsageError } from './args.js';
 import { COMPONENTS, runComponentCommand, runStandalone } from './commands/components.js';
 import { runStatusCommand, runTablesCommand } from './commands/inspect.js';
 import { runQueryCommand } from './commands/query.js';
+import { runWriteCommand } from './commands/writes.js';
 import { ApiError } from './http-client.js';
 
 const HELP = `FlashDuck: a folder of CSV, TSV, JSON, NDJSON and Parquet files, queryable with SQL in real time.
@@ -20,7 +21,9 @@ Run:
 Use:
   query "<sql>"    run SQL through query-api (--format table|json|csv|ndjson|arrow)
   tables           list tables with version, rows, files, errors, age
-  status           live components and tables
+  status           live components, tables and write streams
+  upsert <table>   queue an upsert (--key id --file rows.json|.ndjson|.csv, or stdin)
+  delete <table>   queue a delete (--key id 1 2 3, or rows from --file/stdin)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -44,6 +47,10 @@ async function main(argv: string[]): Promise<number> {
       return await runTablesCommand(rest);
     case 'status':
       return await runStatusCommand(rest);
+    case 'upsert':
+      return await runWriteCommand('upsert', rest);
+    case 'delete':
+      return await runWriteCommand('delete', rest);
     default:
       throw new UsageError(`unknown command "${command}"\nRun "flashduck --help" for the list of commands.`);
   }

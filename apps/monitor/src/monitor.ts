@@ -20,11 +20,12 @@ import {
   type Logger,
   type Readiness,
   type RedisClient,
+  type ScannedFile,
+  walkDataDir,
 } from '@flashduck/core';
 import type { MonitorConfig } from './config.js';
 import { diffManifests, isEmptyDiff } from './scan/diff.js';
 import { SettleTracker } from './scan/settle.js';
-import { walkDataDir, type ScannedFile } from './scan/walk.js';
 
 const applyManifest = LuaScript.load('manifest-apply-2');
 

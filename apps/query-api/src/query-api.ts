@@ -62,6 +62,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
   const keys = createKeys(config.prefix);
   const redis = createRedis(config, 'worker', log, 'query-api');
   const subscriber = createRedis(config, 'subscriber', log, 'query-api-events');
+  const requestRedis = createRedis(config, 'request', log, 'query-api-requests');
   await removeStaleCacheDirs(config.cacheDir);
   const cacheDir = path.join(config.cacheDir, `${process.pid}-${randomBytes(3).toString('hex')}`);
   await mkdir(cacheDir, { recursive: true });
@@ -89,6 +90,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
   });
   // Subscribing before the connection is ready races ioredis' ready check (INFO is refused in subscriber mode).
   await waitForRedis(subscriber, 30_000);
+  await waitForRedis(requestRedis, 30_000);
   await subscriber.subscribe(keys.events);
   // Subscribing again after a reconnect is ioredis' job; the periodic refresh covers the gap.
   const timer = setInterval(() => void refresh(), config.refreshMs);
@@ -108,7 +110,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
   });
 
   await refresh();
-  const app = createServer({ config, catalog, redis, keys, log, ready: readiness });
+  const app = createServer({ config, catalog, redis, requestRedis, keys, log, ready: readiness });
   const server: http.Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
     s.once('error', reject);
@@ -139,6 +141,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
         await catalog.close();
         await heartbeat.stop();
         await closeRedis(subscriber);
+        await closeRedis(requestRedis);
         await closeRedis(redis);
         await rm(cacheDir, { recursive: true, force: true });
         log.info('query-api stopped');

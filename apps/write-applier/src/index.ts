@@ -1,2 +1,2 @@
 export { loadWriteApplierConfig, type WriteApplierConfig } from './config.js';
-export { startWriteApplier, type WriteApplierDeps } from './write-applier.js';
+export { startWriteApplier, type WriteApplier, type WriteApplierDeps } from './write-applier.js';

@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'unauthorized'
   | 'forbidden'
   | 'not_found'
+  | 'conflict'
   | 'timeout'
   | 'too_large'
   | 'rate_limited'
@@ -23,6 +24,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  conflict: 409,
   timeout: 408,
   too_large: 413,
   rate_limited: 429,
@@ -61,4 +63,14 @@ export class ConfigError extends AppError {
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/** DuckDB's message on one line, without the SQL echo and caret lines it appends. */
+export function cleanDuckDBMessage(err: unknown): string {
+  return errorMessage(err)
+    .split('\n')
+    .filter((l) => l.trim() && !/^LINE \d+:/.test(l) && !/^\s*\^\s*$/.test(l))
+    .join(' ')
+    .replace(/\s+/g, ' ')
+    .trim();
 }

@@ -1,6 +1,7 @@
 export * from './blob.js';
 export * from './component.js';
 export * from './config.js';
+export * from './data-files.js';
 export * from './errors.js';
 export * from './heartbeat.js';
 export * from './keys.js';
@@ -13,3 +14,4 @@ export * from './shutdown.js';
 export * from './sql.js';
 export * from './table-meta.js';
 export * from './table-names.js';
+export * from './write-streams.js';

@@ -20,8 +20,14 @@
  * fd:{orders}:build              STRING rebuild lease "<token>|<epoch>"   writer: cacher
  * fd:{orders}:build-epoch        STRING rebuild lease fencing counter
  * fd:{orders}:exported           HASH   last export of the table    writer: exporter; readers: status, console
- * fd:{orders}:writes             STREAM upsert/delete entries       writer: query-api, cli; reader: write-applier group
- * fd:{orders}:write-state        HASH   writeId → WriteStatus       writer: write-applier, query-api
+ * fd:write-tables                SET    tables that have a writes stream      writer: query-api; reader: write-applier
+ * fd:writes                      PUBSUB wake-up hint after an enqueue  writer: query-api (in the enqueue script); readers: write-applier
+ * fd:{orders}:writes             STREAM upsert/delete entries       writer: query-api; reader: write-applier group "appliers"
+ * fd:{orders}:write-state        HASH   stream id → WriteState      writer: query-api (pending), write-applier (applied/failed)
+ * fd:{orders}:writes-applied     STRING last stream id applied to the files   writer: write-applier (fenced by the apply lease)
+ * fd:{orders}:writes-dead        STREAM dead-lettered entries with their reason   writer: write-applier
+ * fd:{orders}:apply              STRING apply lease "<token>|<epoch>"  writer: write-applier
+ * fd:{orders}:apply-epoch        STRING apply lease fencing counter
  * fd:{q}:<queue>:*               BullMQ queues (prefix "fd:{q}", one slot for all queues)
  * ```
  */
@@ -50,9 +56,20 @@ export interface Keys {
   tableBuildLease(table: string): string;
   tableBuildEpoch(table: string): string;
   tableExported(table: string): string;
+  /** SET of tables that have a writes stream. */
+  readonly writeTables: string;
+  /** Pub/sub wake-up for write-appliers. */
+  readonly writesChannel: string;
   tableWrites(table: string): string;
   tableWriteState(table: string): string;
+  tableWritesApplied(table: string): string;
+  tableWritesDead(table: string): string;
+  tableApplyLease(table: string): string;
+  tableApplyEpoch(table: string): string;
 }
+
+/** Consumer group of the write-appliers on every writes stream. */
+export const WRITE_GROUP = 'appliers';
 
 /** Queue names (BullMQ), under {@link Keys.bullPrefix}. */
 export const QUEUES = {
@@ -90,8 +107,14 @@ export function createKeys(prefix: string): Keys {
     tableBuildLease: (table) => t(table, 'build'),
     tableBuildEpoch: (table) => t(table, 'build-epoch'),
     tableExported: (table) => t(table, 'exported'),
+    writeTables: `${prefix}:write-tables`,
+    writesChannel: `${prefix}:writes`,
     tableWrites: (table) => t(table, 'writes'),
     tableWriteState: (table) => t(table, 'write-state'),
+    tableWritesApplied: (table) => t(table, 'writes-applied'),
+    tableWritesDead: (table) => t(table, 'writes-dead'),
+    tableApplyLease: (table) => t(table, 'apply'),
+    tableApplyEpoch: (table) => t(table, 'apply-epoch'),
   };
 }
 

@@ -120,6 +120,34 @@ export const Fragment = z.object({
 });
 export type Fragment = z.infer<typeof Fragment>;
 
+/** A row of a write: a JSON object. */
+export const WriteRow = z.record(z.string(), z.unknown());
+
+/** An upsert or delete as queued in a table's writes stream (fields of one stream entry). */
+export const WriteEntry = z.object({
+  v: z.literal(1),
+  op: z.enum(['upsert', 'delete']),
+  /** Key columns: rows match on all of them. */
+  key: z.array(z.string().min(1)).min(1),
+  rows: z.array(WriteRow),
+  at: z.number(),
+});
+export type WriteEntry = z.infer<typeof WriteEntry>;
+
+/** Where a write is (`fd:{t}:write-state`, by stream id). `visible` is derived by query-api from the served snapshot. */
+export const WriteState = z.object({
+  v: z.literal(1),
+  status: z.enum(['pending', 'applied', 'failed']),
+  op: z.enum(['upsert', 'delete']),
+  rows: z.number().int().nonnegative(),
+  at: z.number(),
+  appliedAt: z.number().optional(),
+  /** Files the write changed, with the mtime they got: a snapshot holding these versions contains the write. */
+  files: z.array(z.object({ path: z.string(), mtimeMs: z.number() })).optional(),
+  error: z.string().optional(),
+});
+export type WriteState = z.infer<typeof WriteState>;
+
 /** Result of decoding: the value, or why it is not one. */
 export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 

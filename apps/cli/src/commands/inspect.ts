@@ -1,4 +1,4 @@
-import { createKeys, readHeartbeats, readTableMetas, type Heartbeat, type TableMeta } from '@flashduck/core';
+import { createKeys, readHeartbeats, readTableMetas, readWriteStreams, type Heartbeat, type TableMeta } from '@flashduck/core';
 import { Redis } from 'ioredis';
 import { REDIS_FLAGS, helpText, parseCommand, type CommandSpec } from '../args.js';
 import { age, formatTable } from '../format-table.js';
@@ -14,7 +14,7 @@ export const tablesSpec: CommandSpec = {
 
 export const statusSpec: CommandSpec = {
   name: 'status',
-  summary: 'Shows every live component instance (from heartbeats) and every table with its snapshot and errors.',
+  summary: 'Shows every live component instance (from heartbeats), every table with its snapshot and errors, and each writes stream (length, pending, lag, dead letters).',
   usage: 'status [--json]',
   flags: { ...REDIS_FLAGS, ...JSON_FLAG },
 };
@@ -89,12 +89,13 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
     process.stdout.write(helpText(statusSpec));
     return 0;
   }
-  const { components, metas } = await withRedis(async (redis, keys) => ({
+  const { components, metas, writes } = await withRedis(async (redis, keys) => ({
     components: await readHeartbeats(redis, keys),
     metas: (await readTableMetas(redis, keys)).metas,
+    writes: await readWriteStreams(redis, keys),
   }));
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ components, tables: [...metas.values()] }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ components, tables: [...metas.values()], writes }, null, 2)}\n`);
     return 0;
   }
   const now = Date.now();
@@ -113,5 +114,14 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
   if (metas.size === 0) process.stdout.write('  none yet\n');
   else process.stdout.write(`${formatTable(TABLE_HEADER, tableRows(metas.values(), now))}\n`);
   printErrors(metas.values());
+  if (writes.length) {
+    process.stdout.write('\nWrites\n');
+    process.stdout.write(
+      `${formatTable(
+        ['table', 'stream', 'pending', 'lag', 'dead letters', 'last applied'],
+        writes.map((w) => [w.table, w.length, w.pending, w.lag ?? '?', w.deadLetters, w.applied ?? '-']),
+      )}\n`,
+    );
+  }
   return 0;
 }

@@ -4,6 +4,7 @@ import { AppError, HTTP_STATUS, readHeartbeats, registry, type Keys, type Logger
 import type { QueryApiConfig } from '../config.js';
 import { RESULT_FORMATS, cleanDuckDBMessage, runQuery, type ResultFormat } from '../query/run-query.js';
 import type { Catalog } from '../snapshots/catalog.js';
+import { enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
 import { requireScope } from './auth.js';
 import { tableDetail, tableSummary } from './tables-view.js';
 
@@ -11,6 +12,8 @@ export interface ServerDeps {
   readonly config: QueryApiConfig;
   readonly catalog: Catalog;
   readonly redis: RedisClient;
+  /** Fails fast while Redis is away (request paths must not queue commands). */
+  readonly requestRedis: RedisClient;
   readonly keys: Keys;
   readonly log: Logger;
   readonly ready: () => { ready: true } | { ready: false; reason: string };
@@ -32,6 +35,7 @@ export function createServer(deps: ServerDeps): express.Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
   const read = requireScope(config.apiTokens, 'read');
+  const write = requireScope(config.apiTokens, 'write');
 
   if (config.corsOrigins.length) {
     app.use((req, res, next) => {
@@ -77,13 +81,43 @@ export function createServer(deps: ServerDeps): express.Express {
     res.json(tableDetail(t.meta));
   });
 
+  const servedMeta = (table: string) => catalog.generation?.tables.get(table)?.meta;
+
+  /** Waits until the served snapshot contains a write (read-your-writes), bounded by the query deadline. */
+  const waitForWrite = async (writeId: string, deadlineAt: number) => {
+    for (;;) {
+      const s = await writeStatus(deps.requestRedis, deps.keys, writeId, servedMeta);
+      if (s.status === 'visible') return;
+      if (s.status === 'failed') throw new AppError('conflict', `write ${writeId} failed: ${s.error ?? 'unknown reason'}`);
+      const left = deadlineAt - Date.now();
+      if (left <= 0) throw new AppError('timeout', `write ${writeId} is ${s.status} and not yet visible after ${config.timeoutMs} ms; retry, or query without "after"`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          off();
+          resolve();
+        }, Math.min(left, 100));
+        const off = catalog.onChange(() => {
+          clearTimeout(timer);
+          off();
+          resolve();
+        });
+      });
+    }
+  };
+
   const query = async (req: Request, res: Response) => {
     const input = req.method === 'GET' ? req.query : ((req.body ?? {}) as Record<string, unknown>);
     const sql = input.sql;
     if (typeof sql !== 'string' || !sql.trim()) throw new AppError('bad_request', 'the request needs "sql": a non-empty string');
     if (sql.length > 1_000_000) throw new AppError('too_large', 'the SQL text is over 1,000,000 characters');
     const format = parseFormat(input.format);
-    const result = await runQuery(served(), sql, format, config);
+    const startedAt = Date.now();
+    if (input.after !== undefined && input.after !== '') {
+      if (typeof input.after !== 'string') throw new AppError('bad_request', '"after" must be a write id');
+      await waitForWrite(input.after, startedAt + config.timeoutMs);
+    }
+    const remaining = Math.max(10, config.timeoutMs - (Date.now() - startedAt));
+    const result = await runQuery(served(), sql, format, { ...config, timeoutMs: remaining });
     res.setHeader('Content-Type', result.contentType);
     res.setHeader('X-FlashDuck-Row-Count', String(result.rowCount));
     res.setHeader('X-FlashDuck-Truncated', String(result.truncated));
@@ -93,6 +127,20 @@ export function createServer(deps: ServerDeps): express.Express {
   };
   app.get('/v1/query', read, query);
   app.post('/v1/query', read, query);
+
+  const enqueue = (op: 'upsert' | 'delete') => async (req: Request, res: Response) => {
+    const table = String(req.params.table);
+    const valid = validateWrite(op, table, req.body, servedMeta(table));
+    const writeId = await enqueueWrite(deps.requestRedis, deps.keys, table, op, valid).catch((err: unknown) => {
+      throw new AppError('not_ready', `the write could not be queued: Redis is unavailable (${(err as Error).message})`);
+    });
+    res.status(202).json({ writeId });
+  };
+  app.post('/v1/tables/:table/upsert', write, enqueue('upsert'));
+  app.post('/v1/tables/:table/delete', write, enqueue('delete'));
+  app.get('/v1/writes/:writeId', read, async (req, res) => {
+    res.json(await writeStatus(deps.requestRedis, deps.keys, String(req.params.writeId), servedMeta));
+  });
 
   app.get('/v1/status', read, async (_req, res) => {
     const components = await readHeartbeats(deps.redis, deps.keys);

@@ -1,5 +1,7 @@
 import { StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBResult } from '@duckdb/node-api';
-import { AppError, counter, histogram } from '@flashduck/core';
+import { AppError, cleanDuckDBMessage, counter, histogram } from '@flashduck/core';
+
+export { cleanDuckDBMessage };
 import { encodeArrowStream, jsonValueConverter } from '@flashduck/core/duckdb';
 import type { Generation } from '../snapshots/generation.js';
 
@@ -82,17 +84,6 @@ async function prepareReadOnly(conn: DuckDBConnection, sql: string): Promise<Duc
     throw new AppError('refused_statement', `${name} statements are not allowed: FlashDuck answers read-only queries (SELECT, WITH, DESCRIBE, SUMMARIZE, EXPLAIN)`);
   }
   return prepared;
-}
-
-/** DuckDB's message without the SQL echo and caret lines. */
-export function cleanDuckDBMessage(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  return message
-    .split('\n')
-    .filter((l) => l.trim() && !/^LINE \d+:/.test(l) && !/^\s*\^\s*$/.test(l))
-    .join(' ')
-    .replace(/\s+/g, ' ')
-    .trim();
 }
 
 function csvCell(v: unknown): string {

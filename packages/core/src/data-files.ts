@@ -1,6 +1,8 @@
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileKindOf, isIgnoredName, isInside, tableOfPath, type FileFingerprint } from '@flashduck/core';
+import { isInside } from './config.js';
+import type { FileFingerprint } from './messages.js';
+import { fileKindOf, isIgnoredName, tableOfPath } from './table-names.js';
 
 /** A data file found by a scan. */
 export interface ScannedFile {
