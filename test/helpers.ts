@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DuckDBInstance } from '@duckdb/node-api';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '@flashduck/core/testing';
@@ -112,3 +113,24 @@ export async function rows(port: number, sql: string): Promise<Record<string, un
   if (r.status !== 200) throw new Error(`query failed (${r.status}): ${JSON.stringify(r.body)}`);
   return r.body.rows as Record<string, unknown>[];
 }
+
+/** Every row of a table as its files hold it (read with DuckDB, all columns as text). */
+export async function rowsOnDisk(dir: string, orderBy = 'id'): Promise<Record<string, unknown>[]> {
+  const files = (await readdir(dir)).filter((f) => !f.startsWith('.') && /\.(csv|parquet|ndjson|json)$/.test(f));
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  try {
+    const parts = files.map((f) => {
+      const p = `'${path.join(dir, f).replace(/'/g, "''")}'`;
+      if (f.endsWith('.parquet')) return `SELECT * FROM read_parquet(${p})`;
+      if (f.endsWith('.csv')) return `SELECT * FROM read_csv(${p}, header=true)`;
+      return `SELECT * FROM read_json(${p})`;
+    });
+    const r = await conn.runAndReadAll(`SELECT * FROM (${parts.join(' UNION ALL BY NAME ')}) ORDER BY ${orderBy}`);
+    return r.getRowObjectsJS().map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v])));
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+}
+

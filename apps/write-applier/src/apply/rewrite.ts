@@ -200,8 +200,9 @@ async function rewriteWithDuckDB(
     const u = byLowerUpsert.get(lower(c.name))!;
     list.push(`CASE WHEN m.__eff = 'upsert' AND m.__has${u.i} THEN CAST(m.__v${u.i} AS ${newType(c)}) END AS ${quoteIdent(c.name)}`);
   }
+  // Rows keep their order (a join does not preserve it): __ord is the row's position in the file.
   let select = list.length
-    ? `SELECT ${list.join(', ')} FROM src s LEFT JOIN (SELECT c.*, h.__eff FROM chg c JOIN here h USING (__k)) m ON ${match} WHERE m.__eff IS NULL OR m.__eff = 'upsert'`
+    ? `SELECT ${list.join(', ')}, s.rowid AS __ord FROM src s LEFT JOIN (SELECT c.*, h.__eff FROM chg c JOIN here h USING (__k)) m ON ${match} WHERE m.__eff IS NULL OR m.__eff = 'upsert'`
     : '';
 
   if (owned && fresh.length) {
@@ -229,9 +230,11 @@ async function rewriteWithDuckDB(
       return `CAST(m.__key${i} AS ${own ? own.type : typeFor(k, vt)}) AS ${quoteIdent(own?.name ?? ctx.tableTypes.get(lower(k))?.name ?? k)}`;
     });
     const valueList = columns.map((c, i) => `CAST(m.__v${i} AS ${typeFor(c.name, c.valueType)}) AS ${quoteIdent(have.get(lower(c.name))?.name ?? c.name)}`);
-    const freshSelect = `SELECT ${[...keyList, ...valueList].join(', ')} FROM chg m JOIN fresh_keys f USING (__k)`;
+    // New rows go after the existing ones, in the order of their keys' first appearance in the batch.
+    const freshSelect = `SELECT ${[...keyList, ...valueList].join(', ')}, 4611686018427387904 + f.rowid AS __ord FROM chg m JOIN fresh_keys f USING (__k)`;
     select = select ? `SELECT * FROM (${select}) UNION ALL BY NAME ${freshSelect}` : freshSelect;
   }
+  select = `SELECT * EXCLUDE (__ord) FROM (${select}) ORDER BY __ord`;
 
   const tmp = await ctx.tempFor(file.abs);
   let opts: string;

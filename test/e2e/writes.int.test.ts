@@ -1,0 +1,145 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, query, removeDir, rows, rowsOnDisk, tempDir, uniquePrefix, waitFor } from '../helpers.js';
+
+async function post(port: number, p: string, body: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://127.0.0.1:${port}${p}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.status, body: await res.json() };
+}
+
+describe('writes end to end (separate processes)', () => {
+  const prefix = uniquePrefix('writes');
+  let dataDir: string;
+  let work: string;
+  let port: number;
+  let env: Record<string, string>;
+  const procs: AppProcess[] = [];
+  const status = async (writeId: string) => (await (await fetch(`http://127.0.0.1:${port}/v1/writes/${writeId}`)).json()) as { status: string; error?: string; version?: number };
+
+  beforeAll(async () => {
+    dataDir = await tempDir('writes-data');
+    work = await tempDir('writes-work');
+    port = await freePort();
+    env = {
+      FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
+      FLASHDUCK_PREFIX: prefix,
+      FLASHDUCK_DATA_DIR: dataDir,
+      FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+      MONITOR_POLL_MS: '200',
+      MONITOR_SETTLE_MS: '100',
+      CACHER_WORK_DIR: path.join(work, 'cacher'),
+      WRITER_WORK_DIR: path.join(work, 'writer'),
+      QUERY_API_PORT: String(port),
+      QUERY_API_HOST: '127.0.0.1',
+      QUERY_API_CACHE_DIR: path.join(work, 'cache'),
+      QUERY_API_REFRESH_MS: '300',
+      QUERY_TIMEOUT_MS: '20000',
+      WRITER_POLL_MS: '100',
+    };
+    for (const app of ['monitor', 'cacher', 'query-api', 'write-applier']) procs.push(AppProcess.start(app, env));
+    await Promise.all(procs.map((p) => p.waitForLog(/"msg":"(monitor started|cacher started|query-api listening|write-applier started)"/)));
+  });
+  afterAll(async () => {
+    await Promise.all(procs.map((p) => p.kill('SIGTERM')));
+    await deletePrefix(TEST_REDIS_URL, prefix);
+    await removeDir(dataDir);
+    await removeDir(work);
+  });
+
+  it('upserts 1,000 rows, updates 100, deletes 50: queries and files agree with the expected table', async () => {
+    const expected = new Map<number, { id: number; name: string; balance: number }>();
+    let last = '';
+    for (let start = 0; start < 1000; start += 250) {
+      const batch = Array.from({ length: 250 }, (_, i) => ({ id: start + i, name: `acct-${start + i}`, balance: (start + i) * 10 }));
+      for (const r of batch) expected.set(r.id, r);
+      const r = await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: batch });
+      expect(r.status).toBe(202);
+      last = r.body.writeId;
+    }
+    await waitFor('accounts created', async () => (await status(last)).status === 'visible', 30_000);
+    const updates = Array.from({ length: 100 }, (_, i) => ({ id: i * 3, balance: -(i + 1) }));
+    for (const u of updates) expected.set(u.id, { ...expected.get(u.id)!, balance: u.balance });
+    expect((await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: updates })).status).toBe(202);
+    const deletes = Array.from({ length: 50 }, (_, i) => ({ id: 999 - i * 7 }));
+    for (const d of deletes) expected.delete(d.id);
+    const del = await post(port, '/v1/tables/accounts/delete', { key: ['id'], rows: deletes });
+    expect(del.status).toBe(202);
+
+    // Read-your-writes: the query waits until the served snapshot contains the delete.
+    const fresh = await query(port, 'SELECT count(*) AS n, sum(balance) AS total FROM accounts', { after: del.body.writeId });
+    expect(fresh.status).toBe(200);
+    const want = [...expected.values()].sort((a, b) => a.id - b.id);
+    expect(fresh.body.rows).toEqual([{ n: 950, total: want.reduce((s, r) => s + r.balance, 0) }]);
+    expect(await rows(port, 'SELECT id, name, balance FROM accounts ORDER BY id')).toEqual(want);
+    expect(await rowsOnDisk(path.join(dataDir, 'accounts'))).toEqual(want);
+    expect((await status(del.body.writeId)).status).toBe('visible');
+  }, 90_000);
+
+  it('refuses bad writes before queuing, with a clear message', async () => {
+    expect((await post(port, '/v1/tables/nope/delete', { key: ['id'], rows: [{ id: 1 }] })).status).toBe(404);
+    const missingKey = await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: [{ name: 'x' }] });
+    expect(missingKey.status).toBe(400);
+    expect(missingKey.body.error.message).toMatch(/rows\[0\] has no value for key column "id"/);
+    const unknownKey = await post(port, '/v1/tables/accounts/upsert', { key: ['uuid'], rows: [{ uuid: 'x' }] });
+    expect(unknownKey.status).toBe(400);
+    expect(unknownKey.body.error.message).toMatch(/no column "uuid"/);
+    expect((await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: [1, 2] })).body.error.message).toMatch(/rows\[0\] is not an object/);
+    expect((await post(port, '/v1/tables/Bad-Name/upsert', { key: ['id'], rows: [{ id: 1 }] })).status).toBe(400);
+    expect((await fetch(`http://127.0.0.1:${port}/v1/writes/accounts.1-1`)).status).toBe(404);
+  });
+
+  it('dead-letters a write that cannot be stored, with its reason, and applies the ones after it', async () => {
+    const bad = await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: [{ id: 1, balance: 'lots' }] });
+    const good = await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: [{ id: 2, balance: 42 }] });
+    const s = await waitFor('poison refused', async () => {
+      const st = await status(bad.body.writeId);
+      return st.status === 'failed' ? st : undefined;
+    });
+    expect(s.error).toMatch(/column "balance" is BIGINT; "lots" is not a BIGINT/);
+    const r = await query(port, 'SELECT balance FROM accounts WHERE id = 2', { after: good.body.writeId });
+    expect(r.body.rows).toEqual([{ balance: 42 }]);
+    const after = await query(port, 'SELECT 1', { after: bad.body.writeId });
+    expect(after.status).toBe(409);
+    expect(after.body.error.code).toBe('conflict');
+  });
+
+  it('keeps manual edits made to a file between writes', async () => {
+    await writeFile(path.join(dataDir, 'accounts', 'manual.csv'), 'id,name,balance\n5000,by-hand,7\n5001,also-by-hand,8\n');
+    await waitFor('manual rows visible', async () => (await rows(port, 'SELECT count(*) AS n FROM accounts WHERE id >= 5000'))[0]?.n === 2);
+    const w = await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: [{ id: 5001, balance: 80 }, { id: 3, balance: 3 }] });
+    await query(port, 'SELECT 1', { after: w.body.writeId });
+    expect(await rows(port, 'SELECT id, name, balance FROM accounts WHERE id IN (3, 5000, 5001) ORDER BY id')).toEqual([
+      { id: 3, name: 'acct-3', balance: 3 },
+      { id: 5000, name: 'by-hand', balance: 7 },
+      { id: 5001, name: 'also-by-hand', balance: 80 },
+    ]);
+    const manual = await rowsOnDisk(path.join(dataDir, 'accounts')).then((all) => all.filter((r) => Number(r.id) >= 5000));
+    expect(manual).toHaveLength(2);
+    expect(await (await import('node:fs/promises')).readFile(path.join(dataDir, 'accounts', 'manual.csv'), 'utf8')).toBe('id,name,balance\n5000,by-hand,7\n5001,also-by-hand,80\n');
+  });
+
+  it('with two appliers, interleaved upserts of the same keys end with the last one in stream order', async () => {
+    const second = AppProcess.start('write-applier', { ...env, FLASHDUCK_INSTANCE_ID: 'applier-2' });
+    procs.push(second);
+    await second.waitForLog(/write-applier started/);
+    let last = '';
+    for (let i = 1; i <= 40; i++) {
+      const r = await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: Array.from({ length: 10 }, (_, k) => ({ id: 100 + k, balance: i * 1000 + k })) });
+      last = r.body.writeId;
+    }
+    const r = await query(port, 'SELECT id, balance FROM accounts WHERE id BETWEEN 100 AND 109 ORDER BY id', { after: last });
+    expect(r.body.rows).toEqual(Array.from({ length: 10 }, (_, k) => ({ id: 100 + k, balance: 40_000 + k })));
+    const files = (await rowsOnDisk(path.join(dataDir, 'accounts'))).filter((x) => Number(x.id) >= 100 && Number(x.id) <= 109);
+    expect(files).toHaveLength(10);
+  }, 60_000);
+
+  it('shows the writes stream in flashduck status', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const out = spawnSync(process.execPath, [path.join(process.cwd(), 'apps/cli/dist/main.js'), 'status', '--json'], { env: { ...process.env, ...env }, encoding: 'utf8' });
+    const s = JSON.parse(out.stdout);
+    const w = s.writes.find((x: { table: string }) => x.table === 'accounts');
+    expect(w).toMatchObject({ table: 'accounts', pending: 0, deadLetters: 1 });
+    expect(w.lag).toBe(0);
+  });
+});
