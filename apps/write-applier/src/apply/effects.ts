@@ -1,4 +1,4 @@
-import { normalizeType, widenTypes } from '@flashduck/schema';
+import { normalizeType, typeFamily, widenTypes } from '@flashduck/schema';
 
 /** One queued write, decoded. */
 export interface Write {
@@ -86,7 +86,7 @@ export function fitValue(column: string, type: string, value: unknown): { type: 
     const w = widenTypes(t, valueType);
     return w.kind === 'text' ? refuse() : { type: w.type };
   };
-  if (/INT$|^HUGEINT$|^UHUGEINT$/.test(t)) {
+  if (typeFamily(t) === 'integer') {
     if (typeof value === 'number') return Number.isInteger(value) ? { type: t } : widen('DOUBLE');
     if (typeof value === 'string' && INTEGER_TEXT.test(value.trim())) return { type: t };
     if (typeof value === 'string' && NUMBER_TEXT.test(value.trim())) return widen('DOUBLE');
