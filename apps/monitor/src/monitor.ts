@@ -7,6 +7,8 @@ import {
   LuaScript,
   QUEUES,
   ScanDiff,
+  ScanHint,
+  waitForRedis,
   closeRedis,
   counter,
   createKeys,
@@ -170,7 +172,7 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
       const old = manifests.get(f.table)?.get(f.path);
       if (old) add(f, old);
     }
-    settle.retain(present);
+    settle.retain(present, t);
     for (const table of new Set([...manifests.keys(), ...current.keys()])) {
       const before = manifests.get(table) ?? new Map<string, FileFingerprint>();
       const after = current.get(table) ?? new Map<string, FileFingerprint>();
@@ -216,6 +218,17 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
     return running;
   }
 
+  // Files a write-applier replaced atomically are complete: read them now, without the settle wait.
+  const hints = createRedis(config, 'subscriber', log, 'monitor-hints');
+  hints.on('message', (_channel: string, message: string) => {
+    const d = decode(ScanHint, message);
+    if (!d.ok) return;
+    for (const f of d.value.files) settle.markComplete(f.path, f.fingerprint, now());
+    void trigger();
+  });
+  await waitForRedis(hints, 30_000);
+  await hints.subscribe(keys.scanHints);
+
   if (config.watch) {
     try {
       let debounce: NodeJS.Timeout | undefined;
@@ -252,6 +265,7 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
         if (leader) await lease.release().catch(() => undefined);
         await heartbeat.stop();
         await queue.close();
+        await closeRedis(hints);
         await closeRedis(queueConn);
         await closeRedis(redis);
         log.info('monitor stopped');

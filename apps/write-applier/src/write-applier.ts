@@ -2,6 +2,7 @@ import {
   HeartbeatPublisher,
   Lease,
   LuaScript,
+  ScanHint,
   TableMeta,
   WRITE_GROUP,
   WriteEntry,
@@ -234,11 +235,14 @@ export async function startWriteApplier(deps: WriteApplierDeps): Promise<WriteAp
       const states: [string, string][] = [];
       for (const { entry, write } of items) {
         const prev = await stateOf(table, entry.id);
-        const state: WriteState = { v: 1, status: 'applied', op: write.op, rows: write.rows.length, at: prev?.at ?? now, appliedAt: now, files };
+        const state: WriteState = { v: 1, status: 'applied', op: write.op, rows: write.rows.length, at: prev?.at ?? now, appliedAt: now, files: files.map((f) => ({ path: f.path, mtimeMs: f.mtimeMs })) };
         states.push([entry.id, encode(WriteState, state)]);
       }
       const last = items[items.length - 1]!.entry.id;
       await commit(table, lease, last, states);
+      // The replaced files are complete: the monitor may read them at once instead of waiting a poll and the settle window.
+      const hint: ScanHint = { v: 1, files: files.map((f) => ({ path: f.path, fingerprint: f.fingerprint })) };
+      await redis.publish(keys.scanHints, encode(ScanHint, hint));
       // Everything up to the applied id is acknowledged (entries are taken in order): the stream keeps the rest.
       await redis.xtrim(keys.tableWrites(table), 'MINID', '~', last);
       const rows = items.reduce((n, i) => n + i.write.rows.length, 0);
@@ -296,6 +300,27 @@ export async function startWriteApplier(deps: WriteApplierDeps): Promise<WriteAp
     return worked;
   }
 
+  let lastHousekeeping = 0;
+  /** Forgets the states of finished writes older than WRITER_STATUS_RETAIN_MS (pending ones stay). */
+  async function forgetOldStates(tables: string[]): Promise<void> {
+    const now = Date.now();
+    if (now - lastHousekeeping < Math.min(60_000, config.statusRetainMs)) return;
+    lastHousekeeping = now;
+    for (const table of tables) {
+      let cursor = '0';
+      do {
+        const [next, flat] = await redis.hscan(keys.tableWriteState(table), cursor, 'COUNT', 500);
+        cursor = next;
+        const old: string[] = [];
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const d = decode(WriteState, flat[i + 1]!);
+          if (d.ok && d.value.status !== 'pending' && d.value.at < now - config.statusRetainMs) old.push(flat[i]!);
+        }
+        if (old.length) await redis.hdel(keys.tableWriteState(table), ...old);
+      } while (cursor !== '0');
+    }
+  }
+
   async function updateGauges(tables: string[]): Promise<void> {
     for (const table of tables) {
       try {
@@ -328,6 +353,7 @@ export async function startWriteApplier(deps: WriteApplierDeps): Promise<WriteAp
             if (await drainTable(table)) again = true;
           }
           await updateGauges(tables);
+          await forgetOldStates(tables);
         } catch (err) {
           log.warn({ err: { message: cleanDuckDBMessage(err) } }, 'write loop failed; retrying');
         }

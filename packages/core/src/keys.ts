@@ -22,6 +22,7 @@
  * fd:{orders}:exported           HASH   last export of the table    writer: exporter; readers: status, console
  * fd:write-tables                SET    tables that have a writes stream      writer: query-api; reader: write-applier
  * fd:writes                      PUBSUB wake-up hint after an enqueue  writer: query-api (in the enqueue script); readers: write-applier
+ * fd:scan-hints                  PUBSUB files a write-applier just replaced atomically   writer: write-applier; reader: monitor
  * fd:{orders}:writes             STREAM upsert/delete entries       writer: query-api; reader: write-applier group "appliers"
  * fd:{orders}:write-state        HASH   stream id → WriteState      writer: query-api (pending), write-applier (applied/failed)
  * fd:{orders}:writes-applied     STRING last stream id applied to the files   writer: write-applier (fenced by the apply lease)
@@ -60,6 +61,8 @@ export interface Keys {
   readonly writeTables: string;
   /** Pub/sub wake-up for write-appliers. */
   readonly writesChannel: string;
+  /** Pub/sub hint to the monitor: files replaced atomically (complete: no settle wait), scan now. */
+  readonly scanHints: string;
   tableWrites(table: string): string;
   tableWriteState(table: string): string;
   tableWritesApplied(table: string): string;
@@ -109,6 +112,7 @@ export function createKeys(prefix: string): Keys {
     tableExported: (table) => t(table, 'exported'),
     writeTables: `${prefix}:write-tables`,
     writesChannel: `${prefix}:writes`,
+    scanHints: `${prefix}:scan-hints`,
     tableWrites: (table) => t(table, 'writes'),
     tableWriteState: (table) => t(table, 'write-state'),
     tableWritesApplied: (table) => t(table, 'writes-applied'),

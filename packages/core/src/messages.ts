@@ -148,6 +148,13 @@ export const WriteState = z.object({
 });
 export type WriteState = z.infer<typeof WriteState>;
 
+/** write-applier → monitor: these files were just replaced atomically and are complete (a hint). */
+export const ScanHint = z.object({
+  v: z.literal(1),
+  files: z.array(z.object({ path: z.string(), fingerprint: FileFingerprint })),
+});
+export type ScanHint = z.infer<typeof ScanHint>;
+
 /** Result of decoding: the value, or why it is not one. */
 export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 

@@ -27,3 +27,19 @@ describe('SettleTracker', () => {
     expect(new SettleTracker(0).isSettled('a', fp(1, 10_000), 10_000)).toBe(true);
   });
 });
+
+describe('SettleTracker completion hints', () => {
+  it('settles a file its writer marked complete at once, for exactly that version', () => {
+    const s = new SettleTracker(500);
+    s.markComplete('a', fp(2, 10_000), 10_000);
+    expect(s.isSettled('a', fp(2, 10_000), 10_000)).toBe(true);
+    expect(s.isSettled('a', fp(3, 10_050), 10_050)).toBe(false); // changed again since: wait as usual
+  });
+
+  it('forgets a completion mark after its time to live', () => {
+    const s = new SettleTracker(500);
+    s.markComplete('a', fp(2, 10_000), 10_000, 100);
+    s.retain(new Set(['a']), 20_000);
+    expect(s.isSettled('a', fp(2, 20_000), 20_000)).toBe(false);
+  });
+});

@@ -11,12 +11,20 @@ const sameContent = (a: FileFingerprint, b: FileFingerprint) =>
  */
 export class SettleTracker {
   private readonly seen = new Map<string, { fp: FileFingerprint; since: number }>();
+  private readonly complete = new Map<string, { fp: FileFingerprint; until: number }>();
 
   constructor(private readonly settleMs: number) {}
+
+  /** Marks a file version as complete (replaced atomically by its writer): settled without waiting. */
+  markComplete(path: string, fp: FileFingerprint, now: number, ttlMs = 60_000): void {
+    this.complete.set(path, { fp, until: now + ttlMs });
+  }
 
   /** True when the file at `path` with fingerprint `fp` may be read. */
   isSettled(path: string, fp: FileFingerprint, now: number): boolean {
     if (this.settleMs === 0) return true;
+    const done = this.complete.get(path);
+    if (done && done.until >= now && sameContent(done.fp, fp)) return true;
     const prev = this.seen.get(path);
     if (!prev || !sameContent(prev.fp, fp)) {
       this.seen.set(path, { fp, since: now });
@@ -32,8 +40,9 @@ export class SettleTracker {
     return Math.min(since + this.settleMs, fp.mtimeMs + this.settleMs);
   }
 
-  /** Forgets paths no longer present. */
-  retain(paths: ReadonlySet<string>): void {
+  /** Forgets paths no longer present, and expired completion marks. */
+  retain(paths: ReadonlySet<string>, now = Date.now()): void {
     for (const p of this.seen.keys()) if (!paths.has(p)) this.seen.delete(p);
+    for (const [p, c] of this.complete) if (c.until < now || !paths.has(p)) this.complete.delete(p);
   }
 }

@@ -86,10 +86,10 @@ export async function applyWrites(
   table: string,
   writes: readonly Write[],
   meta: TableMeta | undefined,
-): Promise<{ path: string; mtimeMs: number }[]> {
+): Promise<{ path: string; mtimeMs: number; fingerprint: FileFingerprint }[]> {
   const tableTypes = new Map((meta?.columns ?? []).map((c) => [c.name.toLowerCase(), { name: c.name, type: c.type }]));
   const spelling = new Map([...tableTypes.values()].map((c) => [c.name.toLowerCase(), c.name]));
-  const changed = new Map<string, number>();
+  const changed = new Map<string, FileFingerprint>();
   // Runs of writes with the same key columns, applied one run after another.
   const runs: Write[][] = [];
   for (const w of writes) {
@@ -142,7 +142,7 @@ export async function applyWrites(
         if (!(await deps.stillLeased())) throw new LeaseLostError(`lost the apply lease of table ${table}; another applier continues`);
         await rename(r.tmp, r.file.abs);
         const after = await fingerprint(r.file.abs);
-        changed.set(r.file.path, after?.mtimeMs ?? Date.now());
+        if (after) changed.set(r.file.path, after);
       }
       for (const dir of new Set(rewritten.map((r) => path.dirname(r.file.abs)))) await fsyncPath(dir);
     } finally {
@@ -151,5 +151,5 @@ export async function applyWrites(
       await rm(workDir, { recursive: true, force: true });
     }
   }
-  return [...changed].map(([p, mtimeMs]) => ({ path: p, mtimeMs }));
+  return [...changed].map(([p, fp]) => ({ path: p, mtimeMs: fp.mtimeMs, fingerprint: fp }));
 }
