@@ -2,6 +2,7 @@
 import { UsageError } from './args.js';
 import { COMPONENTS, runComponentCommand, runStandalone } from './commands/components.js';
 import { runStatusCommand, runTablesCommand } from './commands/inspect.js';
+import { runExportCommand } from './commands/export.js';
 import { runQueryCommand } from './commands/query.js';
 import { runWriteCommand } from './commands/writes.js';
 import { ApiError } from './http-client.js';
@@ -24,6 +25,7 @@ Use:
   status           live components, tables and write streams
   upsert <table>   queue an upsert (--key id --file rows.json|.ndjson|.csv, or stdin)
   delete <table>   queue a delete (--key id 1 2 3, or rows from --file/stdin)
+  export <table>   export a table to Parquet now (--out file, or the export dir)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -47,6 +49,8 @@ async function main(argv: string[]): Promise<number> {
       return await runTablesCommand(rest);
     case 'status':
       return await runStatusCommand(rest);
+    case 'export':
+      return await runExportCommand(rest);
     case 'upsert':
       return await runWriteCommand('upsert', rest);
     case 'delete':

@@ -1,3 +1,5 @@
+import os from 'node:os';
+import path from 'node:path';
 import { EnvReader, isInside, readCommonConfig, type CommonConfig } from '@flashduck/core';
 
 export const COMPRESSIONS = ['zstd', 'snappy', 'gzip', 'uncompressed'] as const;
@@ -8,6 +10,9 @@ export interface ExporterConfig extends CommonConfig {
   readonly compression: Compression;
   readonly rowGroupSize: number;
   readonly keepDropped: boolean;
+  readonly leaseMs: number;
+  readonly reconcileMs: number;
+  readonly workDir: string;
   readonly metricsPort: number | undefined;
 }
 
@@ -24,6 +29,9 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv): ExporterConfig {
     compression: r.oneOf('EXPORTER_COMPRESSION', COMPRESSIONS, 'zstd'),
     rowGroupSize: r.int('EXPORTER_ROW_GROUP_SIZE', 122_880, { min: 1_024 }),
     keepDropped: r.bool('EXPORTER_KEEP_DROPPED', false),
+    leaseMs: r.int('EXPORTER_LEASE_MS', 30_000, { min: 1_000 }),
+    reconcileMs: r.int('EXPORTER_RECONCILE_MS', 5_000, { min: 100 }),
+    workDir: path.resolve(r.string('EXPORTER_WORK_DIR', path.join(os.tmpdir(), 'flashduck-exporter'))),
     metricsPort: r.optionalInt('EXPORTER_METRICS_PORT', { min: 0, max: 65_535 }),
   });
 }

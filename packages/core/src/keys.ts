@@ -19,7 +19,9 @@
  * fd:{orders}:blob:<id>:<i>      STRING chunk i of blob <id> (snapshot "v<version>", fragment "f<n>")
  * fd:{orders}:build              STRING rebuild lease "<token>|<epoch>"   writer: cacher
  * fd:{orders}:build-epoch        STRING rebuild lease fencing counter
- * fd:{orders}:exported           HASH   last export of the table    writer: exporter; readers: status, console
+ * fd:{orders}:exported           HASH   last export: version, rows, bytes, at, path, ms   writer: exporter; readers: status, console
+ * fd:{orders}:export             STRING export lease "<token>|<epoch>"  writer: exporter
+ * fd:{orders}:export-epoch       STRING export lease fencing counter
  * fd:write-tables                SET    tables that have a writes stream      writer: query-api; reader: write-applier
  * fd:writes                      PUBSUB wake-up hint after an enqueue  writer: query-api (in the enqueue script); readers: write-applier
  * fd:scan-hints                  PUBSUB files a write-applier just replaced atomically   writer: write-applier; reader: monitor
@@ -57,6 +59,8 @@ export interface Keys {
   tableBuildLease(table: string): string;
   tableBuildEpoch(table: string): string;
   tableExported(table: string): string;
+  tableExportLease(table: string): string;
+  tableExportEpoch(table: string): string;
   /** SET of tables that have a writes stream. */
   readonly writeTables: string;
   /** Pub/sub wake-up for write-appliers. */
@@ -110,6 +114,8 @@ export function createKeys(prefix: string): Keys {
     tableBuildLease: (table) => t(table, 'build'),
     tableBuildEpoch: (table) => t(table, 'build-epoch'),
     tableExported: (table) => t(table, 'exported'),
+    tableExportLease: (table) => t(table, 'export'),
+    tableExportEpoch: (table) => t(table, 'export-epoch'),
     writeTables: `${prefix}:write-tables`,
     writesChannel: `${prefix}:writes`,
     scanHints: `${prefix}:scan-hints`,

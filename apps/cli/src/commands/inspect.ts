@@ -35,10 +35,24 @@ async function withRedis<T>(fn: (redis: Redis, keys: ReturnType<typeof createKey
   }
 }
 
-function tableRows(metas: Iterable<TableMeta>, now: number): unknown[][] {
-  return [...metas].map((m) => [m.table, m.version, m.rows, m.columns.length, m.files.length, m.errors.length, `${(m.bytes / 1024 / 1024).toFixed(1)} MB`, age(m.updatedAt, now)]);
+type Exported = Map<string, { version: number; at: number }>;
+
+function tableRows(metas: Iterable<TableMeta>, now: number, exported: Exported = new Map()): unknown[][] {
+  return [...metas].map((m) => {
+    const e = exported.get(m.table);
+    return [m.table, m.version, m.rows, m.columns.length, m.files.length, m.errors.length, `${(m.bytes / 1024 / 1024).toFixed(1)} MB`, age(m.updatedAt, now), e ? `v${e.version}, ${age(e.at, now)} ago` : '-'];
+  });
 }
-const TABLE_HEADER = ['table', 'version', 'rows', 'columns', 'files', 'errors', 'snapshot', 'age'];
+const TABLE_HEADER = ['table', 'version', 'rows', 'columns', 'files', 'errors', 'snapshot', 'age', 'export'];
+
+async function readExported(redis: Redis, keys: ReturnType<typeof createKeys>, tables: Iterable<string>): Promise<Exported> {
+  const out: Exported = new Map();
+  for (const t of tables) {
+    const h = await redis.hgetall(keys.tableExported(t));
+    if (h.version) out.set(t, { version: Number(h.version), at: Number(h.at) });
+  }
+  return out;
+}
 
 function printErrors(metas: Iterable<TableMeta>): void {
   const lines = [...metas].flatMap((m) => m.errors.map((e) => `  ${m.table}: ${e.file}: ${e.message}`));
@@ -89,13 +103,18 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
     process.stdout.write(helpText(statusSpec));
     return 0;
   }
-  const { components, metas, writes } = await withRedis(async (redis, keys) => ({
-    components: await readHeartbeats(redis, keys),
-    metas: (await readTableMetas(redis, keys)).metas,
-    writes: await readWriteStreams(redis, keys),
-  }));
+  const { components, metas, writes, exported } = await withRedis(async (redis, keys) => {
+    const metas = (await readTableMetas(redis, keys)).metas;
+    return {
+      components: await readHeartbeats(redis, keys),
+      metas,
+      writes: await readWriteStreams(redis, keys),
+      exported: await readExported(redis, keys, metas.keys()),
+    };
+  });
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ components, tables: [...metas.values()], writes }, null, 2)}\n`);
+    const exports = Object.fromEntries(exported);
+    process.stdout.write(`${JSON.stringify({ components, tables: [...metas.values()], writes, exports }, null, 2)}\n`);
     return 0;
   }
   const now = Date.now();
@@ -112,7 +131,7 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
   }
   process.stdout.write('\nTables\n');
   if (metas.size === 0) process.stdout.write('  none yet\n');
-  else process.stdout.write(`${formatTable(TABLE_HEADER, tableRows(metas.values(), now))}\n`);
+  else process.stdout.write(`${formatTable(TABLE_HEADER, tableRows(metas.values(), now, exported))}\n`);
   printErrors(metas.values());
   if (writes.length) {
     process.stdout.write('\nWrites\n');

@@ -1,0 +1,63 @@
+import path from 'node:path';
+import { Lease, createKeys, createLogger, loadConfigOrExit } from '@flashduck/core';
+import { exportTable, loadExporterConfig, readMeta, writeParquet } from '@flashduck/exporter';
+import { Redis } from 'ioredis';
+import { DIR_FLAGS, REDIS_FLAGS, UsageError, helpText, parseCommand, type CommandSpec } from '../args.js';
+
+export const exportSpec: CommandSpec = {
+  name: 'export',
+  summary:
+    'Exports a table from its current snapshot now: to <export dir>/<table>.parquet with its manifest (as the exporter does),\n' +
+    'or to --out. Compression and row group size come from EXPORTER_COMPRESSION and EXPORTER_ROW_GROUP_SIZE.',
+  usage: 'export <table> [--out <file.parquet>]',
+  positionals: true,
+  flags: {
+    ...REDIS_FLAGS,
+    ...DIR_FLAGS,
+    out: { type: 'string', short: 'o', help: 'write the Parquet file here instead of the export dir' },
+    compression: { type: 'string', env: 'EXPORTER_COMPRESSION', help: 'zstd (default), snappy, gzip or uncompressed' },
+  },
+};
+
+/** `flashduck export`. */
+export async function runExportCommand(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(exportSpec, argv);
+  if (help) {
+    process.stdout.write(helpText(exportSpec));
+    return 0;
+  }
+  const [table, extra] = positionals;
+  if (!table || extra) throw new UsageError(`name one table: flashduck ${exportSpec.usage}`);
+  const config = loadConfigOrExit(loadExporterConfig);
+  const keys = createKeys(config.prefix);
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect().catch((err: unknown) => {
+      throw new Error(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
+    });
+    const meta = await readMeta(redis, keys, table);
+    if (!meta) throw new Error(`table "${table}" has no snapshot (unknown table, or not built yet); see flashduck tables`);
+    const options = { compression: config.compression, rowGroupSize: config.rowGroupSize, workDir: config.workDir };
+    const started = Date.now();
+    if (values.out) {
+      const out = path.resolve(String(values.out));
+      const r = await writeParquet(redis, keys, meta, out, options);
+      process.stdout.write(`${out}\n`);
+      process.stderr.write(`exported ${table} v${meta.version}: ${r.rows} rows, ${r.bytes} bytes, ${config.compression}, ${Date.now() - started} ms\n`);
+      return 0;
+    }
+    const lease = new Lease(redis, { owner: keys.tableExportLease(table), epoch: keys.tableExportEpoch(table) }, 120_000, `cli-${process.pid}`);
+    if (!(await lease.tryAcquire())) throw new Error(`an exporter is writing ${table} right now; retry in a moment`);
+    try {
+      const r = await exportTable({ redis, keys, log: createLogger('silent'), exportDir: config.exportDir, options }, meta, async () => (await lease.holder())?.startsWith(`${lease.token}|`) ?? false);
+      process.stdout.write(`${r.path}\n`);
+      process.stderr.write(`exported ${table} v${r.version}: ${r.rows} rows, ${r.bytes} bytes, ${config.compression}, ${r.ms} ms\n`);
+    } finally {
+      await lease.release();
+    }
+    return 0;
+  } finally {
+    redis.disconnect();
+  }
+}

@@ -1,0 +1,198 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  TableMeta,
+  decode,
+  quoteIdent,
+  quoteLiteral,
+  readBlobToFile,
+  type Keys,
+  type Logger,
+  type RedisClient,
+} from '@flashduck/core';
+import { closeDuckDB, materializeSnapshot, openDuckDB } from '@flashduck/core/duckdb';
+import type { Compression } from './config.js';
+
+const TEMP_MARK = '.tmp-';
+
+/** What `<table>.manifest.json` says about an export. */
+export interface ExportManifest {
+  readonly table: string;
+  readonly version: number;
+  readonly rows: number;
+  readonly bytes: number;
+  readonly columns: { name: string; type: string }[];
+  readonly files: { path: string; size: number; modifiedAt: string; rows: number }[];
+  readonly compression: Compression;
+  readonly rowGroupSize: number;
+  readonly snapshotUpdatedAt: string;
+  readonly writtenAt: string;
+}
+
+export interface ParquetOptions {
+  readonly compression: Compression;
+  readonly rowGroupSize: number;
+  readonly workDir: string;
+  readonly threads?: number | undefined;
+}
+
+async function fsyncPath(p: string, flags = 'r'): Promise<void> {
+  const fh = await open(p, flags);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A hidden temp name next to `file` (readers listing `*.parquet` never see it). */
+function tempNameFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}${TEMP_MARK}${randomBytes(4).toString('hex')}`);
+}
+
+/** Removes temp files a crashed export of `file` left behind. */
+export async function removeStaleTemps(file: string): Promise<void> {
+  const prefix = `.${path.basename(file)}${TEMP_MARK}`;
+  let entries: string[] = [];
+  try {
+    entries = await readdir(path.dirname(file));
+  } catch {
+    return;
+  }
+  for (const e of entries) if (e.startsWith(prefix)) await rm(path.join(path.dirname(file), e), { force: true });
+}
+
+/** Writes `content` to `file` atomically: temp in the same folder, fsync, rename, fsync the folder. */
+export async function writeAtomically(file: string, content: string | Uint8Array): Promise<void> {
+  const tmp = tempNameFor(file);
+  try {
+    await writeFile(tmp, content);
+    await fsyncPath(tmp, 'r+');
+    await rename(tmp, file);
+    await fsyncPath(path.dirname(file));
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+/** The table's current snapshot metadata, or null when it has none (dropped, or not built yet). */
+export async function readMeta(redis: RedisClient, keys: Keys, table: string): Promise<TableMeta | null> {
+  const raw = await redis.hget(keys.tableMeta(table), 'json');
+  if (!raw) return null;
+  const d = decode(TableMeta, raw);
+  if (!d.ok) throw new Error(`the metadata of table ${table} is unreadable: ${d.error}`);
+  return d.value;
+}
+
+/**
+ * Writes one snapshot as a Parquet file with DuckDB's writer: to a hidden temp file beside `out`,
+ * fsynced, then renamed over `out` (so readers see the old file or the new one, never a part), and
+ * the folder fsynced. `mayReplace` is asked right before the rename (the export lease).
+ */
+export async function writeParquet(
+  redis: RedisClient,
+  keys: Keys,
+  meta: TableMeta,
+  out: string,
+  options: ParquetOptions,
+  mayReplace: () => Promise<boolean> = async () => true,
+): Promise<{ rows: number; bytes: number; fetchMs: number; copyMs: number }> {
+  if (!meta.blob || meta.columns.length === 0) throw new Error(`table ${meta.table} has no readable rows to export (see its errors)`);
+  const work = path.join(options.workDir, `${meta.table}-v${meta.version}-${randomBytes(3).toString('hex')}`);
+  await mkdir(work, { recursive: true });
+  await mkdir(path.dirname(out), { recursive: true });
+  const dbFile = path.join(work, 'snapshot.duckdb');
+  const source = meta.format === 'duckdb' ? dbFile : path.join(work, `snapshot.${meta.format}`);
+  const tmp = tempNameFor(out);
+  const db = await openDuckDB({ threads: options.threads, tempDir: path.join(work, 'spill') });
+  try {
+    const t0 = Date.now();
+    await readBlobToFile(redis, keys, { table: meta.table, id: meta.blob, chunks: meta.chunks }, source);
+    if (meta.format !== 'duckdb') await materializeSnapshot({ format: meta.format, source, dbFile, table: meta.table, columns: meta.columns });
+    const t1 = Date.now();
+    await db.conn.run(`ATTACH ${quoteLiteral(dbFile)} AS snap (READ_ONLY)`);
+    const codec = options.compression === 'uncompressed' ? 'uncompressed' : options.compression;
+    const r = await db.conn.runAndReadAll(
+      `COPY (SELECT * FROM snap.main.${quoteIdent(meta.table)}) TO ${quoteLiteral(tmp)} (FORMAT parquet, COMPRESSION ${codec}, ROW_GROUP_SIZE ${options.rowGroupSize})`,
+    );
+    const rows = Number(r.getRowsJS()[0]?.[0] ?? 0);
+    const t2 = Date.now();
+    await fsyncPath(tmp, 'r+');
+    if (!(await mayReplace())) throw new Error(`lost the export lease of table ${meta.table}; another exporter writes it`);
+    await rename(tmp, out);
+    await fsyncPath(path.dirname(out));
+    return { rows, bytes: (await stat(out)).size, fetchMs: t1 - t0, copyMs: t2 - t1 };
+  } finally {
+    closeDuckDB(db);
+    await rm(tmp, { force: true });
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+export interface ExportResult {
+  readonly table: string;
+  readonly version: number;
+  readonly rows: number;
+  readonly bytes: number;
+  readonly ms: number;
+  readonly fetchMs: number;
+  readonly copyMs: number;
+  readonly path: string;
+}
+
+/**
+ * Exports a table's current snapshot to `<exportDir>/<table>.parquet`, then writes
+ * `<table>.manifest.json` (also atomically, after the Parquet file), and records the export in Redis.
+ */
+export async function exportTable(
+  deps: { redis: RedisClient; keys: Keys; log: Logger; exportDir: string; options: ParquetOptions },
+  meta: TableMeta,
+  mayReplace?: () => Promise<boolean>,
+): Promise<ExportResult> {
+  const started = Date.now();
+  const out = path.join(deps.exportDir, `${meta.table}.parquet`);
+  await removeStaleTemps(out);
+  const { rows, bytes, fetchMs, copyMs } = await writeParquet(deps.redis, deps.keys, meta, out, deps.options, mayReplace);
+  const manifest: ExportManifest = {
+    table: meta.table,
+    version: meta.version,
+    rows,
+    bytes,
+    columns: meta.columns.map((c) => ({ name: c.name, type: c.type })),
+    files: meta.files.map((f) => ({ path: f.path, size: f.size, modifiedAt: new Date(f.mtimeMs).toISOString(), rows: f.rows })),
+    compression: deps.options.compression,
+    rowGroupSize: deps.options.rowGroupSize,
+    snapshotUpdatedAt: new Date(meta.updatedAt).toISOString(),
+    writtenAt: new Date().toISOString(),
+  };
+  const manifestFile = path.join(deps.exportDir, `${meta.table}.manifest.json`);
+  await removeStaleTemps(manifestFile);
+  await writeAtomically(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+  const ms = Date.now() - started;
+  await deps.redis.hset(deps.keys.tableExported(meta.table), {
+    version: String(meta.version),
+    rows: String(rows),
+    bytes: String(bytes),
+    at: String(Date.now()),
+    ms: String(ms),
+    path: out,
+  });
+  return { table: meta.table, version: meta.version, rows, bytes, ms, fetchMs, copyMs, path: out };
+}
+
+/** Removes a dropped table's export and manifest. */
+export async function removeExport(redis: RedisClient, keys: Keys, exportDir: string, table: string): Promise<boolean> {
+  const out = path.join(exportDir, `${table}.parquet`);
+  let existed = true;
+  try {
+    await stat(out);
+  } catch {
+    existed = false;
+  }
+  await rm(path.join(exportDir, `${table}.manifest.json`), { force: true });
+  await rm(out, { force: true });
+  await removeStaleTemps(out);
+  await redis.del(keys.tableExported(table));
+  return existed;
+}

@@ -1,0 +1,95 @@
+// Export benchmark: the 1M-row x 10-column table exported by the exporter process (snapshot from Redis →
+// Parquet zstd in the export dir, atomically) beside DuckDB alone COPYing the same table to Parquet.
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { Redis } from 'ioredis';
+import { REDIS_URL, fmt, median, printTable, sleep, startApp } from './lib.mjs';
+
+const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
+const RUNS = Number(process.env.BENCH_EXPORT_RUNS ?? 3);
+const work = path.join(os.tmpdir(), `flashduck-bench-export-${process.pid}`);
+const dataDir = path.join(work, 'data');
+const exportDir = path.join(work, 'exports');
+const prefix = `fdbenche-${process.pid}`;
+
+const TABLE_SQL = `SELECT i AS id, i % 50000 AS customer_id, 'region_' || (i % 12) AS region, round(random() * 1000, 2) AS amount,
+  (random() * 100)::INTEGER AS quantity, DATE '2024-01-01' + (i % 365)::INTEGER AS day,
+  TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (i) SECOND AS created_at, i % 3 = 0 AS flag, md5(i::VARCHAR) AS code, 'note ' || (i % 997) AS note`;
+
+async function main() {
+  await rm(work, { recursive: true, force: true });
+  await mkdir(path.join(dataDir, 'bench'), { recursive: true });
+  console.log(`# Export: ${ROWS.toLocaleString('en')} rows x 10 columns, Parquet zstd\n`);
+  const db = await DuckDBInstance.create(':memory:');
+  const c = await db.connect();
+  for (let f = 0; f < 10; f++) {
+    const per = ROWS / 10;
+    await c.run(`COPY (${TABLE_SQL} FROM range(${f * per}, ${(f + 1) * per}) r(i)) TO '${dataDir}/bench/part-${f}.csv' (HEADER)`);
+  }
+  // Baseline: DuckDB alone, the table already in memory, COPY to Parquet zstd.
+  await c.run(`CREATE TABLE bench AS SELECT * FROM read_csv('${dataDir}/bench/*.csv')`);
+  const base = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    await c.run(`COPY bench TO '${work}/baseline-${i}.parquet' (FORMAT parquet, COMPRESSION zstd)`);
+    base.push(performance.now() - t0);
+  }
+  c.closeSync();
+  db.closeSync();
+
+  const env = {
+    FLASHDUCK_REDIS_URL: REDIS_URL,
+    FLASHDUCK_PREFIX: prefix,
+    FLASHDUCK_DATA_DIR: dataDir,
+    FLASHDUCK_EXPORT_DIR: exportDir,
+    MONITOR_POLL_MS: '200',
+    CACHER_WORK_DIR: path.join(work, 'cacher'),
+    EXPORTER_WORK_DIR: path.join(work, 'exporter'),
+    EXPORTER_DEBOUNCE_MS: '0',
+  };
+  const apps = [await startApp('cacher', env, /cacher started/), await startApp('monitor', env, /monitor started/)];
+  const redis = new Redis(REDIS_URL);
+  try {
+    while (!(await redis.hget(`${prefix}:{bench}:meta`, 'version'))) await sleep(100);
+    const ours = [];
+    for (let i = 0; i < RUNS; i++) {
+      await redis.del(`${prefix}:{bench}:exported`);
+      const exporter = await startApp('exporter', env, /exporter started/);
+      apps.push(exporter);
+      while (!/"msg":"export written"/.test(exporter.log())) await sleep(20);
+      const line = exporter.log().split("\n").find((l) => l.includes("\"msg\":\"export written\""));
+      ours.push(Number(/"ms":(\d+)/.exec(line)[1]));
+      if (process.env.BENCH_TRACE) console.log(line);
+      await exporter.stop();
+      apps.pop();
+    }
+    const manifest = JSON.parse(await readFile(path.join(exportDir, 'bench.manifest.json'), 'utf8'));
+    printTable(
+      ['scenario', 'baseline (same run)', 'FlashDuck', 'ratio', 'goal', 'met'],
+      [[
+        `export ${ROWS.toLocaleString('en')} rows (median of ${RUNS})`,
+        `DuckDB COPY of the table alone: ${fmt(median(base))}`,
+        `${fmt(median(ours))} (${(manifest.bytes / 1e6).toFixed(1)} MB)`,
+        `${(median(ours) / median(base)).toFixed(2)}x`,
+        '≤ 1.2x',
+        median(ours) / median(base) <= 1.2 ? 'yes' : 'NO',
+      ]],
+    );
+  } finally {
+    redis.disconnect();
+    for (const a of apps.reverse()) await a.stop();
+    const r = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.unlink(...keys);
+    } while (cursor !== '0');
+    r.disconnect();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();

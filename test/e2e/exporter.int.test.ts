@@ -1,0 +1,181 @@
+import { spawnSync } from 'node:child_process';
+import { copyFile, mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { parquetMetadata, parquetReadObjects } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppProcess, ROOT, TEST_REDIS_URL, deletePrefix, removeDir, tempDir, uniquePrefix, waitFor, writeAtomic } from '../helpers.js';
+
+/** Reads a Parquet file with hyparquet: an independent reader (pure JavaScript, not DuckDB). */
+async function readIndependently(file: string) {
+  const buf = await readFile(file);
+  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+  const meta = parquetMetadata(ab);
+  const rows = (await parquetReadObjects({ file: ab, compressors })) as Record<string, unknown>[];
+  return {
+    rows,
+    schema: meta.schema.slice(1).map((s) => ({ name: s.name, type: s.type, converted: s.converted_type })),
+    codec: meta.row_groups[0]?.columns[0]?.meta_data?.codec,
+  };
+}
+
+async function duckdb<T>(fn: (run: (sql: string) => Promise<Record<string, unknown>[]>) => Promise<T>): Promise<T> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  try {
+    await conn.run(`SET TimeZone='UTC'`);
+    return await fn(async (sql) => (await conn.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[]);
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+}
+
+describe('exporter end to end (separate processes)', () => {
+  const prefix = uniquePrefix('export');
+  let dataDir: string;
+  let exportDir: string;
+  let work: string;
+  let env: Record<string, string>;
+  const procs: AppProcess[] = [];
+  let exporter: AppProcess;
+  const exportsOf = (p: AppProcess, table: string) => p.logs.filter((l) => l.includes('"msg":"export written"') && l.includes(`"table":"${table}"`));
+  const manifest = async (table: string) => JSON.parse(await readFile(path.join(exportDir, `${table}.manifest.json`), 'utf8'));
+
+  beforeAll(async () => {
+    dataDir = await tempDir('export-data');
+    work = await tempDir('export-work');
+    exportDir = path.join(work, 'exports');
+    env = {
+      FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
+      FLASHDUCK_PREFIX: prefix,
+      FLASHDUCK_DATA_DIR: dataDir,
+      FLASHDUCK_EXPORT_DIR: exportDir,
+      MONITOR_POLL_MS: '100',
+      MONITOR_SETTLE_MS: '50',
+      CACHER_WORK_DIR: path.join(work, 'cacher'),
+      EXPORTER_WORK_DIR: path.join(work, 'exporter'),
+      EXPORTER_DEBOUNCE_MS: '1500',
+      EXPORTER_RECONCILE_MS: '500',
+      EXPORTER_LEASE_MS: '2000',
+    };
+    procs.push(AppProcess.start('monitor', env), AppProcess.start('cacher', env));
+    exporter = AppProcess.start('exporter', env);
+    procs.push(exporter);
+    await Promise.all(procs.map((p) => p.waitForLog(/"msg":"(monitor started|cacher started|exporter started)"/)));
+  });
+  afterAll(async () => {
+    await Promise.all(procs.map((p) => p.kill('SIGTERM')));
+    await deletePrefix(TEST_REDIS_URL, prefix);
+    await removeDir(dataDir);
+    await removeDir(work);
+  });
+
+  it('exports a burst of five quick changes once or twice, ending equal to the folder', async () => {
+    await mkdir(path.join(dataDir, 'sales'));
+    await writeAtomic(path.join(dataDir, 'sales', 'a.csv'), 'id,amount,day\n1,10.5,2024-01-01\n');
+    await waitFor('first export', async () => (await manifest('sales').catch(() => null))?.rows === 1, 20_000);
+    const before = exportsOf(exporter, 'sales').length;
+    for (let i = 2; i <= 6; i++) {
+      await writeAtomic(path.join(dataDir, 'sales', `f${i}.csv`), `id,amount,day\n${i},${i * 1.5},2024-01-0${i}\n`);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    await waitFor('final export', async () => (await manifest('sales').catch(() => null))?.rows === 6, 30_000);
+    await new Promise((r) => setTimeout(r, 2500)); // anything still queued would have run by now
+    const exports = exportsOf(exporter, 'sales').length - before;
+    expect(exports).toBeGreaterThanOrEqual(1);
+    expect(exports).toBeLessThanOrEqual(2);
+
+    const expected = await duckdb((run) => run(`SELECT id, amount, day FROM read_csv('${path.join(dataDir, 'sales')}/*.csv', union_by_name=true) ORDER BY id`));
+    const got = await duckdb((run) => run(`SELECT id, amount, day FROM read_parquet('${path.join(exportDir, 'sales.parquet')}') ORDER BY id`));
+    expect(got).toEqual(expected);
+
+    const m = await manifest('sales');
+    expect(m).toMatchObject({ table: 'sales', rows: 6, compression: 'zstd' });
+    expect(m.files.map((f: { path: string }) => f.path)).toEqual(['sales/a.csv', 'sales/f2.csv', 'sales/f3.csv', 'sales/f4.csv', 'sales/f5.csv', 'sales/f6.csv']);
+    expect(m.columns).toEqual([
+      { name: 'id', type: 'BIGINT' },
+      { name: 'amount', type: 'DOUBLE' },
+      { name: 'day', type: 'DATE' },
+    ]);
+    expect(new Date(m.writtenAt).getTime()).toBeGreaterThan(new Date(m.snapshotUpdatedAt).getTime() - 1);
+    expect((await readdir(exportDir)).filter((f) => f.startsWith('.'))).toEqual([]);
+  }, 60_000);
+
+  it('writes a file an independent Parquet reader reads with the same rows and types', async () => {
+    const { rows, schema, codec } = await readIndependently(path.join(exportDir, 'sales.parquet'));
+    expect(codec).toBe('ZSTD');
+    expect(schema).toEqual([
+      { name: 'id', type: 'INT64', converted: 'INT_64' },
+      { name: 'amount', type: 'DOUBLE', converted: undefined },
+      { name: 'day', type: 'INT32', converted: 'DATE' },
+    ]);
+    const sorted = rows.sort((a, b) => Number(a.id) - Number(b.id));
+    expect(sorted.map((r) => [Number(r.id), r.amount, (r.day as Date).toISOString().slice(0, 10)])).toEqual([
+      [1, 10.5, '2024-01-01'],
+      [2, 3, '2024-01-02'],
+      [3, 4.5, '2024-01-03'],
+      [4, 6, '2024-01-04'],
+      [5, 7.5, '2024-01-05'],
+      [6, 9, '2024-01-06'],
+    ]);
+  });
+
+  it('keeps the previous export intact when killed mid-write, and catches up after a restart', async () => {
+    await mkdir(path.join(dataDir, 'big'));
+    await writeAtomic(path.join(dataDir, 'big', 'small.csv'), 'id,v\n1,a\n');
+    await waitFor('small export', async () => (await manifest('big').catch(() => null))?.rows === 1, 20_000);
+    const big = path.join(work, 'big.parquet');
+    await duckdb((run) => run(`COPY (SELECT range AS id, md5(range::VARCHAR) AS v, random() AS x, range % 97 AS g FROM range(2000000)) TO '${big}' (FORMAT parquet)`));
+    await copyFile(big, path.join(dataDir, 'big', '.big.tmp'));
+    await rename(path.join(dataDir, 'big', '.big.tmp'), path.join(dataDir, 'big', 'big.parquet'));
+
+    await waitFor('export of the big version started', async () => (await readdir(exportDir)).some((f) => f.startsWith('.big.parquet.tmp-')), 60_000, 5);
+    await exporter.kill('SIGKILL');
+    const previous = await readIndependently(path.join(exportDir, 'big.parquet'));
+    expect(previous.rows).toEqual([{ id: 1n, v: 'a' }]);
+    expect((await manifest('big')).rows).toBe(1);
+
+    exporter = AppProcess.start('exporter', env);
+    procs.push(exporter);
+    await waitFor('export caught up', async () => (await manifest('big').catch(() => null))?.rows === 2_000_001, 90_000, 200);
+    const counted = await duckdb((run) => run(`SELECT count(*) AS n FROM read_parquet('${path.join(exportDir, 'big.parquet')}')`));
+    expect(Number(counted[0]!.n)).toBe(2_000_001);
+    await waitFor('no temp file left', async () => (await readdir(exportDir)).filter((f) => f.startsWith('.')).length === 0, 10_000);
+  }, 150_000);
+
+  it('removes the export of a table whose files are all deleted', async () => {
+    await writeAtomic(path.join(dataDir, 'gone.csv'), 'k\n1\n');
+    await waitFor('gone exported', async () => (await stat(path.join(exportDir, 'gone.parquet')).catch(() => null)) !== null, 20_000);
+    await rm(path.join(dataDir, 'gone.csv'));
+    await waitFor('gone removed', async () => !(await readdir(exportDir)).some((f) => f.startsWith('gone.')), 20_000);
+  });
+
+  it('exports on demand with every compression; an unknown one is a config error naming the variable', async () => {
+    const cli = path.join(ROOT, 'apps/cli/dist/main.js');
+    const codecs: Record<string, string> = { zstd: 'ZSTD', snappy: 'SNAPPY', gzip: 'GZIP', uncompressed: 'UNCOMPRESSED' };
+    for (const [compression, codec] of Object.entries(codecs)) {
+      const out = path.join(work, `sales-${compression}.parquet`);
+      const r = spawnSync(process.execPath, [cli, 'export', 'sales', '--out', out, '--compression', compression], { env: { ...process.env, ...env }, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const read = await readIndependently(out);
+      expect(read.codec).toBe(codec);
+      expect(read.rows).toHaveLength(6);
+    }
+    const bad = spawnSync(process.execPath, [cli, 'exporter'], { env: { ...process.env, ...env, EXPORTER_COMPRESSION: 'lz5' }, encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/EXPORTER_COMPRESSION: "lz5" is not one of zstd, snappy, gzip, uncompressed/);
+    const status = JSON.parse(spawnSync(process.execPath, [cli, 'status', '--json'], { env: { ...process.env, ...env }, encoding: 'utf8' }).stdout);
+    expect(status.exports.sales.version).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('refuses to start with the export dir inside the data dir', () => {
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'apps/exporter/dist/main.js')], {
+      env: { ...process.env, ...env, FLASHDUCK_EXPORT_DIR: path.join(dataDir, 'exports') },
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/FLASHDUCK_EXPORT_DIR: .* is inside the data dir/);
+  });
+});
