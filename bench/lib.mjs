@@ -1,5 +1,6 @@
 // Shared helpers for the benchmarks: processes, timing, percentiles, tables.
 import { spawn } from 'node:child_process';
+import { Redis } from 'ioredis';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,4 +62,16 @@ export function printTable(header, rows) {
   console.log(line(header));
   console.log(`| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`);
   for (const r of rows) console.log(line(r));
+}
+
+/** Deletes every key under a benchmark's prefix (never FLUSHALL: the Redis may be shared). */
+export async function deletePrefix(prefix) {
+  const r = new Redis(REDIS_URL);
+  let cursor = '0';
+  do {
+    const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) await r.unlink(...keys);
+  } while (cursor !== '0');
+  r.disconnect();
 }

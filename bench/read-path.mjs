@@ -5,8 +5,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { Redis } from 'ioredis';
-import { REDIS_URL, fmt, freePort, httpQuery, median, percentile, printTable, sleep, startApp } from './lib.mjs';
+import { REDIS_URL, fmt, freePort, httpQuery, median, percentile, printTable, sleep, startApp, deletePrefix } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const FILES = 10;
@@ -156,14 +155,7 @@ async function main() {
     );
   } finally {
     for (const a of apps.reverse()) await a.stop();
-    const redis = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.unlink(...keys);
-    } while (cursor !== '0');
-    redis.disconnect();
+    await deletePrefix(prefix);
     await rm(work, { recursive: true, force: true });
   }
 }

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
-import { REDIS_URL, fmt, freePort, median, percentile, printTable, sleep, startApp } from './lib.mjs';
+import { REDIS_URL, fmt, freePort, median, percentile, printTable, sleep, startApp, deletePrefix } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const FILES = 10;
@@ -157,14 +157,7 @@ async function main() {
   } finally {
     redis.disconnect();
     for (const a of apps.reverse()) await a.stop();
-    const r = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await r.unlink(...keys);
-    } while (cursor !== '0');
-    r.disconnect();
+    await deletePrefix(prefix);
     await rm(work, { recursive: true, force: true });
   }
 }

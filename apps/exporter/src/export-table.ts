@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   TableMeta,
@@ -7,6 +7,8 @@ import {
   quoteIdent,
   quoteLiteral,
   readBlobToFile,
+  replaceDurably,
+  writeFileDurably,
   type Keys,
   type Logger,
   type RedisClient,
@@ -37,15 +39,6 @@ export interface ParquetOptions {
   readonly threads?: number | undefined;
 }
 
-async function fsyncPath(p: string, flags = 'r'): Promise<void> {
-  const fh = await open(p, flags);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /** A hidden temp name next to `file` (readers listing `*.parquet` never see it). */
 function tempNameFor(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}${TEMP_MARK}${randomBytes(4).toString('hex')}`);
@@ -65,15 +58,7 @@ export async function removeStaleTemps(file: string): Promise<void> {
 
 /** Writes `content` to `file` atomically: temp in the same folder, fsync, rename, fsync the folder. */
 export async function writeAtomically(file: string, content: string | Uint8Array): Promise<void> {
-  const tmp = tempNameFor(file);
-  try {
-    await writeFile(tmp, content);
-    await fsyncPath(tmp, 'r+');
-    await rename(tmp, file);
-    await fsyncPath(path.dirname(file));
-  } finally {
-    await rm(tmp, { force: true });
-  }
+  await writeFileDurably(file, tempNameFor(file), content);
 }
 
 /** The table's current snapshot metadata, or null when it has none (dropped, or not built yet). */
@@ -118,10 +103,8 @@ export async function writeParquet(
     );
     const rows = Number(r.getRowsJS()[0]?.[0] ?? 0);
     const t2 = Date.now();
-    await fsyncPath(tmp, 'r+');
     if (!(await mayReplace())) throw new Error(`lost the export lease of table ${meta.table}; another exporter writes it`);
-    await rename(tmp, out);
-    await fsyncPath(path.dirname(out));
+    await replaceDurably(tmp, out);
     return { rows, bytes: (await stat(out)).size, fetchMs: t1 - t0, copyMs: t2 - t1 };
   } finally {
     closeDuckDB(db);

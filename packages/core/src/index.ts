@@ -1,3 +1,4 @@
+export * from './atomic-files.js';
 export * from './blob.js';
 export * from './component.js';
 export * from './config.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileKindOf, walkDataDir, type FileFingerprint, type Logger, type TableMeta } from '@flashduck/core';
+import { fileKindOf, fsyncPath, walkDataDir, type FileFingerprint, type Logger, type TableMeta } from '@flashduck/core';
 import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 import { computeEffects, respell, type Write } from './effects.js';
 import { rewriteFiles, type TableFile } from './rewrite.js';
@@ -33,15 +33,6 @@ async function fingerprint(abs: string): Promise<FileFingerprint | null> {
     return { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, dev: s.dev };
   } catch {
     return null;
-  }
-}
-
-async function fsyncPath(p: string, flags = 'r'): Promise<void> {
-  const fh = await open(p, flags);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
 
