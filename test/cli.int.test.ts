@@ -44,6 +44,29 @@ describe('flashduck CLI', () => {
     expect(r.stderr).toMatch(/apt-get install redis-server/);
   });
 
+  it('refuses a Redis that may evict keys when FLASHDUCK_REQUIRE_NOEVICTION=true, and warns loudly otherwise', async () => {
+    const port = await freePort();
+    const dir = await tempDir('evicting-redis');
+    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'allkeys-lru', '--dir', dir], { stdio: 'ignore' });
+    try {
+      const url = `redis://127.0.0.1:${port}`;
+      await waitFor('evicting redis up', () => redisAnswers(url, 200), 5_000);
+      const env = { FLASHDUCK_REDIS_URL: url, FLASHDUCK_PREFIX: uniquePrefix('evict'), FLASHDUCK_LOG_LEVEL: 'info' };
+      const refused = run(['cacher'], { ...env, FLASHDUCK_REQUIRE_NOEVICTION: 'true' });
+      expect(refused.status).toBe(1);
+      expect(refused.stdout + refused.stderr).toMatch(/maxmemory-policy is .{1,3}allkeys-lru.*refusing to start/);
+      const child = spawn(process.execPath, [CLI, 'monitor'], { env: { ...process.env, ...env, FLASHDUCK_DATA_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+      await waitFor('error logged and still running', () => /"level":50.*maxmemory-policy is .{1,3}allkeys-lru/.test(out) && out.includes('monitor started'), 10_000);
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    } finally {
+      server.kill('SIGTERM');
+      await removeDir(dir);
+    }
+  });
+
   it('can start a private redis-server when one is installed', async () => {
     const priv = await startPrivateRedis();
     if (!priv) return expect(spawnSync('redis-server', ['--version']).status).not.toBe(0);

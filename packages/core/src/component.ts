@@ -3,6 +3,7 @@ import { redactConfig, type CommonConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { closeServer, collectDefaultMetrics, serveHealth, type Readiness } from './metrics.js';
+import { checkEvictionPolicy, closeRedis, createRedis, waitForRedis } from './redis.js';
 import { Shutdown } from './shutdown.js';
 
 /** A running part of FlashDuck (monitor, cacher, ...): what `main.ts` and `standalone` manage. */
@@ -27,6 +28,17 @@ export function loadConfigOrExit<C>(load: (env: NodeJS.ProcessEnv) => C, env: No
       process.exit(1);
     }
     throw err;
+  }
+}
+
+/** Checks, before anything starts, that Redis answers and will not evict FlashDuck's keys. */
+export async function preflight(config: CommonConfig, log: Logger): Promise<void> {
+  const redis = createRedis(config, 'worker', log, 'preflight');
+  try {
+    await waitForRedis(redis, 30_000);
+    await checkEvictionPolicy(redis, log, config.requireNoEviction);
+  } finally {
+    await closeRedis(redis);
   }
 }
 
@@ -88,6 +100,9 @@ export async function runMain<C extends CommonConfig>(options: {
     log,
     shutdownMs: config.shutdownMs,
     metricsPort: options.metricsPort?.(config),
-    start: async () => [await options.start(config, log)],
+    start: async () => {
+      await preflight(config, log);
+      return [await options.start(config, log)];
+    },
   });
 }

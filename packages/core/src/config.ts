@@ -91,6 +91,8 @@ export interface CommonConfig {
   readonly instanceId: string;
   /** How long SIGTERM may take before the process exits anyway. */
   readonly shutdownMs: number;
+  /** Refuse to start when Redis may evict keys (otherwise: a loud warning). */
+  readonly requireNoEviction: boolean;
 }
 
 function parseNodes(r: EnvReader, name: string): { host: string; port: number }[] | null {
@@ -127,6 +129,7 @@ export function readCommonConfig(r: EnvReader): CommonConfig {
     logLevel: r.oneOf('FLASHDUCK_LOG_LEVEL', LOG_LEVELS, 'info'),
     instanceId,
     shutdownMs: r.int('FLASHDUCK_SHUTDOWN_MS', 20_000, { min: 100 }),
+    requireNoEviction: r.bool('FLASHDUCK_REQUIRE_NOEVICTION', false),
   };
 }
 
@@ -150,4 +153,21 @@ export function redactConfig(config: object): Record<string, unknown> {
 export function isInside(parent: string, child: string): boolean {
   const rel = path.relative(path.resolve(parent), path.resolve(child));
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+/** The environment variables a config loader reads (it is run against an empty, recording environment). */
+export function configVariables(load: (env: NodeJS.ProcessEnv) => unknown): string[] {
+  const seen = new Set<string>();
+  const env = new Proxy({} as NodeJS.ProcessEnv, {
+    get(_target, key) {
+      if (typeof key === 'string') seen.add(key);
+      return undefined;
+    },
+  });
+  try {
+    load(env);
+  } catch {
+    /* defaults may be invalid on their own (e.g. no data dir); the names are what matters */
+  }
+  return [...seen].sort();
 }

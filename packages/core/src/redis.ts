@@ -3,6 +3,9 @@ import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { CommonConfig } from './config.js';
 import type { Logger } from './logger.js';
+import { counter } from './metrics.js';
+
+const reconnects = counter('flashduck_redis_reconnects_total', 'Redis connections re-established after an error', ['role']);
 
 /** A single Redis or a Redis Cluster client: everything FlashDuck does works on both. */
 export type RedisClient = Redis | Cluster;
@@ -43,7 +46,10 @@ export function createRedis(
     reported = true;
   });
   client.on('ready', () => {
-    if (reported) log.info({ role: name }, 'redis reconnected');
+    if (reported) {
+      reconnects.inc({ role: name });
+      log.info({ role: name }, 'redis reconnected');
+    }
     reported = false;
   });
   return client;
@@ -104,4 +110,24 @@ export class LuaScript {
       return await client.eval(this.source, this.numKeys, ...keys, ...args);
     }
   }
+}
+
+/**
+ * Checks that Redis will not evict keys: an evicted snapshot chunk, queue key or stream entry is lost
+ * data. Warns loudly, or throws when `require` is set. A Redis that hides CONFIG (some managed services)
+ * cannot be checked: that is logged once.
+ */
+export async function checkEvictionPolicy(client: RedisClient, log: Logger, require: boolean): Promise<void> {
+  let policy: string | undefined;
+  try {
+    const reply = (await client.call('CONFIG', 'GET', 'maxmemory-policy')) as string[];
+    policy = reply[1];
+  } catch (err) {
+    log.warn({ err: { message: (err as Error).message } }, 'cannot read maxmemory-policy from Redis; make sure it is noeviction');
+    return;
+  }
+  if (policy === undefined || policy === 'noeviction') return;
+  const message = `Redis maxmemory-policy is "${policy}": Redis may evict snapshot chunks, queued jobs or writes under memory pressure and lose data; set maxmemory-policy noeviction`;
+  if (require) throw new Error(`${message} (refusing to start: FLASHDUCK_REQUIRE_NOEVICTION=true)`);
+  log.error({ policy }, message);
 }

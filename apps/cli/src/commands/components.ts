@@ -5,6 +5,7 @@ import {
   createLogger,
   isInside,
   loadConfigOrExit,
+  preflight,
   redactConfig,
   runComponents,
   type CommonConfig,
@@ -75,7 +76,10 @@ export async function runComponentCommand(name: string, argv: string[]): Promise
     log,
     shutdownMs: config.shutdownMs,
     metricsPort: config.metricsPort,
-    start: async () => [await def.start(config as never, log)],
+    start: async () => {
+      await preflight(config, log);
+      return [await def.start(config as never, log)];
+    },
   });
 }
 
@@ -137,6 +141,7 @@ export async function runStandalone(argv: string[]): Promise<void> {
     log,
     shutdownMs: common.shutdownMs,
     start: async () => {
+      await preflight(common, log);
       const started: Component[] = [];
       for (const name of order) started.push(await COMPONENTS[name]!.start(configs[name] as never, log));
       return started;

@@ -1,6 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { AppError, HTTP_STATUS, readHeartbeats, registry, type Keys, type Logger, type RedisClient } from '@flashduck/core';
+import { AppError, HTTP_STATUS, counter, readHeartbeats, registry, type Keys, type Logger, type RedisClient } from '@flashduck/core';
+
+const writesEnqueued = counter('flashduck_query_writes_enqueued_total', 'Writes queued through the API', ['op']);
+const httpErrors = counter('flashduck_http_errors_total', 'HTTP error responses by code', ['code']);
 import type { QueryApiConfig } from '../config.js';
 import { RESULT_FORMATS, cleanDuckDBMessage, runQuery, type ResultFormat } from '../query/run-query.js';
 import type { Catalog } from '../snapshots/catalog.js';
@@ -134,6 +137,7 @@ export function createServer(deps: ServerDeps): express.Express {
     const writeId = await enqueueWrite(deps.requestRedis, deps.keys, table, op, valid).catch((err: unknown) => {
       throw new AppError('not_ready', `the write could not be queued: Redis is unavailable (${(err as Error).message})`);
     });
+    writesEnqueued.inc({ op });
     res.status(202).json({ writeId });
   };
   app.post('/v1/tables/:table/upsert', write, enqueue('upsert'));
@@ -178,6 +182,7 @@ export function createServer(deps: ServerDeps): express.Express {
       appErr = new AppError('internal', `internal error: ${cleanDuckDBMessage(err).slice(0, 300)}`);
     }
     const status = appErr.code === 'timeout' ? 408 : HTTP_STATUS[appErr.code];
+    httpErrors.inc({ code: appErr.code });
     if (status === 503) res.setHeader('Retry-After', '1');
     if (res.headersSent) return void res.end();
     res.status(status).json({ error: { code: appErr.code, message: appErr.message } });

@@ -1,4 +1,6 @@
 import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 
 const require = createRequire(import.meta.url);
@@ -10,7 +12,7 @@ export interface DuckDBOptions {
   /** Memory limit of the instance in MiB (DuckDB's default is 80% of RAM per instance). */
   readonly memoryLimitMb?: number;
   readonly threads?: number;
-  /** Where DuckDB may spill; none when unset. */
+  /** Where DuckDB may spill (default: $TMPDIR/flashduck-duckdb). */
   readonly tempDir?: string;
 }
 
@@ -25,7 +27,8 @@ export async function openDuckDB(options: DuckDBOptions = {}): Promise<{ instanc
   };
   if (options.memoryLimitMb) config.memory_limit = `${options.memoryLimitMb}MB`;
   if (options.threads) config.threads = String(options.threads);
-  if (options.tempDir) config.temp_directory = options.tempDir;
+  // Spill to the temp folder, not to ".tmp" under the working directory (read-only in containers).
+  config.temp_directory = options.tempDir ?? path.join(os.tmpdir(), 'flashduck-duckdb');
   const instance = await DuckDBInstance.create(':memory:', config);
   const conn = await instance.connect();
   await conn.run(`SET TimeZone='UTC'`);
