@@ -101,6 +101,7 @@ describe('docker-compose.yml', () => {
       const component = componentOf(svc.command);
       expect(component, name).toBe(name);
       expect(existsSync(path.join(ROOT, 'apps', name, 'src', 'main.ts')), name).toBe(true);
+      expect(existsSync(path.join(ROOT, svc.command[1])), `${name}: ${svc.command[1]} (built)`).toBe(true);
       for (const v of Object.keys(svc.environment)) expect(READS[name], `${name}: ${v}`).toContain(v);
       const port = svc.environment[PORT_VARIABLE[name]!];
       expect(port, `${name} serves health on ${PORT_VARIABLE[name]}`).toBeDefined();
@@ -187,6 +188,7 @@ describe('Kubernetes manifests', () => {
         expect(named.get(c[probe].httpGet.port), `${component} ${probe} port`).toBe(port);
       }
       expect(c.image).toBe('flashduck');
+      expect(existsSync(path.join(ROOT, c.command[1])), `${component}: ${c.command[1]} (built)`).toBe(true);
       expect(c.resources.requests.cpu && c.resources.limits.memory, component).toBeTruthy();
       expect(c.envFrom.map((e: any) => e.configMapRef?.name ?? e.secretRef?.name)).toEqual(['flashduck-config', 'flashduck-secrets']);
       expect(c.env.find((e: any) => e.name === 'POD_NAME').valueFrom.fieldRef.fieldPath).toBe('metadata.name');
