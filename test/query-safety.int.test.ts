@@ -145,8 +145,31 @@ describe('query-api: read-only, bounded, in every format', () => {
     expect(res.status).toBe(200);
     const html = await res.text();
     expect(html).toContain('<title>FlashDuck</title>');
-    expect(html).toContain('/v1/query');
-    expect(html).not.toMatch(/<script[^>]+src="https?:/);
+    expect(html).not.toMatch(/<(script|link)[^>]+(src|href)="(https?:)?\/\//);
+    const js = await (await fetch(url('/app.js'))).text();
+    expect(js).toContain('/v1/query');
+    expect((await fetch(url('/assets/chart.js'))).status).toBe(200);
+  });
+
+  it('keeps the console under 300 KB of gzipped JavaScript', async () => {
+    const { gzipSync } = await import('node:zlib');
+    let total = 0;
+    for (const asset of ['/app.js', '/assets/chart.js']) total += gzipSync(Buffer.from(await (await fetch(url(asset))).arrayBuffer())).length;
+    expect(total).toBeLessThan(300 * 1024);
+  });
+
+  it('answers a Parquet result, and compares the cache with the files using built-in queries only', async () => {
+    const pq = await fetch(url('/v1/query'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT id, customer FROM orders ORDER BY id', format: 'parquet' }) });
+    const bytes = Buffer.from(await pq.arrayBuffer());
+    expect(pq.headers.get('content-type')).toBe('application/vnd.apache.parquet');
+    expect(bytes.subarray(0, 4).toString()).toBe('PAR1');
+    const cmp = await fetch(url('/v1/tables/orders/compare'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: "COPY orders TO '/tmp/flashduck-cmp.csv'" }) });
+    const body = await cmp.json();
+    expect(cmp.status).toBe(200);
+    expect(body.results.map((r: { query: string }) => r.query)).toEqual(['count(*)', 'GROUP BY customer']);
+    expect(body.results[0].rows).toBe(1);
+    const { existsSync } = await import('node:fs');
+    expect(existsSync('/tmp/flashduck-cmp.csv')).toBe(false);
   });
 
   it('lists tables with the public shape', async () => {

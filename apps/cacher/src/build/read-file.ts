@@ -1,7 +1,8 @@
 import { open, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { quoteIdent, quoteLiteral, type FileKind } from '@flashduck/core';
+import { quoteIdent, type FileKind } from '@flashduck/core';
+import { fileReaderSql as readerSql } from '@flashduck/core/duckdb';
 
 /** A file read into a DuckDB table. */
 export interface ReadFileResult {
@@ -18,23 +19,6 @@ export class FileReadError extends Error {
   ) {
     super(reason);
     this.name = 'FileReadError';
-  }
-}
-
-function readerSql(kind: FileKind, file: string, fullSample: boolean): string {
-  const f = quoteLiteral(file);
-  const sample = fullSample ? ', sample_size=-1' : '';
-  switch (kind.format) {
-    case 'csv':
-      return `read_csv(${f}, header=true, auto_detect=true${sample})`;
-    case 'tsv':
-      return `read_csv(${f}, header=true, auto_detect=true, delim='\\t'${sample})`;
-    case 'json':
-      return `read_json(${f}, format='auto'${sample})`;
-    case 'ndjson':
-      return `read_json(${f}, format='newline_delimited'${sample})`;
-    case 'parquet':
-      return `read_parquet(${f})`;
   }
 }
 

@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { AppError, HTTP_STATUS, counter, readHeartbeats, registry, type Keys, type Logger, type RedisClient } from '@flashduck/core';
@@ -9,6 +11,7 @@ import { RESULT_FORMATS, cleanDuckDBMessage, runQuery, type ResultFormat } from 
 import type { Catalog } from '../snapshots/catalog.js';
 import { enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
 import { requireScope } from './auth.js';
+import { compareWithFiles, consoleStatus } from './console-data.js';
 import { tableDetail, tableSummary } from './tables-view.js';
 
 export interface ServerDeps {
@@ -23,6 +26,8 @@ export interface ServerDeps {
 }
 
 const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
+/** The charting library the console uses, served from the package itself (no CDN). */
+const CHART_JS = path.join(path.dirname(createRequire(import.meta.url).resolve('chart.js')), 'chart.umd.min.js');
 
 function parseFormat(value: unknown): ResultFormat {
   if (value === undefined || value === null || value === '') return 'json';
@@ -48,6 +53,7 @@ export function createServer(deps: ServerDeps): express.Express {
         res.setHeader('Vary', 'Origin');
         res.setHeader('Access-Control-Allow-Headers', 'authorization, content-type');
         res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+        res.setHeader('Access-Control-Expose-Headers', 'X-FlashDuck-Row-Count, X-FlashDuck-Truncated, X-FlashDuck-Tables, X-FlashDuck-Elapsed-Ms');
         if (req.method === 'OPTIONS') return void res.status(204).end();
       }
       next();
@@ -147,11 +153,22 @@ export function createServer(deps: ServerDeps): express.Express {
   });
 
   app.get('/v1/status', read, async (_req, res) => {
-    const components = await readHeartbeats(deps.redis, deps.keys);
-    const gen = catalog.generation;
-    res.json({
-      components,
-      tables: gen ? [...gen.tables.values()].map((t) => tableSummary(t.meta)) : [],
+    res.json(await consoleStatus(deps.redis, deps.keys, catalog.generation));
+  });
+
+  app.post('/v1/tables/:table/compare', read, async (req, res) => {
+    const name = String(req.params.table);
+    const gen = served();
+    const t = gen.tables.get(name);
+    if (!t) throw new AppError('not_found', `no table named "${name}"`);
+    res.json(await compareWithFiles(gen, t.meta, config.dataDir, config));
+  });
+
+  app.get('/v1/exports/:file', read, (req, res, next) => {
+    const file = String(req.params.file);
+    if (!/^[a-z_][a-z0-9_]*\.(parquet|manifest\.json)$/.test(file)) return next(new AppError('not_found', `no export named "${file}"`));
+    res.sendFile(path.join(config.exportDir, file), { dotfiles: 'deny', headers: { 'Content-Disposition': `attachment; filename="${file}"` } }, (err) => {
+      if (err && !res.headersSent) next(new AppError('not_found', `no export ${file} (not exported yet, or the export folder is not mounted here)`));
     });
   });
 
@@ -166,6 +183,8 @@ export function createServer(deps: ServerDeps): express.Express {
     });
   });
 
+  // The package lives under node_modules/.pnpm: a dot-directory that sendFile refuses unless allowed.
+  app.get('/assets/chart.js', (_req, res) => void res.sendFile(CHART_JS, { maxAge: '1d', dotfiles: 'allow' }));
   app.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }));
 
   app.use('/v1', (req, _res, next) => next(new AppError('not_found', `no route ${req.method} ${req.path}`)));
@@ -176,6 +195,7 @@ export function createServer(deps: ServerDeps): express.Express {
     if (err instanceof AppError) appErr = err;
     else if (e?.type === 'entity.too.large') appErr = new AppError('too_large', `the request body is over ${config.maxBodyBytes} bytes`);
     else if (e?.type === 'entity.parse.failed') appErr = new AppError('bad_request', `the request body is not valid JSON: ${e.message ?? ''}`);
+    else if (e?.status === 404) appErr = new AppError('not_found', `no such resource ${req.path}`);
     else if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) appErr = new AppError('bad_request', e.message ?? 'bad request');
     else {
       log.error({ err, path: req.path }, 'request failed');

@@ -2,11 +2,13 @@ import { StatementType, type DuckDBConnection, type DuckDBPreparedStatement, typ
 import { AppError, cleanDuckDBMessage, counter, histogram } from '@flashduck/core';
 
 export { cleanDuckDBMessage };
-import { encodeArrowStream, jsonValueConverter } from '@flashduck/core/duckdb';
+import { arrowToParquet, encodeArrowStream, jsonValueConverter } from '@flashduck/core/duckdb';
+import os from 'node:os';
+import path from 'node:path';
 import type { Generation } from '../snapshots/generation.js';
 
-export type ResultFormat = 'json' | 'csv' | 'ndjson' | 'arrow';
-export const RESULT_FORMATS: readonly ResultFormat[] = ['json', 'csv', 'ndjson', 'arrow'];
+export type ResultFormat = 'json' | 'csv' | 'ndjson' | 'arrow' | 'parquet';
+export const RESULT_FORMATS: readonly ResultFormat[] = ['json', 'csv', 'ndjson', 'arrow', 'parquet'];
 
 const queriesTotal = counter('flashduck_query_requests_total', 'Queries by outcome', ['format', 'outcome']);
 const querySeconds = histogram('flashduck_query_duration_seconds', 'Query latency (planning to last byte)', ['format'], [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
@@ -163,10 +165,15 @@ export async function runQuery(generation: Generation, sql: string, format: Resu
     const tables = tablesRead(sql, generation.versions());
     try {
       const result = await prepared.stream();
-      if (format === 'arrow') {
+      if (format === 'arrow' || format === 'parquet') {
+        const names = result.deduplicatedColumnNames();
+        const types = new Map(names.map((n, i) => [n, result.columnType(i).toString()]));
         const { bytes, rows, truncated } = await encodeArrowStream(result, { maxRows: limits.maxRows });
         if (bytes.byteLength > limits.maxResultBytes) throw new TooLarge(limits.maxResultBytes);
-        return out('application/vnd.apache.arrow.stream', Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), rows, truncated);
+        if (format === 'arrow') return out('application/vnd.apache.arrow.stream', Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), rows, truncated);
+        // Parquet is written by a scratch DuckDB that only trusted code touches (the result, never user SQL).
+        const parquet = await arrowToParquet(bytes, types, path.join(os.tmpdir(), 'flashduck-results'));
+        return out('application/vnd.apache.parquet', parquet, rows, truncated);
       }
       const r = await collect(result, format, limits);
       if (format === 'json') {

@@ -2,6 +2,9 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { quoteLiteral } from '../sql.js';
+import type { FileKind } from '../table-names.js';
+import { loadArrowStream } from './arrow.js';
 
 const require = createRequire(import.meta.url);
 
@@ -46,5 +49,43 @@ export function closeDuckDB(handle: { instance: DuckDBInstance; conn: DuckDBConn
     handle.instance.closeSync();
   } catch {
     /* already closed */
+  }
+}
+
+/**
+ * The DuckDB table function that reads a data file: CSV/TSV with header and type sniffing, JSON as
+ * array or NDJSON, Parquet. `fullSample` sniffs types from the whole file instead of a sample.
+ */
+export function fileReaderSql(kind: FileKind, file: string, fullSample = false): string {
+  const f = quoteLiteral(file);
+  const sample = fullSample ? ', sample_size=-1' : '';
+  switch (kind.format) {
+    case 'csv':
+      return `read_csv(${f}, header=true, auto_detect=true${sample})`;
+    case 'tsv':
+      return `read_csv(${f}, header=true, auto_detect=true, delim='\\t'${sample})`;
+    case 'json':
+      return `read_json(${f}, format='auto'${sample})`;
+    case 'ndjson':
+      return `read_json(${f}, format='newline_delimited'${sample})`;
+    case 'parquet':
+      return `read_parquet(${f})`;
+  }
+}
+
+/** Query results as a Parquet file's bytes: the Arrow stream loaded into a scratch DuckDB, then COPY. */
+export async function arrowToParquet(arrow: Uint8Array, types: ReadonlyMap<string, string>, workDir: string): Promise<Buffer> {
+  const { mkdir, readFile, rm } = await import('node:fs/promises');
+  const { randomBytes } = await import('node:crypto');
+  await mkdir(workDir, { recursive: true });
+  const file = path.join(workDir, `result-${randomBytes(6).toString('hex')}.parquet`);
+  const db = await openDuckDB({ threads: 1 });
+  try {
+    await loadArrowStream(db.conn, arrow, { table: 'result' }, types);
+    await db.conn.run(`COPY result TO ${quoteLiteral(file)} (FORMAT parquet, COMPRESSION zstd)`);
+    return await readFile(file);
+  } finally {
+    closeDuckDB(db);
+    await rm(file, { force: true });
   }
 }

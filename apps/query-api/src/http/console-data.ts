@@ -1,0 +1,92 @@
+import path from 'node:path';
+import { AppError, fileKindOf, quoteIdent, readHeartbeats, readWriteStreams, type Keys, type RedisClient, type TableMeta } from '@flashduck/core';
+import { closeDuckDB, fileReaderSql, openDuckDB } from '@flashduck/core/duckdb';
+import type { Generation } from '../snapshots/generation.js';
+import { runQuery, type QueryLimits } from '../query/run-query.js';
+import { tableDetail } from './tables-view.js';
+
+/** Everything the console's status, cache and exports views show, in one answer. */
+export async function consoleStatus(redis: RedisClient, keys: Keys, generation: Generation | null) {
+  const tables = generation ? [...generation.tables.values()].map((t) => t.meta) : [];
+  const [components, writes, exports] = await Promise.all([
+    readHeartbeats(redis, keys),
+    readWriteStreams(redis, keys),
+    Promise.all(
+      tables.map(async (m) => {
+        const h = await redis.hgetall(keys.tableExported(m.table));
+        return h.version
+          ? { table: m.table, version: Number(h.version), rows: Number(h.rows), bytes: Number(h.bytes), exportedAt: new Date(Number(h.at)).toISOString(), ms: Number(h.ms) }
+          : null;
+      }),
+    ),
+  ]);
+  return {
+    components: components.map((c) => ({ ...c, startedAt: new Date(c.startedAt).toISOString(), lastLoopAt: new Date(c.lastLoopAt).toISOString() })),
+    tables: tables.map(tableDetail).sort((a, b) => a.name.localeCompare(b.name)),
+    writes,
+    exports: exports.filter((e) => e !== null),
+    servedGeneration: generation?.id ?? null,
+  };
+}
+
+/** The fixed queries the "cache vs. files" comparison runs (never user SQL). */
+function comparisonQueries(meta: TableMeta): { name: string; sql: (source: string) => string }[] {
+  const text = meta.columns.find((c) => c.type === 'VARCHAR') ?? meta.columns[0]!;
+  const number = meta.columns.find((c) => /INT|DOUBLE|FLOAT|DECIMAL/.test(c.type));
+  return [
+    { name: 'count(*)', sql: (src) => `SELECT count(*) AS n FROM ${src}` },
+    {
+      name: `GROUP BY ${text.name}`,
+      sql: (src) =>
+        `SELECT ${quoteIdent(text.name)}, count(*) AS n${number ? `, avg(${quoteIdent(number.name)}) AS avg_${number.name.replace(/\W/g, '_')}` : ''} FROM ${src} GROUP BY 1 ORDER BY 2 DESC LIMIT 10`,
+    },
+  ];
+}
+
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+
+/**
+ * Times built-in queries on the served snapshot and on DuckDB re-reading the table's source files. The
+ * file side runs only these fixed queries over exactly the files the snapshot lists, in a DuckDB of its own.
+ */
+export async function compareWithFiles(generation: Generation, meta: TableMeta, dataDir: string, limits: QueryLimits, runs = 3) {
+  if (meta.files.length === 0 || meta.columns.length === 0) throw new AppError('bad_request', `table ${meta.table} has no readable files to compare with`);
+  const readers = meta.files
+    .filter((f) => !f.stale)
+    .map((f) => {
+      const kind = fileKindOf(f.path);
+      const abs = path.join(dataDir, f.path);
+      if (!kind || !abs.startsWith(path.resolve(dataDir) + path.sep)) return null;
+      return `SELECT * FROM ${fileReaderSql(kind, abs)}`;
+    })
+    .filter((r): r is string => r !== null);
+  const source = `(${readers.join(' UNION ALL BY NAME ')})`;
+  const db = await openDuckDB({ threads: undefined });
+  try {
+    const results = [];
+    for (const q of comparisonQueries(meta)) {
+      const cache: number[] = [];
+      const files: number[] = [];
+      let rows = 0;
+      for (let i = 0; i < runs; i++) {
+        const t0 = performance.now();
+        const out = await runQuery(generation, q.sql(quoteIdent(meta.table)), 'json', limits);
+        cache.push(performance.now() - t0);
+        rows = out.rowCount;
+        const t1 = performance.now();
+        try {
+          await db.conn.runAndReadAll(q.sql(source));
+        } catch (err) {
+          throw new AppError('bad_request', `re-reading the files of ${meta.table} failed: ${(err as Error).message.split('\n')[0]}`);
+        }
+        files.push(performance.now() - t1);
+      }
+      const c = median(cache);
+      const f = median(files);
+      results.push({ query: q.name, sql: q.sql(quoteIdent(meta.table)), rows, flashduckMs: Math.round(c * 100) / 100, filesMs: Math.round(f * 100) / 100, speedup: Math.round((f / c) * 10) / 10 });
+    }
+    return { table: meta.table, version: meta.version, files: readers.length, runs, results };
+  } finally {
+    closeDuckDB(db);
+  }
+}

@@ -1,0 +1,161 @@
+import { existsSync } from 'node:fs';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppProcess, ROOT, TEST_REDIS_URL, deletePrefix, freePort, removeDir, tempDir, uniquePrefix, waitFor } from '../helpers.js';
+
+const CHROMIUM = process.env.FLASHDUCK_CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = path.join(ROOT, 'test-results', 'console');
+// CI installs Debian's Chromium (.ci/run); elsewhere these tests need it too, and say so instead of passing silently.
+const haveChromium = existsSync(CHROMIUM);
+
+describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser', () => {
+  const prefix = uniquePrefix('console');
+  let dataDir: string;
+  let work: string;
+  let port: number;
+  let browser: Browser;
+  let page: Page;
+  const procs: AppProcess[] = [];
+  const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+
+  beforeAll(async () => {
+    if (!haveChromium) throw new Error(`Chromium is not installed at ${CHROMIUM}: apt-get install chromium (or set FLASHDUCK_CHROMIUM)`);
+    await mkdir(SHOTS, { recursive: true });
+    dataDir = await tempDir('console-data');
+    work = await tempDir('console-work');
+    await cp(path.join(ROOT, 'examples/data'), dataDir, { recursive: true });
+    port = await freePort();
+    const env = {
+      FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
+      FLASHDUCK_PREFIX: prefix,
+      FLASHDUCK_DATA_DIR: dataDir,
+      FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+      MONITOR_POLL_MS: '200',
+      MONITOR_SETTLE_MS: '100',
+      CACHER_WORK_DIR: path.join(work, 'cacher'),
+      EXPORTER_DEBOUNCE_MS: '200',
+      EXPORTER_WORK_DIR: path.join(work, 'exporter'),
+      WRITER_WORK_DIR: path.join(work, 'writer'),
+      QUERY_API_PORT: String(port),
+      QUERY_API_HOST: '127.0.0.1',
+      QUERY_API_CACHE_DIR: path.join(work, 'cache'),
+    };
+    for (const app of ['monitor', 'cacher', 'query-api', 'exporter', 'write-applier']) procs.push(AppProcess.start(app, env));
+    await Promise.all(procs.map((p) => p.waitForLog(/"msg":"(monitor started|cacher started|query-api listening|exporter started|write-applier started)"/)));
+    await waitFor('examples served', async () => ((await (await fetch(`http://127.0.0.1:${port}/v1/tables`)).json()) as { tables: unknown[] }).tables.length === 4, 30_000);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1366, height: 860 }, acceptDownloads: true });
+    page.on('pageerror', (err) => console.error('page error:', err.message));
+    await page.goto(`http://127.0.0.1:${port}/`);
+  }, 90_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await Promise.all(procs.map((p) => p.kill('SIGTERM')));
+    await deletePrefix(TEST_REDIS_URL, prefix);
+    if (dataDir) await removeDir(dataDir);
+    if (work) await removeDir(work);
+  });
+
+  it('shows every component and table on the status view', async () => {
+    await page.waitForSelector('[data-table="orders"]');
+    await page.waitForFunction(() => document.querySelectorAll('#components tbody tr').length >= 5);
+    const components = await page.$$eval('#components tbody tr td:first-child', (tds) => tds.map((t) => t.textContent).sort());
+    expect(components).toEqual(['cacher', 'exporter', 'monitor', 'query-api', 'write-applier']);
+    expect(await page.textContent('[data-rows="orders"]')).toBe('12');
+    await shot('status');
+  });
+
+  it('runs a query with Ctrl+Enter and shows the rows, types and versions', async () => {
+    await page.click('a[data-view="sql"]');
+    await page.fill('#sql', 'SELECT order_id, amount FROM orders ORDER BY order_id');
+    await page.press('#sql', 'Control+Enter');
+    await page.waitForFunction(() => document.querySelectorAll('#result tbody tr').length === 12);
+    expect(await page.textContent('#result thead')).toContain('BIGINT');
+    expect(await page.textContent('#result-status')).toMatch(/12 rows · [\d.]+ ms · read orders v\d+/);
+    expect(await page.$$eval('#history li', (li) => li.map((l) => l.textContent))).toContain('SELECT order_id, amount FROM orders ORDER BY order_id');
+    await shot('sql');
+  });
+
+  it('plots the result as a chart', async () => {
+    await page.selectOption('#chart-type', 'bar');
+    await page.selectOption('#chart-x', 'order_id');
+    await page.selectOption('#chart-y', 'amount');
+    await page.click('#chart-draw');
+    // Chart.js renders on the next animation frame after sizing the canvas: wait for painted pixels.
+    const painted = await page.waitForFunction(() => {
+      const canvas = document.getElementById('chart') as HTMLCanvasElement;
+      const px = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+      let n = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i]! > 0) n++;
+      return n > 1000 ? n : false;
+    }).then((h) => h.jsonValue() as Promise<number>);
+    expect(painted).toBeGreaterThan(1000);
+    await shot('chart');
+  });
+
+  it('downloads the result as CSV', async () => {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-download="csv"]')]);
+    const file = path.join(work, 'result.csv');
+    await download.saveAs(file);
+    const text = await readFile(file, 'utf8');
+    expect(text.split('\n')[0]).toBe('order_id,amount');
+    expect(text.trim().split('\n')).toHaveLength(13);
+  });
+
+  it('compares the cache with DuckDB re-reading the files', async () => {
+    await page.selectOption('#compare-table', 'orders');
+    await page.click('#compare');
+    await page.waitForSelector('#compare-result .badge');
+    expect(await page.textContent('#compare-result')).toMatch(/count\(\*\)/);
+  });
+
+  it('updates the status view live when a file lands, without a reload', async () => {
+    await page.click('a[data-view="status"]');
+    const before = await page.textContent('[data-version="events"]');
+    const marker = await page.evaluate(() => ((window as unknown as { marker: number }).marker = Math.random()));
+    await writeFile(path.join(dataDir, 'events', '2024-03-03.jsonl'), ['{"ts": "2024-03-03T10:00:00Z", "customer_id": 3, "event": "login"}', '{"ts": "2024-03-03T10:01:00Z", "customer_id": 3, "event": "logout"}', '{"ts": "2024-03-03T10:02:00Z", "customer_id": 5, "event": "login"}'].join('\n') + '\n');
+    await page.waitForFunction(() => document.querySelector('[data-rows="events"]')?.textContent === '11', undefined, { timeout: 20_000 });
+    expect(await page.textContent('[data-version="events"]')).not.toBe(before);
+    expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(marker);
+    await shot('status-live');
+  });
+
+  it('submits an upsert and shows it go to visible', async () => {
+    await page.click('a[data-view="writes"]');
+    await page.fill('#write-table', 'customers');
+    await page.fill('#write-key', 'id');
+    await page.fill('#write-paste', '[{"id": 8, "name": "Barbara Liskov", "country": "US", "signup_date": "2024-03-20"}]');
+    await page.click('#paste-upsert');
+    await page.waitForFunction(() => document.querySelector('[data-write-status]')?.textContent === 'visible', undefined, { timeout: 30_000 });
+    await shot('writes');
+    await page.click('a[data-view="sql"]');
+    await page.fill('#sql', 'SELECT name FROM customers WHERE id = 8');
+    await page.click('#run');
+    await page.waitForFunction(() => document.querySelector('#result tbody')?.textContent?.includes('Barbara Liskov'));
+  });
+
+  it('shows the explorer, cache and exports views', async () => {
+    await page.click('a[data-view="explorer"]');
+    await page.click('#explorer-tables li:has-text("orders")');
+    await page.waitForFunction(() => document.querySelectorAll('#explorer-preview tbody tr').length === 12);
+    expect(await page.textContent('#explorer-schema')).toContain('orders/2024-03.ndjson');
+    await shot('explorer');
+    await page.click('a[data-view="cache"]');
+    await page.waitForSelector('#cache-tables tbody tr');
+    expect(await page.textContent('#cache-tables')).toContain('duckdb');
+    await shot('cache');
+    await page.click('a[data-view="exports"]');
+    await page.waitForSelector('#exports a[href*="orders.parquet"]', { timeout: 20_000 });
+    const href = await page.getAttribute('#exports a[href*="orders.parquet"]', 'href');
+    const res = await fetch(`http://127.0.0.1:${port}${href}`);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).subarray(0, 4).toString()).toBe('PAR1');
+    await shot('exports');
+  });
+});
