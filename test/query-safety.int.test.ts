@@ -12,7 +12,7 @@ describe('query-api: read-only, bounded, in every format', () => {
   const snapshot = async () => ({ rows: await rows(port, 'SELECT * FROM orders ORDER BY id'), version: (await (await fetch(url('/v1/tables/orders'))).json()).version });
 
   beforeAll(async () => {
-    stack = await startStack('qsafe', { QUERY_TIMEOUT_MS: '1500', QUERY_MAX_ROWS: '50', QUERY_MAX_BODY_BYTES: '4096' }, async (dir) => {
+    stack = await startStack('qsafe', { QUERY_TIMEOUT_MS: '1500', QUERY_MAX_ROWS: '50', QUERY_MAX_BODY_BYTES: '4096', QUERY_MEMORY_LIMIT_MB: '256' }, async (dir) => {
       await writeFile(
         path.join(dir, 'orders.csv'),
         'id,customer,amount,big,created_at\n1,ada,10.5,9007199254740993,2024-01-02 03:04:05.123456\n2,grace,20,5,2024-02-03 00:00:00\n',
@@ -49,6 +49,31 @@ describe('query-api: read-only, bounded, in every format', () => {
     "EXPORT DATABASE '/tmp/flashduck-export'",
     'SELECT 1; DROP TABLE orders',
     'USE memory',
+    "SELECT * FROM read_blob('/etc/passwd')",
+    "SELECT * FROM parquet_metadata('/etc/passwd')",
+    "SELECT * FROM read_json('/etc/hostname')",
+    "SELECT * FROM read_parquet('/etc/x.parquet')",
+    "SELECT * FROM sniff_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/proc/self/environ')",
+    "SELECT * FROM read_csv('~/.bashrc')",
+    "SELECT * FROM '~/.profile'",
+    "SELECT * FROM glob('*')",
+    "SELECT * FROM query('SELECT * FROM read_csv(''/etc/passwd'')')",
+    "SELECT * FROM query_table('/etc/passwd')",
+    "SELECT * FROM query('DROP TABLE orders')",
+    "SELECT getenv('HOME')",
+    "EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/flashduck-explain.csv'",
+    'EXPLAIN ANALYZE DROP TABLE orders',
+    "PRAGMA memory_limit='100GB'",
+    'PRAGMA threads=1',
+    "SET VARIABLE x = 1",
+    "CREATE MACRO m(a) AS a + 1",
+    "ATTACH ':memory:' AS m",
+    "IMPORT DATABASE '/tmp'",
+    "LOAD '/tmp/evil.duckdb_extension'",
+    'VACUUM',
+    'FROM orders; FROM orders',
+    'BEGIN TRANSACTION',
   ];
 
   it.each(refused)('refuses %s with 400 and leaves the table as it was', async (sql) => {
@@ -57,6 +82,19 @@ describe('query-api: read-only, bounded, in every format', () => {
     expect(r.status).toBe(400);
     expect(['refused_statement', 'bad_sql']).toContain(r.body.error.code);
     expect(r.body.error.message.length).toBeGreaterThan(5);
+    expect(await snapshot()).toEqual(before);
+    const { existsSync } = await import('node:fs');
+    expect(existsSync('/tmp/flashduck-explain.csv') || existsSync('/tmp/flashduck-stolen.csv')).toBe(false);
+  });
+
+  it.each([
+    ['a CPU bomb', 'SELECT count(*) FROM range(1000000) a, range(1000000) b'],
+    ['a memory bomb', 'SELECT list(range) FROM range(400000000)'],
+    ['a recursive bomb', 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r'],
+  ])('stops %s (deadline or memory limit) and keeps every table as it was', async (_name, sql) => {
+    const before = await snapshot();
+    const r = await query(port, sql);
+    expect([408, 413]).toContain(r.status);
     expect(await snapshot()).toEqual(before);
   });
 

@@ -16,7 +16,9 @@ export interface QueryApiConfig extends CommonConfig {
   readonly maxQueued: number;
   readonly refreshMs: number;
   readonly cacheDir: string;
-  readonly memoryLimitMb: number | undefined;
+  readonly memoryLimitMb: number;
+  /** A client must send its request headers within this time (slow clients cannot hold sockets). */
+  readonly headersTimeoutMs: number;
   readonly threads: number | undefined;
   /** Bearer tokens; empty means no authentication. `token` (read+write) or `token:read`. */
   readonly apiTokens: readonly { token: string; scopes: readonly ('read' | 'write')[] }[];
@@ -64,7 +66,10 @@ export function loadQueryApiConfig(env: NodeJS.ProcessEnv): QueryApiConfig {
     maxQueued: r.int('QUERY_MAX_QUEUED', 256, { min: 0 }),
     refreshMs: r.int('QUERY_API_REFRESH_MS', 2_000, { min: 50 }),
     cacheDir: path.resolve(r.string('QUERY_API_CACHE_DIR', defaultCacheDir())),
-    memoryLimitMb: r.optionalInt('QUERY_MEMORY_LIMIT_MB', { min: 64 }),
+    // One DuckDB per served generation (two during a swap): a bounded default keeps a memory-hungry query
+    // from taking the whole machine; it fails with an out-of-memory error instead.
+    memoryLimitMb: r.int('QUERY_MEMORY_LIMIT_MB', Math.max(256, Math.min(4096, Math.floor(os.totalmem() / 1024 / 1024 / 4))), { min: 64 }),
+    headersTimeoutMs: r.int('QUERY_API_HEADERS_TIMEOUT_MS', 10_000, { min: 100 }),
     threads: r.optionalInt('QUERY_THREADS', { min: 1 }),
     apiTokens: parseTokens(r),
     corsOrigins: (r.optionalString('QUERY_API_CORS_ORIGINS') ?? '').split(',').map((s) => s.trim()).filter(Boolean),

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type http from 'node:http';
+import http from 'node:http';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -111,14 +111,21 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
 
   await refresh();
   const app = createServer({ config, catalog, redis, requestRedis, keys, log, ready: readiness });
-  const server: http.Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-    s.once('error', reject);
+  // Slow clients may not hold sockets open: headers within QUERY_API_HEADERS_TIMEOUT_MS, the whole request within
+  // the query deadline plus a margin. Node checks these every connectionsCheckingInterval (30 s by default).
+  const server = http.createServer(
+    {
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.timeoutMs + 30_000,
+      keepAliveTimeout: 5_000,
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(config.headersTimeoutMs / 2))),
+    },
+    app,
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
   });
-  // Slow clients may not hold sockets open: headers within 10 s, the whole request within the deadline plus a margin.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = config.timeoutMs + 30_000;
-  server.keepAliveTimeout = 5_000;
   const port = (server.address() as { port: number }).port;
   heartbeat.start();
   log.info({ port, host: config.host, tables: catalog.generation?.tables.size ?? 0 }, 'query-api listening');

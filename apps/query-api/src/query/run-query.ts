@@ -80,6 +80,14 @@ async function prepareReadOnly(conn: DuckDBConnection, sql: string): Promise<Duc
     }
     throw new AppError('bad_sql', message);
   }
+  if (prepared.statementType === StatementType.EXPLAIN) {
+    // EXPLAIN ANALYZE runs the statement it explains: that statement must be a read too.
+    const inner = sql.replace(/^\s*EXPLAIN\s+(ANALY[SZ]E\s+)?(\([^)]*\)\s*)?/i, '');
+    if (inner !== sql) {
+      const checked = await prepareReadOnly(conn, inner);
+      checked.destroySync();
+    }
+  }
   if (!ALLOWED.has(prepared.statementType)) {
     const name = statementName(prepared.statementType);
     prepared.destroySync();
@@ -198,8 +206,13 @@ export async function runQuery(generation: Generation, sql: string, format: Resu
       outcome = err.code;
       throw err;
     }
+    const message = cleanDuckDBMessage(err);
+    if (/Out of Memory|memory_limit|could not allocate/i.test(message)) {
+      outcome = 'too_large';
+      throw new AppError('too_large', `the query needs more memory than this server allows (QUERY_MEMORY_LIMIT_MB): ${message}`);
+    }
     outcome = 'bad_sql';
-    throw new AppError('bad_sql', cleanDuckDBMessage(err));
+    throw new AppError('bad_sql', message);
   } finally {
     clearTimeout(timer);
     release();
