@@ -20,6 +20,8 @@ import {
 import type { CacherConfig } from './config.js';
 import { rebuildTable, type RebuildResult } from './build/rebuild-table.js';
 import { collectRetired } from './store/fragments.js';
+import { InProcessReader, ReaderPool, type FileReader } from './build/reader-pool.js';
+import path from 'node:path';
 
 const rebuildsTotal = counter('flashduck_cacher_rebuilds_total', 'Table rebuilds by outcome', ['outcome']);
 const rebuildSeconds = histogram('flashduck_cacher_rebuild_duration_seconds', 'Duration of a published rebuild', [], [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]);
@@ -62,6 +64,10 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
   });
   const deadLetters = new Queue(QUEUES.deadLetters, { connection: queueConn, prefix: keys.bullPrefix });
   let lastBuild: Record<string, unknown> = {};
+  // Files nobody vetted are read in reader processes: a reader that crashes cannot take the cacher down.
+  const reader: FileReader = config.isolateReads
+    ? new ReaderPool(config.readParallelism, log, { timeoutMs: config.readTimeoutMs, memoryLimitMb: config.memoryLimitMb, threads: config.threads })
+    : new InProcessReader(path.join(config.workDir, `reads-${process.pid}`));
   let building = 0;
 
   const heartbeat = new HeartbeatPublisher(redis, keys, log, {
@@ -82,7 +88,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
     }, Math.max(200, Math.floor(config.leaseMs / 3)));
     building += 1;
     try {
-      const result = await rebuildTable({ redis, keys, config, log, exportQueue }, table, lease);
+      const result = await rebuildTable({ redis, keys, config, log, exportQueue, reader }, table, lease);
       rebuildsTotal.inc({ outcome: result.outcome });
       if (result.outcome === 'published') {
         rebuildSeconds.observe(result.ms / 1000);
@@ -179,6 +185,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
         await reconciling;
         await heartbeat.stop();
         await Promise.all([diffQueue.close(), exportQueue.close(), deadLetters.close()]);
+        await reader.close();
         await closeRedis(queueConn);
         await closeRedis(workerConn);
         await closeRedis(redis);

@@ -7,6 +7,8 @@ export interface CacherConfig extends CommonConfig {
   readonly chunkBytes: number;
   readonly concurrency: number;
   readonly readParallelism: number;
+  readonly isolateReads: boolean;
+  readonly readTimeoutMs: number;
   readonly retainMs: number;
   readonly leaseMs: number;
   readonly reconcileMs: number;
@@ -25,6 +27,8 @@ export function loadCacherConfig(env: NodeJS.ProcessEnv): CacherConfig {
     chunkBytes: r.int('CACHER_CHUNK_BYTES', 32 * 1024 * 1024, { min: 1024, max: 512 * 1024 * 1024 - 1 }),
     concurrency: r.int('CACHER_CONCURRENCY', 1, { min: 1, max: 64 }),
     readParallelism: r.int('CACHER_READ_PARALLELISM', 4, { min: 1, max: 64 }),
+    isolateReads: r.bool('CACHER_ISOLATE_READS', true),
+    readTimeoutMs: r.int('CACHER_READ_TIMEOUT_MS', 600_000, { min: 1_000 }),
     retainMs: r.int('CACHER_RETAIN_MS', 60_000, { min: 0 }),
     leaseMs: r.int('CACHER_LEASE_MS', 10_000, { min: 1_000 }),
     reconcileMs: r.int('CACHER_RECONCILE_MS', 5_000, { min: 100 }),

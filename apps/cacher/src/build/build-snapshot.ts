@@ -13,7 +13,8 @@ import {
 } from '@flashduck/core';
 import { encodeArrowStream } from '@flashduck/core/duckdb';
 import { mergeSchemas, type MergedSchema } from '@flashduck/schema';
-import { FileReadError, readFileIntoTable } from './read-file.js';
+import { FileReadError } from './read-file.js';
+import type { FileReader } from './reader-pool.js';
 
 /** Catalog alias of the snapshot database file while it is being built. */
 export const SNAP = 'snap';
@@ -25,8 +26,8 @@ const sameFingerprint = (a: FileFingerprint, b: FileFingerprint) =>
 
 /** Where the rows of one file come from in this build. */
 export type FileSource =
-  /** Read now into its part table. */
-  | { kind: 'fresh'; path: string; fingerprint: FileFingerprint; part: string; rows: number; columns: { name: string; type: string }[]; format: string }
+  /** Read now (into the Parquet file `fragmentFile`, then into its part table). */
+  | { kind: 'fresh'; path: string; fingerprint: FileFingerprint; part: string; fragmentFile: string; rows: number; columns: { name: string; type: string }[]; format: string }
   /** Unchanged since its fragment was stored: the fragment is loaded into the part table. */
   | { kind: 'cached'; path: string; fragment: Fragment; part: string }
   /** Unreadable now; an earlier readable version's fragment keeps its rows in the table. */
@@ -45,6 +46,8 @@ export interface LoadSourcesInput {
   readonly fragments: ReadonlyMap<string, Fragment>;
   /** Fetches a stored fragment's Parquet bytes into a local file. */
   readonly fetchFragment: (fragment: Fragment, file: string) => Promise<void>;
+  /** Reads a data file into a Parquet fragment (in a reader process, by default). */
+  readonly reader: FileReader;
 }
 
 const partName = (index: number) => `f${index}`;
@@ -57,9 +60,7 @@ export const partRef = (part: string, catalog = SNAP) => `${quoteIdent(catalog)}
  */
 export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]> {
   const { manifest, fragments } = input;
-  const linkDir = path.join(input.workDir, 'links');
   const fragDir = path.join(input.workDir, 'fragments');
-  await mkdir(linkDir, { recursive: true });
   await mkdir(fragDir, { recursive: true });
   await input.conns[0]!.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(SNAP)}.${PARTS}`);
 
@@ -72,7 +73,7 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
     const part = partName(index);
     const fragment = fragments.get(relPath);
     const fromFragment = async (f: Fragment) => {
-      const file = path.join(fragDir, `${part}.parquet`);
+      const file = path.join(fragDir, `${part}-stored.parquet`);
       await input.fetchFragment(f, file);
       await conn.run(`CREATE TABLE ${partRef(part)} AS SELECT * FROM read_parquet(${quoteLiteral(file)})`);
     };
@@ -93,16 +94,11 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
     }
     const kind = fileKindOf(relPath);
     if (!kind) return { kind: 'failed', path: relPath, fingerprint: fp, message: 'not a data file FlashDuck reads' };
+    const fragmentFile = path.join(fragDir, `${part}.parquet`);
     try {
-      const read = await readFileIntoTable(conn, {
-        absPath: path.join(input.dataDir, relPath),
-        relPath,
-        kind,
-        target: partRef(part),
-        linkDir,
-        index,
-      });
-      return { kind: 'fresh', path: relPath, fingerprint: fp, part, rows: read.rows, columns: read.columns, format: kind.format };
+      const read = await input.reader.read({ absPath: path.join(input.dataDir, relPath), relPath, kind, out: fragmentFile });
+      await conn.run(`CREATE TABLE ${partRef(part)} AS SELECT * FROM read_parquet(${quoteLiteral(fragmentFile)})`);
+      return { kind: 'fresh', path: relPath, fingerprint: fp, part, fragmentFile, rows: read.rows, columns: read.columns, format: kind.format };
     } catch (err) {
       if (!(err instanceof FileReadError)) throw err;
       return await keepOld(err.message);

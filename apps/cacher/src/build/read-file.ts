@@ -1,8 +1,9 @@
-import { open, symlink } from 'node:fs/promises';
+import { open, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { quoteIdent, type FileKind } from '@flashduck/core';
-import { fileReaderSql as readerSql } from '@flashduck/core/duckdb';
+import { fileReaderSql } from '@flashduck/core/duckdb';
+import { quoteLiteral } from '@flashduck/core';
 
 /** A file read into a DuckDB table. */
 export interface ReadFileResult {
@@ -53,6 +54,57 @@ async function checkJsonArrayComplete(file: string, relPath: string): Promise<vo
   }
 }
 
+/** How a text file is read: its delimiter (from the header line) and its character encoding. */
+interface TextDialect {
+  delim: string;
+  encoding: 'utf-8' | 'utf-16' | 'latin-1';
+}
+
+/**
+ * Looks at the start of a text file: a UTF-16 byte-order mark means UTF-16; for CSV the delimiter is the
+ * one of `,` `;` `|` tab that the header line has most of (`,` when it has none). Never guessed from
+ * the data rows, so a file whose dialect changes midway is refused instead of silently misread.
+ */
+async function detectDialect(file: string, kind: FileKind): Promise<TextDialect> {
+  const fallback: TextDialect = { delim: kind.format === 'tsv' ? '\t' : ',', encoding: 'utf-8' };
+  if (kind.compression) return fallback;
+  const fh = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(65_536);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    const buf = head.subarray(0, bytesRead);
+    if ((buf[0] === 0xff && buf[1] === 0xfe) || (buf[0] === 0xfe && buf[1] === 0xff)) return { ...fallback, encoding: 'utf-16' };
+    if (kind.format !== 'csv') return fallback;
+    const line = buf.toString('latin1').replace(/^\xef\xbb\xbf/, '').split(/\r?\n/)[0] ?? '';
+    let best = ',';
+    let count = 0;
+    for (const d of [',', ';', '|', '\t']) {
+      const n = line.split(d).length - 1;
+      if (n > count) {
+        best = d;
+        count = n;
+      }
+    }
+    return { ...fallback, delim: best };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The reader for one file. CSV and TSV are read strictly: the delimiter from the header line, `"` quotes,
+ * every row with the header's number of fields (a ragged row or an unterminated quote is an error, not
+ * a silently reshaped table), lines up to 64 MB. Types are still sniffed.
+ */
+function strictReaderSql(kind: FileKind, file: string, dialect: TextDialect, fullSample: boolean): string {
+  if (kind.format !== 'csv' && kind.format !== 'tsv') return fileReaderSql(kind, file, fullSample);
+  const sample = fullSample ? ', sample_size=-1' : '';
+  const encoding = dialect.encoding === 'utf-8' ? '' : `, encoding=${quoteLiteral(dialect.encoding)}`;
+  return `read_csv(${quoteLiteral(file)}, header=true, auto_detect=true, delim=${quoteLiteral(dialect.delim)}, quote='"', escape='"', strict_mode=true, null_padding=false, max_line_size=67108864${encoding}${sample})`;
+}
+
+const ENCODING_ERROR = /unicode|utf-?8|encoding/i;
+
 const SNIFF_ERROR = /Could not convert|Conversion Error|Could not parse|sniff|Type mismatch|cast/i;
 
 /**
@@ -69,19 +121,32 @@ export async function readFileIntoTable(
   await symlink(options.absPath, link);
   const target = options.target;
   const textFormat = options.kind.format !== 'parquet';
-  const attempt = async (fullSample: boolean) => {
-    await conn.run(`CREATE OR REPLACE TABLE ${target} AS SELECT * FROM ${readerSql(options.kind, link, fullSample)}`);
-  };
   if (options.kind.format === 'json' && !options.kind.compression) await checkJsonArrayComplete(options.absPath, options.relPath);
+  const size = (await open(options.absPath, 'r').then(async (fh) => { try { return (await fh.stat()).size; } finally { await fh.close(); } }));
+  if (size === 0) throw new FileReadError(options.relPath, 'the file is empty (0 bytes)');
+  const dialect = textFormat ? await detectDialect(options.absPath, options.kind) : { delim: ',', encoding: 'utf-8' as const };
+  const attempt = async (d: TextDialect, fullSample: boolean) => {
+    await conn.run(`CREATE OR REPLACE TABLE ${target} AS SELECT * FROM ${strictReaderSql(options.kind, link, d, fullSample)}`);
+  };
   try {
     try {
-      await attempt(false);
+      await attempt(dialect, false);
     } catch (err) {
-      if (!textFormat || !SNIFF_ERROR.test((err as Error).message)) throw err;
-      await attempt(true);
+      const message = (err as Error).message;
+      if (!textFormat) throw err;
+      if (ENCODING_ERROR.test(message) && dialect.encoding === 'utf-8' && (options.kind.format === 'csv' || options.kind.format === 'tsv')) {
+        // Not UTF-8: read as Latin-1, where every byte is a character (nothing is dropped or replaced).
+        await attempt({ ...dialect, encoding: 'latin-1' }, false);
+      } else if (SNIFF_ERROR.test(message)) {
+        await attempt(dialect, true);
+      } else {
+        throw err;
+      }
     }
   } catch (err) {
     throw new FileReadError(options.relPath, cleanReason((err as Error).message, link, options.relPath));
+  } finally {
+    await rm(link, { force: true });
   }
   const described = await conn.runAndReadAll(`DESCRIBE ${target}`);
   const columns = described.getRowObjectsJS().map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
@@ -98,4 +163,22 @@ export async function readFileIntoTable(
     });
   }
   return { rows, columns };
+}
+
+/**
+ * Reads one data file and writes its rows as a Parquet file `out` (the file's fragment); the table used
+ * on the way is dropped again. This is what a reader process does for the cacher.
+ */
+export async function readFileToParquet(
+  conn: DuckDBConnection,
+  options: { absPath: string; relPath: string; kind: FileKind; linkDir: string; index: number; out: string },
+): Promise<ReadFileResult> {
+  const table = `read_${options.index}`;
+  try {
+    const result = await readFileIntoTable(conn, { ...options, target: quoteIdent(table) });
+    await conn.run(`COPY ${quoteIdent(table)} TO ${quoteLiteral(options.out)} (FORMAT parquet, COMPRESSION zstd)`);
+    return result;
+  } finally {
+    await conn.run(`DROP TABLE IF EXISTS ${quoteIdent(table)}`);
+  }
 }

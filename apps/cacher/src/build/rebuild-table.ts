@@ -21,7 +21,8 @@ import {
 import { DUCKDB_ENGINE_VERSION, closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 import type { CacherConfig } from '../config.js';
 import { collectRetired, encodeFragment, fetchFragment, parseFragments } from '../store/fragments.js';
-import { SNAP, assembleView, describeSources, exportSnapshotFile, loadSources, partRef } from './build-snapshot.js';
+import { SNAP, assembleView, describeSources, exportSnapshotFile, loadSources } from './build-snapshot.js';
+import type { FileReader } from './reader-pool.js';
 
 const publishScript = LuaScript.load('snapshot-publish-3');
 /** Score for a blob written but not yet referenced: collected only if the writer died before committing. */
@@ -33,6 +34,7 @@ export interface RebuildDeps {
   readonly config: CacherConfig;
   readonly log: Logger;
   readonly exportQueue: Queue;
+  readonly reader: FileReader;
 }
 
 export type RebuildResult =
@@ -143,6 +145,7 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       manifest: state.manifest,
       fragments: state.fragments,
       fetchFragment: (fragment, file) => fetchFragment(redis, keys, table, fragment, file),
+      reader: deps.reader,
     });
     const loadedAt = Date.now();
     const { schema, createView } = assembleView(sources, table);
@@ -212,15 +215,13 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       'snapshot published',
     );
 
-    // Fragments of the files read now, stored after the publish (off the path to fresh data) so a later
-    // build reuses them instead of reading those files again.
+    // Fragments of the files read now (the readers wrote them), stored after the publish so a later build
+    // reuses them instead of reading those files again.
     const newFragments = new Map<string, { fragment: Fragment; member: string }>();
     for (const s of sources) {
       if (s.kind !== 'fresh') continue;
-      await attachBuilt();
       const id = `f${version}-${newFragments.size}`;
-      const file = path.join(workDir, `${id}.parquet`);
-      await db.conn.run(`COPY ${partRef(s.part, 'built')} TO ${quoteLiteral(file)} (FORMAT parquet, COMPRESSION zstd)`);
+      const file = s.fragmentFile;
       const size = (await stat(file)).size;
       const fm = retiredMember(id, Math.max(1, Math.ceil(size / config.chunkBytes)));
       await redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, fm);

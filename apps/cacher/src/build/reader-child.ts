@@ -1,0 +1,43 @@
+// A reader process: reads data files with DuckDB into Parquet fragments for the cacher. Files nobody
+// vetted are read here, in a process of their own, so a reader that crashes takes down this process only;
+// the cacher reports the file and carries on.
+import { mkdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { errorMessage, type FileKind } from '@flashduck/core';
+import { openDuckDB } from '@flashduck/core/duckdb';
+import { FileReadError, readFileToParquet } from './read-file.js';
+
+interface ReadRequest {
+  id: number;
+  absPath: string;
+  relPath: string;
+  kind: FileKind;
+  out: string;
+}
+
+const memoryLimitMb = Number(process.env.READER_MEMORY_LIMIT_MB) || undefined;
+const threads = Number(process.env.READER_THREADS) || undefined;
+const linkDir = path.join(os.tmpdir(), `flashduck-reader-${process.pid}`);
+await mkdir(linkDir, { recursive: true });
+const db = await openDuckDB({ memoryLimitMb, threads, tempDir: path.join(linkDir, 'spill') });
+let queue = Promise.resolve();
+
+// Fault injection for the reliability tests: crash (abort) on a file whose path contains this text.
+const crashOn = process.env.CACHER_FAULT_CRASH_ON;
+
+process.on('message', (req: ReadRequest) => {
+  queue = queue.then(async () => {
+    if (crashOn && req.relPath.includes(crashOn)) process.abort();
+    try {
+      const r = await readFileToParquet(db.conn, { ...req, linkDir, index: req.id });
+      process.send?.({ id: req.id, ok: true, rows: r.rows, columns: r.columns });
+    } catch (err) {
+      process.send?.({ id: req.id, ok: false, fileError: err instanceof FileReadError, message: errorMessage(err) });
+    }
+  });
+});
+process.on('disconnect', () => {
+  void rm(linkDir, { recursive: true, force: true }).finally(() => process.exit(0));
+});
+process.send?.({ ready: true });

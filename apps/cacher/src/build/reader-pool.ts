@@ -1,0 +1,170 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { mkdir } from 'node:fs/promises';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
+import type { FileKind, Logger } from '@flashduck/core';
+import { FileReadError, readFileToParquet, type ReadFileResult } from './read-file.js';
+
+/** A file to read into a Parquet fragment. */
+export interface ReadJob {
+  readonly absPath: string;
+  readonly relPath: string;
+  readonly kind: FileKind;
+  readonly out: string;
+}
+
+/** Reads data files into Parquet fragments. */
+export interface FileReader {
+  read(job: ReadJob): Promise<ReadFileResult>;
+  close(): Promise<void>;
+}
+
+const CHILD = fileURLToPath(new URL('./reader-child.js', import.meta.url));
+
+interface Worker {
+  child: ChildProcess;
+  /** Taken by a read (set in the same tick the worker is chosen, so two reads never share one). */
+  reserved: boolean;
+  busy: { id: number; job: ReadJob; resolve: (r: ReadFileResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | null;
+  ready: Promise<void>;
+}
+
+/**
+ * Reader processes (up to `size`), each reading one file at a time. A reader that crashes, or takes
+ * longer than `timeoutMs` on a file, is replaced, and that file is reported as unreadable with the reason.
+ */
+export class ReaderPool implements FileReader {
+  private readonly workers: Worker[] = [];
+  private readonly waiting: (() => void)[] = [];
+  private nextId = 1;
+  private closed = false;
+
+  constructor(
+    private readonly size: number,
+    private readonly log: Logger,
+    private readonly options: { timeoutMs: number; memoryLimitMb?: number | undefined; threads?: number | undefined },
+  ) {}
+
+  private spawn(): Worker {
+    const env = { ...process.env };
+    if (this.options.memoryLimitMb) env.READER_MEMORY_LIMIT_MB = String(this.options.memoryLimitMb);
+    if (this.options.threads) env.READER_THREADS = String(this.options.threads);
+    const child = fork(CHILD, [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    const worker: Worker = {
+      child,
+      reserved: false,
+      busy: null,
+      ready: new Promise((resolve, reject) => {
+        child.once('message', () => resolve());
+        child.once('exit', (code) => reject(new Error(`the reader process exited at start (code ${code})`)));
+      }),
+    };
+    worker.ready.catch(() => undefined);
+    child.on('message', (msg: { id?: number; ok?: boolean; rows?: number; columns?: { name: string; type: string }[]; message?: string; fileError?: boolean }) => {
+      const b = worker.busy;
+      if (!b || msg.id !== b.id) return;
+      clearTimeout(b.timer);
+      worker.busy = null;
+      worker.reserved = false;
+      if (msg.ok) b.resolve({ rows: msg.rows!, columns: msg.columns! });
+      else b.reject(msg.fileError ? new FileReadError(b.job.relPath, msg.message!) : new Error(msg.message));
+      this.release();
+    });
+    child.on('exit', (code, signal) => {
+      const i = this.workers.indexOf(worker);
+      if (i >= 0) this.workers.splice(i, 1);
+      const b = worker.busy;
+      if (b) {
+        clearTimeout(b.timer);
+        worker.busy = null;
+        const how = signal ? `signal ${signal}` : `exit code ${code}`;
+        this.log.error({ file: b.job.relPath, how }, 'a reader process died while reading a file; the file is reported unreadable');
+        b.reject(new FileReadError(b.job.relPath, `the reader crashed on this file (${how}); it is not read until it changes`));
+      }
+      this.release();
+    });
+    this.workers.push(worker);
+    return worker;
+  }
+
+  private release(): void {
+    this.waiting.shift()?.();
+  }
+
+  private async idleWorker(): Promise<Worker> {
+    for (;;) {
+      if (this.closed) throw new Error('the reader pool is closed');
+      const idle = this.workers.find((w) => !w.reserved);
+      if (idle) {
+        idle.reserved = true;
+        return idle;
+      }
+      if (this.workers.length < this.size) {
+        const w = this.spawn();
+        w.reserved = true;
+        return w;
+      }
+      await new Promise<void>((r) => this.waiting.push(r));
+    }
+  }
+
+  async read(job: ReadJob): Promise<ReadFileResult> {
+    const worker = await this.idleWorker();
+    const id = this.nextId++;
+    return await new Promise<ReadFileResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (worker.busy?.id !== id) return;
+        worker.busy = null;
+        worker.child.kill('SIGKILL'); // the worker leaves the pool on exit; a new one is started on demand
+        reject(new FileReadError(job.relPath, `reading took longer than ${this.options.timeoutMs} ms (CACHER_READ_TIMEOUT_MS); it is not read until it changes`));
+        this.release();
+      }, this.options.timeoutMs);
+      worker.busy = { id, job, resolve, reject, timer };
+      worker.ready.then(
+        () => worker.child.send({ id, absPath: job.absPath, relPath: job.relPath, kind: job.kind, out: job.out }),
+        (err: unknown) => {
+          clearTimeout(timer);
+          worker.busy = null;
+          reject(err as Error);
+          this.release();
+        },
+      );
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const w of this.waiting.splice(0)) w();
+    await Promise.all(
+      this.workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.child.exitCode !== null) return resolve();
+            w.child.once('exit', () => resolve());
+            w.child.disconnect();
+            setTimeout(() => w.child.kill('SIGKILL'), 2_000).unref();
+          }),
+      ),
+    );
+  }
+}
+
+/** Reads in the cacher's own process (CACHER_ISOLATE_READS=false): no process start, no crash isolation. */
+export class InProcessReader implements FileReader {
+  private next = 1;
+  private db: Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> | null = null;
+
+  constructor(private readonly linkDir: string) {}
+
+  async read(job: ReadJob): Promise<ReadFileResult> {
+    this.db ??= mkdir(this.linkDir, { recursive: true }).then(() => openDuckDB());
+    const { conn } = await this.db;
+    return await readFileToParquet(conn, { ...job, linkDir: this.linkDir, index: this.next++ });
+  }
+
+  async close(): Promise<void> {
+    if (this.db) closeDuckDB(await this.db);
+    this.db = null;
+  }
+}
