@@ -83,6 +83,8 @@ export interface CommonConfig {
   readonly redisUrl: string;
   /** Redis Cluster seed nodes; when set, the cluster is used instead of `redisUrl`. */
   readonly redisClusterNodes: readonly { host: string; port: number }[] | null;
+  /** CA certificate (PEM file) to verify a TLS (`rediss://`) Redis, when it is not signed by a public CA. */
+  readonly redisCaFile: string | undefined;
   readonly prefix: string;
   readonly dataDir: string;
   readonly exportDir: string;
@@ -123,6 +125,7 @@ export function readCommonConfig(r: EnvReader): CommonConfig {
   return {
     redisUrl,
     redisClusterNodes: parseNodes(r, 'FLASHDUCK_REDIS_CLUSTER_NODES'),
+    redisCaFile: r.optionalString('FLASHDUCK_REDIS_CA_FILE'),
     prefix,
     dataDir,
     exportDir,

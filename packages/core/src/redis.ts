@@ -18,14 +18,28 @@ export type RedisClient = Redis | Cluster;
  */
 export type RedisRole = 'worker' | 'request' | 'subscriber';
 
+/**
+ * Connection settings from a Redis URL and an optional CA file: `redis://user:password@host:port/db` (ACL
+ * user), `rediss://…` for TLS (verified against the system CAs, or `caFile`).
+ */
+export function connectionOptions(url: string, caFile?: string | undefined): RedisOptions {
+  const u = new URL(url);
+  const options: RedisOptions = {};
+  if (u.username) options.username = decodeURIComponent(u.username);
+  if (u.password) options.password = decodeURIComponent(u.password);
+  if (u.protocol === 'rediss:') options.tls = caFile ? { ca: readFileSync(caFile) } : {};
+  return options;
+}
+
 /** Opens a client for a role. Every client logs its errors (an unhandled 'error' would crash the process). */
 export function createRedis(
-  config: Pick<CommonConfig, 'redisUrl' | 'redisClusterNodes'>,
+  config: Pick<CommonConfig, 'redisUrl' | 'redisClusterNodes'> & { redisCaFile?: string | undefined },
   role: RedisRole,
   log: Logger,
   name: string = role,
 ): RedisClient {
   const options: RedisOptions = {
+    ...connectionOptions(config.redisUrl, config.redisCaFile),
     connectionName: `flashduck:${name}`,
     maxRetriesPerRequest: role === 'request' ? 2 : null,
     enableOfflineQueue: role !== 'request',

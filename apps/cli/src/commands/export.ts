@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Lease, createKeys, createLogger, loadConfigOrExit } from '@flashduck/core';
+import { Lease, connectionOptions, createKeys, createLogger, loadConfigOrExit } from '@flashduck/core';
 import { exportTable, loadExporterConfig, readMeta, writeParquet } from '@flashduck/exporter';
 import { Redis } from 'ioredis';
 import { DIR_FLAGS, REDIS_FLAGS, UsageError, helpText, parseCommand, type CommandSpec } from '../args.js';
@@ -30,7 +30,7 @@ export async function runExportCommand(argv: string[]): Promise<number> {
   if (!table || extra) throw new UsageError(`name one table: flashduck ${exportSpec.usage}`);
   const config = loadConfigOrExit(loadExporterConfig);
   const keys = createKeys(config.prefix);
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true, retryStrategy: () => null });
+  const redis = new Redis(config.redisUrl, { ...connectionOptions(config.redisUrl, config.redisCaFile), maxRetriesPerRequest: 1, lazyConnect: true, retryStrategy: () => null });
   redis.on('error', () => undefined);
   try {
     await redis.connect().catch((err: unknown) => {

@@ -1,4 +1,4 @@
-import { createKeys, readHeartbeats, readTableMetas, readWriteStreams, type Heartbeat, type TableMeta } from '@flashduck/core';
+import { connectionOptions, createKeys, readHeartbeats, readTableMetas, readWriteStreams, type Heartbeat, type TableMeta } from '@flashduck/core';
 import { Redis } from 'ioredis';
 import { REDIS_FLAGS, helpText, parseCommand, type CommandSpec } from '../args.js';
 import { age, formatTable } from '../format-table.js';
@@ -21,7 +21,7 @@ export const statusSpec: CommandSpec = {
 
 async function withRedis<T>(fn: (redis: Redis, keys: ReturnType<typeof createKeys>) => Promise<T>): Promise<T> {
   const url = process.env.FLASHDUCK_REDIS_URL ?? 'redis://127.0.0.1:6379';
-  const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 3_000, lazyConnect: true, retryStrategy: () => null });
+  const redis = new Redis(url, { ...connectionOptions(url, process.env.FLASHDUCK_REDIS_CA_FILE), maxRetriesPerRequest: 1, connectTimeout: 3_000, lazyConnect: true, retryStrategy: () => null });
   redis.on('error', () => undefined);
   try {
     await redis.connect();
