@@ -8,7 +8,6 @@ import {
   QUEUES,
   ScanDiff,
   ScanHint,
-  waitForRedis,
   closeRedis,
   counter,
   createKeys,
@@ -226,7 +225,6 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
     for (const f of d.value.files) settle.markComplete(f.path, f.fingerprint, now());
     void trigger();
   });
-  await waitForRedis(hints, 30_000);
   await hints.subscribe(keys.scanHints);
 
   if (config.watch) {

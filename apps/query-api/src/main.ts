@@ -7,4 +7,5 @@ await runMain({
   component: 'query-api',
   loadConfig: loadQueryApiConfig,
   start: (config, log) => startQueryApi({ config, log }),
+  servesOwnHealth: true,
 });

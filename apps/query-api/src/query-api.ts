@@ -9,7 +9,6 @@ import {
   createKeys,
   createRedis,
   decode,
-  waitForRedis,
   type Component,
   type Logger,
   type Readiness,
@@ -88,10 +87,8 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
     if (!d.ok) log.warn({ error: d.error }, 'undecodable snapshot event ignored');
     void refresh();
   });
-  // Subscribing before the connection is ready races ioredis' ready check (INFO is refused in subscriber mode).
-  await waitForRedis(subscriber, 30_000);
-  await waitForRedis(requestRedis, 30_000);
-  await subscriber.subscribe(keys.events);
+  // Queued until Redis answers (the replica starts, and says it is not ready, while Redis is away).
+  void subscriber.subscribe(keys.events).catch((err: unknown) => log.warn({ err }, 'subscribing to snapshot events failed; the periodic refresh covers it'));
   // Subscribing again after a reconnect is ioredis' job; the periodic refresh covers the gap.
   const timer = setInterval(() => void refresh(), config.refreshMs);
 
@@ -109,7 +106,6 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
     },
   });
 
-  await refresh();
   const app = createServer({ config, catalog, redis, requestRedis, keys, log, ready: readiness });
   // Slow clients may not hold sockets open: headers within QUERY_API_HEADERS_TIMEOUT_MS, the whole request within
   // the query deadline plus a margin. Node checks these every connectionsCheckingInterval (30 s by default).
@@ -126,6 +122,8 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
   });
+  // The first load happens with the server up: /readyz answers 503 until the snapshots are loaded.
+  void refresh();
   const port = (server.address() as { port: number }).port;
   heartbeat.start();
   log.info({ port, host: config.host, tables: catalog.generation?.tables.size ?? 0 }, 'query-api listening');

@@ -16,7 +16,6 @@ import {
   encode,
   gauge,
   histogram,
-  waitForRedis,
   type Component,
   type Keys,
   type Logger,
@@ -365,7 +364,6 @@ export async function startWriteApplier(deps: WriteApplierDeps): Promise<WriteAp
   }
 
   subscriber.on('message', () => void drain());
-  await waitForRedis(subscriber, 30_000);
   await subscriber.subscribe(keys.writesChannel);
   const timer = setInterval(() => void drain(), config.pollMs);
   heartbeat.start();

@@ -31,11 +31,21 @@ export function loadConfigOrExit<C>(load: (env: NodeJS.ProcessEnv) => C, env: No
   }
 }
 
-/** Checks, before anything starts, that Redis answers and will not evict FlashDuck's keys. */
+/**
+ * Before anything starts: waits for Redis as long as it takes (retrying with backoff, logging while it
+ * waits) and checks that it will not evict FlashDuck's keys.
+ */
 export async function preflight(config: CommonConfig, log: Logger): Promise<void> {
   const redis = createRedis(config, 'worker', log, 'preflight');
   try {
-    await waitForRedis(redis, 30_000);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await waitForRedis(redis, 10_000);
+        break;
+      } catch {
+        log.warn({ attempt }, 'waiting for Redis');
+      }
+    }
     await checkEvictionPolicy(redis, log, config.requireNoEviction);
   } finally {
     await closeRedis(redis);
@@ -63,18 +73,14 @@ export async function runComponents(options: {
   shutdown.add('health server', async () => {
     if (server) await closeServer(server);
   });
-  try {
-    components = await options.start();
-  } catch (err) {
-    log.fatal({ err }, 'start failed');
-    await shutdown.run();
-    process.exit(1);
-  }
+  let started = false;
+  // Health first: while Redis is away and the components wait for it, /healthz answers and /readyz says why not.
   if (options.metricsPort !== undefined) {
     server = await serveHealth({
       port: options.metricsPort,
       log,
       readiness: () => {
+        if (!started) return { ready: false, reason: 'starting (waiting for Redis)' };
         for (const c of components) {
           const r = c.readiness();
           if (!r.ready) return { ready: false, reason: `${c.name}: ${r.reason}` };
@@ -82,6 +88,14 @@ export async function runComponents(options: {
         return { ready: true };
       },
     });
+  }
+  try {
+    components = await options.start();
+    started = true;
+  } catch (err) {
+    log.fatal({ err }, 'start failed');
+    await shutdown.run();
+    process.exit(1);
   }
   return components;
 }
@@ -92,6 +106,8 @@ export async function runMain<C extends CommonConfig>(options: {
   loadConfig: (env: NodeJS.ProcessEnv) => C;
   metricsPort?: (config: C) => number | undefined;
   start: (config: C, log: Logger) => Promise<Component>;
+  /** The component serves its own health endpoints and waits for Redis itself: check Redis in the background. */
+  servesOwnHealth?: boolean;
 }): Promise<void> {
   const config = loadConfigOrExit(options.loadConfig);
   const log = createLogger(config.logLevel, { instance: config.instanceId });
@@ -101,7 +117,14 @@ export async function runMain<C extends CommonConfig>(options: {
     shutdownMs: config.shutdownMs,
     metricsPort: options.metricsPort?.(config),
     start: async () => {
-      await preflight(config, log);
+      if (options.servesOwnHealth) {
+        preflight(config, log).catch((err: unknown) => {
+          log.fatal({ err }, 'Redis is not safe to use');
+          process.exit(1);
+        });
+      } else {
+        await preflight(config, log);
+      }
       return [await options.start(config, log)];
     },
   });

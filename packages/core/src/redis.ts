@@ -43,6 +43,8 @@ export function createRedis(
     connectionName: `flashduck:${name}`,
     maxRetriesPerRequest: role === 'request' ? 2 : null,
     enableOfflineQueue: role !== 'request',
+    // A subscriber's ready check (INFO) races its queued SUBSCRIBE: INFO is refused in subscriber mode.
+    enableReadyCheck: role !== 'subscriber',
     retryStrategy: (times) => Math.min(times * 200, 2_000),
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
   };

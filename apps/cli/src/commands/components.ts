@@ -77,7 +77,12 @@ export async function runComponentCommand(name: string, argv: string[]): Promise
     shutdownMs: config.shutdownMs,
     metricsPort: config.metricsPort,
     start: async () => {
-      await preflight(config, log);
+      // query-api answers /readyz (not ready) itself while it waits for Redis; the others wait here.
+      if (name === 'query-api') void preflight(config, log).catch((err: unknown) => {
+        log.fatal({ err }, 'Redis is not safe to use');
+        process.exit(1);
+      });
+      else await preflight(config, log);
       return [await def.start(config as never, log)];
     },
   });
