@@ -41,8 +41,11 @@ export function createRedis(
   const options: RedisOptions = {
     ...connectionOptions(config.redisUrl, config.redisCaFile),
     connectionName: `flashduck:${name}`,
-    maxRetriesPerRequest: role === 'request' ? 2 : null,
+    maxRetriesPerRequest: role === 'request' ? 1 : null,
     enableOfflineQueue: role !== 'request',
+    // A request-path command whose connection dropped is not sent again after a reconnect: an enqueue is
+    // answered 503 instead of possibly being queued twice.
+    autoResendUnfulfilledCommands: role !== 'request',
     // A subscriber's ready check (INFO) races its queued SUBSCRIBE: INFO is refused in subscriber mode.
     enableReadyCheck: role !== 'subscriber',
     retryStrategy: (times) => Math.min(times * 200, 2_000),
