@@ -21,6 +21,7 @@ import type { CacherConfig } from './config.js';
 import { rebuildTable, type RebuildResult } from './build/rebuild-table.js';
 import { collectRetired } from './store/fragments.js';
 import { InProcessReader, ReaderPool, type FileReader } from './build/reader-pool.js';
+import os from 'node:os';
 import path from 'node:path';
 
 const rebuildsTotal = counter('flashduck_cacher_rebuilds_total', 'Table rebuilds by outcome', ['outcome']);
@@ -65,9 +66,11 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
   const deadLetters = new Queue(QUEUES.deadLetters, { connection: queueConn, prefix: keys.bullPrefix });
   let lastBuild: Record<string, unknown> = {};
   // Files nobody vetted are read in reader processes: a reader that crashes cannot take the cacher down.
-  const reader: FileReader = config.isolateReads
-    ? new ReaderPool(config.readParallelism, log, { timeoutMs: config.readTimeoutMs, memoryLimitMb: config.memoryLimitMb, threads: config.threads })
-    : new InProcessReader(path.join(config.workDir, `reads-${process.pid}`));
+  // Each reader gets its share of the cores: several readers each using every core would only contend.
+  const readerThreads = config.threads ?? Math.max(1, Math.floor(os.availableParallelism() / config.readParallelism));
+  const pool = config.isolateReads ? new ReaderPool(config.readParallelism, log, { timeoutMs: config.readTimeoutMs, memoryLimitMb: config.memoryLimitMb, threads: readerThreads }) : null;
+  pool?.warm();
+  const reader: FileReader = pool ?? new InProcessReader(path.join(config.workDir, `reads-${process.pid}`));
   let building = 0;
 
   const heartbeat = new HeartbeatPublisher(redis, keys, log, {

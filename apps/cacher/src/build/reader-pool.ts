@@ -88,6 +88,11 @@ export class ReaderPool implements FileReader {
     return worker;
   }
 
+  /** Starts every reader now, so the first build does not wait for processes to start. */
+  warm(): void {
+    while (this.workers.length < this.size) this.spawn();
+  }
+
   private release(): void {
     this.waiting.shift()?.();
   }
