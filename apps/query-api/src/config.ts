@@ -15,6 +15,9 @@ export interface QueryApiConfig extends CommonConfig {
   /** Queries allowed to wait for a connection before new ones get 503. */
   readonly maxQueued: number;
   readonly refreshMs: number;
+  /** Bytes of answers this replica keeps for repeated queries (0: no result cache). */
+  readonly cacheMaxBytes: number;
+  readonly cacheMaxEntryBytes: number;
   readonly cacheDir: string;
   readonly memoryLimitMb: number;
   /** A client must send its request headers within this time (slow clients cannot hold sockets). */
@@ -65,6 +68,8 @@ export function loadQueryApiConfig(env: NodeJS.ProcessEnv): QueryApiConfig {
     concurrency: r.int('QUERY_CONCURRENCY', 8, { min: 1, max: 256 }),
     maxQueued: r.int('QUERY_MAX_QUEUED', 256, { min: 0 }),
     refreshMs: r.int('QUERY_API_REFRESH_MS', 2_000, { min: 50 }),
+    cacheMaxBytes: r.int('QUERY_CACHE_MAX_BYTES', 256 * 1024 * 1024, { min: 0 }),
+    cacheMaxEntryBytes: r.int('QUERY_CACHE_MAX_ENTRY_BYTES', 8 * 1024 * 1024, { min: 1024 }),
     cacheDir: path.resolve(r.string('QUERY_API_CACHE_DIR', defaultCacheDir())),
     // One DuckDB per served generation (two during a swap): a bounded default keeps a memory-hungry query
     // from taking the whole machine; it fails with an out-of-memory error instead.

@@ -15,6 +15,8 @@ import {
 } from '@flashduck/core';
 import type { QueryApiConfig } from './config.js';
 import { createServer } from './http/create-server.js';
+import { createFastPath } from './http/fast-path.js';
+import { ResultCache } from './query/result-cache.js';
 import { Catalog } from './snapshots/catalog.js';
 
 export interface QueryApiDeps {
@@ -106,7 +108,11 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
     },
   });
 
-  const app = createServer({ config, catalog, redis, requestRedis, keys, log, ready: readiness });
+  const cache = new ResultCache(config.cacheMaxBytes, config.cacheMaxEntryBytes);
+  // Entries of a table that changed can never be hit again (their keys name the old version): free them.
+  catalog.onChange((e) => cache.evictTables(new Set([e.table])));
+  const app = createServer({ config, catalog, redis, requestRedis, keys, log, ready: readiness, cache });
+  const fastPath = createFastPath({ config, catalog, cache });
   // Slow clients may not hold sockets open: headers within QUERY_API_HEADERS_TIMEOUT_MS, the whole request within
   // the query deadline plus a margin. Node checks these every connectionsCheckingInterval (30 s by default).
   const server = http.createServer(
@@ -116,7 +122,9 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
       keepAliveTimeout: 5_000,
       connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(config.headersTimeoutMs / 2))),
     },
-    app,
+    (req, res) => {
+      if (!fastPath(req, res)) app(req, res);
+    },
   );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

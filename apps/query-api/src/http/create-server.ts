@@ -1,13 +1,15 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { AppError, HTTP_STATUS, counter, readHeartbeats, registry, type Keys, type Logger, type RedisClient } from '@flashduck/core';
 
 const writesEnqueued = counter('flashduck_query_writes_enqueued_total', 'Writes queued through the API', ['op']);
 const httpErrors = counter('flashduck_http_errors_total', 'HTTP error responses by code', ['code']);
 import type { QueryApiConfig } from '../config.js';
-import { RESULT_FORMATS, cleanDuckDBMessage, runQuery, type ResultFormat } from '../query/run-query.js';
+import { RESULT_FORMATS, cleanDuckDBMessage, runQuery, tablesRead, type ResultFormat } from '../query/run-query.js';
+import { etagOf, isCacheable, normalizeSql, resultKey, type CachedResult, type ResultCache } from '../query/result-cache.js';
 import type { Catalog } from '../snapshots/catalog.js';
 import { enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
 import { requireScope } from './auth.js';
@@ -23,6 +25,25 @@ export interface ServerDeps {
   readonly keys: Keys;
   readonly log: Logger;
   readonly ready: () => { ready: true } | { ready: false; reason: string };
+  readonly cache: ResultCache;
+}
+
+/** Sends a cached (or just computed) answer with its headers; 304 when the client already has it. */
+export function sendResult(res: ServerResponse, r: CachedResult, cache: 'hit' | 'miss' | 'off', ifNoneMatch: string | undefined): void {
+  const headers = {
+    ETag: r.etag,
+    'Cache-Control': 'no-cache',
+    'X-FlashDuck-Cache': cache,
+    'X-FlashDuck-Row-Count': String(r.rowCount),
+    'X-FlashDuck-Truncated': String(r.truncated),
+    'X-FlashDuck-Tables': JSON.stringify(r.tables),
+    'X-FlashDuck-Elapsed-Ms': String(r.elapsedMs),
+  };
+  if (ifNoneMatch && ifNoneMatch.split(/\s*,\s*/).includes(r.etag)) {
+    res.writeHead(304, headers).end();
+    return;
+  }
+  res.writeHead(200, { ...headers, 'Content-Type': r.contentType, 'Content-Length': String(r.body.length) }).end(r.body);
 }
 
 const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
@@ -126,13 +147,23 @@ export function createServer(deps: ServerDeps): express.Express {
       await waitForWrite(input.after, startedAt + config.timeoutMs);
     }
     const remaining = Math.max(10, config.timeoutMs - (Date.now() - startedAt));
-    const result = await runQuery(served(), sql, format, { ...config, timeoutMs: remaining });
-    res.setHeader('Content-Type', result.contentType);
-    res.setHeader('X-FlashDuck-Row-Count', String(result.rowCount));
-    res.setHeader('X-FlashDuck-Truncated', String(result.truncated));
-    res.setHeader('X-FlashDuck-Tables', JSON.stringify(result.tables));
-    res.setHeader('X-FlashDuck-Elapsed-Ms', String(result.elapsedMs));
-    res.end(result.body);
+    const gen = served();
+    // Identical query, format and table versions: the same answer (no DuckDB), and the same ETag everywhere.
+    const tables = tablesRead(sql, gen.versions());
+    const key = resultKey(normalizeSql(sql), format, tables);
+    const etag = etagOf(key);
+    const ifNoneMatch = req.headers['if-none-match'];
+    const cacheable = isCacheable(sql);
+    if (ifNoneMatch && cacheable && ifNoneMatch.split(/\s*,\s*/).includes(etag)) {
+      res.writeHead(304, { ETag: etag, 'Cache-Control': 'no-cache', 'X-FlashDuck-Tables': JSON.stringify(tables) }).end();
+      return;
+    }
+    const hit = cacheable ? deps.cache.get(key) : undefined;
+    if (hit) return void sendResult(res, hit, 'hit', ifNoneMatch);
+    const result = await runQuery(gen, sql, format, { ...config, timeoutMs: remaining });
+    const answer: CachedResult = { ...result, etag };
+    if (cacheable) deps.cache.set(key, answer);
+    sendResult(res, answer, cacheable ? 'miss' : 'off', undefined);
   };
   app.get('/v1/query', read, query);
   app.post('/v1/query', read, query);
