@@ -2,7 +2,7 @@ import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
-import { createKeys, Fragment, decode } from '@flashduck/core';
+import { createKeys, Fragment, decode, registry } from '@flashduck/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_REDIS_URL, query, rows, tempDir, removeDir, waitFor, writeAtomic } from './helpers.js';
 import { startStack, type Stack } from './stack.js';
@@ -95,6 +95,8 @@ describe('cacher rebuilds', () => {
     for (const n of [1, 2, 3]) await writeAtomic(path.join(stack.dataDir, 'parts', `p${n}.csv`), `k,v\n${n},${n * 10}\n`);
     await waitFor('parts served', async () => (await rows(port, 'SELECT count(*) AS n FROM parts'))[0]?.n === 3);
     const before = await fragments('parts');
+    const reused = async () => (await registry.getSingleMetric('flashduck_cacher_parts_reused_total')!.get()).values[0]?.value ?? 0;
+    const reusedBefore = await reused();
     await appendFile(path.join(stack.dataDir, 'parts', 'p2.csv'), '22,220\n');
     await waitFor('parts updated', async () => (await rows(port, 'SELECT count(*) AS n FROM parts'))[0]?.n === 4);
     const after = await fragments('parts');
@@ -102,6 +104,8 @@ describe('cacher rebuilds', () => {
     expect(after['parts/p3.csv']!.blob).toBe(before['parts/p3.csv']!.blob);
     expect(after['parts/p2.csv']!.blob).not.toBe(before['parts/p2.csv']!.blob);
     expect(after['parts/p2.csv']!.rows).toBe(2);
+    // The two unchanged files' part tables were kept from the previous snapshot file, not reloaded.
+    expect((await reused()) - reusedBefore).toBe(2);
   });
 
   it('keeps the rows of a file that becomes unreadable until it is fixed, and says so', async () => {

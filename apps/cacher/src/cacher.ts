@@ -32,6 +32,7 @@ const snapshotVersion = gauge('flashduck_cacher_snapshot_version', 'Version of t
 const fileErrors = gauge('flashduck_cacher_file_errors', 'Files of a table that could not be read', ['table']);
 const queueDepth = gauge('flashduck_cacher_queue_depth', 'Scan diffs waiting for the cacher', ['state']);
 const jobLatency = histogram('flashduck_cacher_job_latency_seconds', 'Time from scan diff to the start of its rebuild');
+const partsReused = counter('flashduck_cacher_parts_reused_total', 'Part tables kept from the previous snapshot file (files not re-read nor reloaded)');
 const badMessages = counter('flashduck_cacher_bad_messages_total', 'Scan diffs that failed to decode (dead-lettered)');
 
 export interface CacherDeps {
@@ -99,6 +100,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
         snapshotRows.set({ table }, result.rows);
         snapshotVersion.set({ table }, result.version);
         fileErrors.set({ table }, result.errors);
+        partsReused.inc(result.partsReused);
         lastBuild = { table, ...result, at: Date.now() };
       } else if (result.outcome === 'dropped') {
         for (const g of [snapshotBytes, snapshotRows, snapshotVersion, fileErrors]) g.remove({ table });

@@ -27,7 +27,7 @@ const sameFingerprint = (a: FileFingerprint, b: FileFingerprint) =>
 /** Where the rows of one file come from in this build. */
 export type FileSource =
   /** Read now (into the Parquet file `fragmentFile`, then into its part table). */
-  | { kind: 'fresh'; path: string; fingerprint: FileFingerprint; part: string; fragmentFile: string; rows: number; columns: { name: string; type: string }[]; format: string }
+  | { kind: 'fresh'; path: string; fingerprint: FileFingerprint; part: string; fragmentId: string; fragmentFile: string; rows: number; columns: { name: string; type: string }[]; format: string }
   /** Unchanged since its fragment was stored: the fragment is loaded into the part table. */
   | { kind: 'cached'; path: string; fragment: Fragment; part: string }
   /** Unreadable now; an earlier readable version's fragment keeps its rows in the table. */
@@ -48,9 +48,14 @@ export interface LoadSourcesInput {
   readonly fetchFragment: (fragment: Fragment, file: string) => Promise<void>;
   /** Reads a data file into a Parquet fragment (in a reader process, by default). */
   readonly reader: FileReader;
+  /** Part tables already in the snapshot file (reused from the previous version): kept when still wanted. */
+  readonly existingParts: ReadonlySet<string>;
+  /** The id the fragment of a file read now will be stored under (it names its part table). */
+  readonly newFragmentId: (index: number) => string;
 }
 
-const partName = (index: number) => `f${index}`;
+/** The part table of a fragment is named after the fragment, so a later build can keep it as it is. */
+export const partNameOf = (fragmentId: string) => `p_${fragmentId.replace(/[^A-Za-z0-9]/g, '_')}`;
 export const partRef = (part: string, catalog = SNAP) => `${quoteIdent(catalog)}.${PARTS}.${quoteIdent(part)}`;
 
 /**
@@ -62,7 +67,6 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
   const { manifest, fragments } = input;
   const fragDir = path.join(input.workDir, 'fragments');
   await mkdir(fragDir, { recursive: true });
-  await input.conns[0]!.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(SNAP)}.${PARTS}`);
 
   const entries = [...manifest.entries()].sort((a, b) => a[0].localeCompare(b[0]));
   const sources: FileSource[] = new Array<FileSource>(entries.length);
@@ -70,9 +74,11 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
   const loadOne = async (conn: DuckDBConnection, i: number): Promise<FileSource> => {
     const [relPath, fp] = entries[i]!;
     const index = i + 1;
-    const part = partName(index);
     const fragment = fragments.get(relPath);
+    let part = fragment && fragment.chunks > 0 ? partNameOf(fragment.blob) : partNameOf(input.newFragmentId(index));
     const fromFragment = async (f: Fragment) => {
+      // The previous snapshot already holds this fragment's rows: nothing to fetch or load.
+      if (input.existingParts.has(part)) return;
       const file = path.join(fragDir, `${part}-stored.parquet`);
       await input.fetchFragment(f, file);
       await conn.run(`CREATE TABLE ${partRef(part)} AS SELECT * FROM read_parquet(${quoteLiteral(file)})`);
@@ -94,11 +100,12 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
     }
     const kind = fileKindOf(relPath);
     if (!kind) return { kind: 'failed', path: relPath, fingerprint: fp, message: 'not a data file FlashDuck reads' };
+    part = partNameOf(input.newFragmentId(index));
     const fragmentFile = path.join(fragDir, `${part}.parquet`);
     try {
       const read = await input.reader.read({ absPath: path.join(input.dataDir, relPath), relPath, kind, out: fragmentFile });
-      await conn.run(`CREATE TABLE ${partRef(part)} AS SELECT * FROM read_parquet(${quoteLiteral(fragmentFile)})`);
-      return { kind: 'fresh', path: relPath, fingerprint: fp, part, fragmentFile, rows: read.rows, columns: read.columns, format: kind.format };
+      await conn.run(`CREATE OR REPLACE TABLE ${partRef(part)} AS SELECT * FROM read_parquet(${quoteLiteral(fragmentFile)})`);
+      return { kind: 'fresh', path: relPath, fingerprint: fp, part, fragmentId: input.newFragmentId(index), fragmentFile, rows: read.rows, columns: read.columns, format: kind.format };
     } catch (err) {
       if (!(err instanceof FileReadError)) throw err;
       return await keepOld(err.message);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Queue } from 'bullmq';
 import {
@@ -9,7 +9,9 @@ import {
   TableMeta,
   decode,
   encode,
+  quoteIdent,
   quoteLiteral,
+  readBlobToFile,
   retiredMember,
   writeBlobFromFile,
   type Fragment,
@@ -18,10 +20,11 @@ import {
   type Logger,
   type RedisClient,
 } from '@flashduck/core';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { DUCKDB_ENGINE_VERSION, closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 import type { CacherConfig } from '../config.js';
 import { collectRetired, encodeFragment, fetchFragment, parseFragments } from '../store/fragments.js';
-import { SNAP, assembleView, describeSources, exportSnapshotFile, loadSources } from './build-snapshot.js';
+import { PARTS, SNAP, assembleView, describeSources, exportSnapshotFile, loadSources } from './build-snapshot.js';
 import type { FileReader } from './reader-pool.js';
 
 const publishScript = LuaScript.load('snapshot-publish-3');
@@ -39,7 +42,7 @@ export interface RebuildDeps {
 
 export type RebuildResult =
   | { outcome: 'skipped'; reason: string }
-  | { outcome: 'published'; version: number; rows: number; bytes: number; errors: number; ms: number; filesRead: number }
+  | { outcome: 'published'; version: number; rows: number; bytes: number; errors: number; ms: number; filesRead: number; partsReused: number }
   | { outcome: 'dropped' }
   | { outcome: 'refused' };
 
@@ -102,6 +105,57 @@ async function publish(
   return true;
 }
 
+/** Where the cacher keeps the last snapshot file it built of each table, to start the next build from. */
+const lastFile = (config: CacherConfig, table: string) => path.join(config.workDir, 'last', `${table}.duckdb`);
+
+/**
+ * Puts the current version's snapshot file at `file`: the copy this cacher kept, or else the stored
+ * `duckdb` snapshot from Redis. False when there is none to start from (the build starts empty).
+ */
+async function previousSnapshot(deps: RebuildDeps, table: string, current: TableMeta | null, file: string): Promise<boolean> {
+  if (!current || current.engine !== DUCKDB_ENGINE_VERSION) return false;
+  const kept = lastFile(deps.config, table);
+  try {
+    if (Number(await readFile(`${kept}.version`, 'utf8')) === current.version) {
+      await copyFile(kept, file);
+      return true;
+    }
+  } catch {
+    /* nothing kept */
+  }
+  if (current.format !== 'duckdb' || !current.blob) return false;
+  try {
+    await readBlobToFile(deps.redis, deps.keys, { table, id: current.blob, chunks: current.chunks }, file);
+    return true;
+  } catch {
+    await rm(file, { force: true });
+    return false;
+  }
+}
+
+/** Keeps the snapshot file just published for the next build of the table. */
+async function keepForNextBuild(config: CacherConfig, table: string, version: number, file: string): Promise<void> {
+  const kept = lastFile(config, table);
+  await mkdir(path.dirname(kept), { recursive: true });
+  await rename(file, kept);
+  await writeFile(`${kept}.version`, String(version));
+}
+
+async function mostlyFree(conn: DuckDBConnection): Promise<boolean> {
+  const r = await conn.runAndReadAll(`SELECT total_blocks, free_blocks FROM pragma_database_size() WHERE database_name = '${SNAP}'`);
+  const [total, free] = (r.getRowsJS()[0] ?? [0, 0]).map(Number) as [number, number];
+  return total > 64 && free * 2 > total;
+}
+
+async function compactInto(conn: DuckDBConnection, file: string, tmp: string): Promise<void> {
+  await conn.run(`ATTACH ${quoteLiteral(file)} AS old_snap (READ_ONLY)`);
+  await conn.run(`ATTACH ${quoteLiteral(tmp)} AS new_snap`);
+  await conn.run('COPY FROM DATABASE old_snap TO new_snap');
+  await conn.run('DETACH old_snap');
+  await conn.run('DETACH new_snap');
+  await rename(tmp, file);
+}
+
 /**
  * Rebuilds one table's snapshot from its current manifest, if it is behind. The caller holds the
  * table's build lease; publishing checks it again (a build that lost its lease publishes nothing).
@@ -135,9 +189,19 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       await conn.run(`SET TimeZone='UTC'`);
       conns.push(conn);
     }
-    // The snapshot is a DuckDB file: a part table per source file and a view that unions them.
+    // The snapshot is a DuckDB file: a part table per source file and a view that unions them. It starts
+    // from the previous version's file when there is one, so unchanged files' parts are kept as they are.
+    const version = await redis.incr(keys.tableSeq(table));
     const snapFile = path.join(workDir, 'snapshot.duckdb');
+    const reused = await previousSnapshot(deps, table, state.current, snapFile);
     await db.conn.run(`ATTACH ${quoteLiteral(snapFile)} AS ${SNAP}`);
+    await db.conn.run(`CREATE SCHEMA IF NOT EXISTS ${SNAP}.${PARTS}`);
+    const existingParts = new Set(
+      reused
+        ? (await db.conn.runAndReadAll(`SELECT table_name FROM duckdb_tables() WHERE database_name = '${SNAP}' AND schema_name = '${PARTS}'`)).getRowsJS().map((r) => String(r[0]))
+        : [],
+    );
+    await db.conn.run(`DROP VIEW IF EXISTS ${SNAP}.main.${quoteIdent(table)}`);
     const sources = await loadSources({
       conns,
       dataDir: config.dataDir,
@@ -146,11 +210,19 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       fragments: state.fragments,
       fetchFragment: (fragment, file) => fetchFragment(redis, keys, table, fragment, file),
       reader: deps.reader,
+      existingParts,
+      newFragmentId: (index) => `f${version}-${index}`,
     });
+    const used = new Set(sources.flatMap((s) => (s.kind === 'failed' ? [] : [s.part])));
+    for (const p of existingParts) if (!used.has(p)) await db.conn.run(`DROP TABLE ${SNAP}.${PARTS}.${quoteIdent(p)}`);
+    const reusedParts = [...existingParts].filter((p) => used.has(p)).length;
     const loadedAt = Date.now();
     const { schema, createView } = assembleView(sources, table);
     if (createView) await db.conn.run(createView);
+    const compact = reused && (await mostlyFree(db.conn));
     await db.conn.run(`DETACH ${SNAP}`); // checkpoints: the file is complete and self-contained
+    // A file reused many times accumulates free blocks: past half free, it is copied into a fresh one.
+    if (compact) await compactInto(db.conn, snapFile, path.join(workDir, 'compact.duckdb'));
     const checkpointedAt = Date.now();
     const { files, errors } = describeSources(sources);
     let rows = files.reduce((n, f) => n + f.rows, 0);
@@ -160,7 +232,6 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       built = true;
     };
 
-    const version = await redis.incr(keys.tableSeq(table));
     const blob = `v${version}`;
     let stored = { chunks: 0, bytes: 0 };
     let member = '';
@@ -220,7 +291,7 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
     const newFragments = new Map<string, { fragment: Fragment; member: string }>();
     for (const s of sources) {
       if (s.kind !== 'fresh') continue;
-      const id = `f${version}-${newFragments.size}`;
+      const id = s.fragmentId;
       const file = s.fragmentFile;
       const size = (await stat(file)).size;
       const fm = retiredMember(id, Math.max(1, Math.ceil(size / config.chunkBytes)));
@@ -260,9 +331,10 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
     await collectRetired(redis, keys, table, config.retainMs, now);
 
     const ms = published - started;
-    log.info({ version, filesRead: newFragments.size, fragmentsMs: Date.now() - published }, 'fragments stored');
+    await keepForNextBuild(config, table, version, snapFile);
+    log.info({ version, filesRead: newFragments.size, partsReused: reusedParts, fragmentsMs: Date.now() - published }, 'fragments stored');
     for (const e of errors) log.warn({ file: e.file, reason: e.message }, 'file could not be read');
-    return { outcome: 'published', version, rows, bytes: stored.bytes, errors: errors.length, ms, filesRead: newFragments.size };
+    return { outcome: 'published', version, rows, bytes: stored.bytes, errors: errors.length, ms, filesRead: newFragments.size, partsReused: reusedParts };
   } finally {
     for (const c of conns.slice(1)) c.closeSync();
     closeDuckDB(db);
