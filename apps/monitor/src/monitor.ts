@@ -188,10 +188,20 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
     if (Number.isFinite(nextSettle)) schedule(Math.max(10, nextSettle - now() + 5));
   }
 
+  let timerAt = Number.POSITIVE_INFINITY;
+  /** Schedules the next scan; an earlier one already scheduled (a file about to settle) is kept. */
   function schedule(delayMs: number): void {
     if (stopped) return;
+    const delay = Math.min(delayMs, leader ? config.pollMs : Math.min(config.pollMs, config.leaseMs / 3));
+    const at = Date.now() + delay;
+    if (timer && at >= timerAt) return;
     clearTimeout(timer);
-    timer = setTimeout(() => void trigger(), Math.min(delayMs, leader ? config.pollMs : Math.min(config.pollMs, config.leaseMs / 3)));
+    timerAt = at;
+    timer = setTimeout(() => {
+      timer = undefined;
+      timerAt = Number.POSITIVE_INFINITY;
+      void trigger();
+    }, delay);
   }
 
   function trigger(): Promise<void> {
