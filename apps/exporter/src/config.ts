@@ -13,6 +13,7 @@ export interface ExporterConfig extends CommonConfig {
   readonly leaseMs: number;
   readonly reconcileMs: number;
   readonly workDir: string;
+  readonly memoryLimitMb: number;
   readonly metricsPort: number | undefined;
 }
 
@@ -32,6 +33,8 @@ export function loadExporterConfig(env: NodeJS.ProcessEnv): ExporterConfig {
     leaseMs: r.int('EXPORTER_LEASE_MS', 30_000, { min: 1_000 }),
     reconcileMs: r.int('EXPORTER_RECONCILE_MS', 5_000, { min: 100 }),
     workDir: path.resolve(r.string('EXPORTER_WORK_DIR', path.join(os.tmpdir(), 'flashduck-exporter'))),
+    // Without a limit DuckDB may use 80 % of RAM buffering a large export; past the limit it spills to EXPORTER_WORK_DIR.
+    memoryLimitMb: r.int('EXPORTER_MEMORY_LIMIT_MB', 1024, { min: 128 }),
     metricsPort: r.optionalInt('EXPORTER_METRICS_PORT', { min: 0, max: 65_535 }),
   });
 }

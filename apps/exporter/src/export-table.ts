@@ -37,6 +37,7 @@ export interface ParquetOptions {
   readonly rowGroupSize: number;
   readonly workDir: string;
   readonly threads?: number | undefined;
+  readonly memoryLimitMb?: number | undefined;
 }
 
 /** A hidden temp name next to `file` (readers listing `*.parquet` never see it). */
@@ -90,7 +91,7 @@ export async function writeParquet(
   const dbFile = path.join(work, 'snapshot.duckdb');
   const source = meta.format === 'duckdb' ? dbFile : path.join(work, `snapshot.${meta.format}`);
   const tmp = tempNameFor(out);
-  const db = await openDuckDB({ threads: options.threads, tempDir: path.join(work, 'spill') });
+  const db = await openDuckDB({ threads: options.threads, memoryLimitMb: options.memoryLimitMb, tempDir: path.join(work, 'spill') });
   try {
     const t0 = Date.now();
     await readBlobToFile(redis, keys, { table: meta.table, id: meta.blob, chunks: meta.chunks }, source);

@@ -59,7 +59,7 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
   const workerConn = createRedis(config, 'worker', log, 'exporter-worker');
   const queue = new Queue(QUEUES.snapshots, { connection: queueConn, prefix: keys.bullPrefix });
   await mkdir(config.exportDir, { recursive: true });
-  const options = { compression: config.compression, rowGroupSize: config.rowGroupSize, workDir: config.workDir };
+  const options = { compression: config.compression, rowGroupSize: config.rowGroupSize, workDir: config.workDir, memoryLimitMb: config.memoryLimitMb };
   let last: Record<string, unknown> = {};
   // A table that keeps changing is still exported at least this often.
   const maxWaitMs = Math.max(5 * config.debounceMs, 10_000);

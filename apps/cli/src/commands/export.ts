@@ -38,7 +38,7 @@ export async function runExportCommand(argv: string[]): Promise<number> {
     });
     const meta = await readMeta(redis, keys, table);
     if (!meta) throw new Error(`table "${table}" has no snapshot (unknown table, or not built yet); see flashduck tables`);
-    const options = { compression: config.compression, rowGroupSize: config.rowGroupSize, workDir: config.workDir };
+    const options = { compression: config.compression, rowGroupSize: config.rowGroupSize, workDir: config.workDir, memoryLimitMb: config.memoryLimitMb };
     const started = Date.now();
     if (values.out) {
       const out = path.resolve(String(values.out));
