@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
-import { REDIS_URL, fmt, median, printTable, sleep, startApp, deletePrefix } from './lib.mjs';
+import { REDIS_URL, fmt, median, printTable, sleep, startApp, deletePrefix, flashduckEnv } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const RUNS = Number(process.env.BENCH_EXPORT_RUNS ?? 3);
@@ -40,13 +40,8 @@ async function main() {
   db.closeSync();
 
   const env = {
-    FLASHDUCK_REDIS_URL: REDIS_URL,
-    FLASHDUCK_PREFIX: prefix,
-    FLASHDUCK_DATA_DIR: dataDir,
-    FLASHDUCK_EXPORT_DIR: exportDir,
+    ...flashduckEnv(prefix, dataDir, work),
     MONITOR_POLL_MS: '200',
-    CACHER_WORK_DIR: path.join(work, 'cacher'),
-    EXPORTER_WORK_DIR: path.join(work, 'exporter'),
     EXPORTER_DEBOUNCE_MS: '0',
   };
   const apps = [await startApp('cacher', env, /cacher started/), await startApp('monitor', env, /monitor started/)];

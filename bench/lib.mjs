@@ -1,7 +1,6 @@
 // Shared helpers for the benchmarks: processes, timing, percentiles, tables.
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,15 +16,7 @@ export function percentile(values, p) {
 export const median = (v) => percentile(v, 50);
 export const fmt = (ms) => (ms >= 100 ? `${ms.toFixed(0)} ms` : ms >= 10 ? `${ms.toFixed(1)} ms` : `${ms.toFixed(2)} ms`);
 
-export async function freePort() {
-  return await new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '@flashduck/cli';
 
 /** Starts `node apps/<app>/dist/main.js`; resolves when `ready` appears in its log. */
 export async function startApp(app, env, ready) {
@@ -74,4 +65,19 @@ export async function deletePrefix(prefix) {
     if (keys.length) await r.unlink(...keys);
   } while (cursor !== '0');
   r.disconnect();
+}
+
+/** The settings every component of a benchmark stack shares: Redis, prefix, data folder, and folders under `work`. */
+export function flashduckEnv(prefix, dataDir, work) {
+  return {
+    FLASHDUCK_REDIS_URL: REDIS_URL,
+    FLASHDUCK_PREFIX: prefix,
+    FLASHDUCK_DATA_DIR: dataDir,
+    FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+    CACHER_WORK_DIR: path.join(work, 'cacher'),
+    EXPORTER_WORK_DIR: path.join(work, 'exporter'),
+    WRITER_WORK_DIR: path.join(work, 'writer'),
+    QUERY_API_HOST: '127.0.0.1',
+    QUERY_API_CACHE_DIR: path.join(work, 'cache'),
+  };
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
-import { REDIS_URL, ROOT, deletePrefix, fmt, freePort, httpQuery, printTable, sleep, startApp } from './lib.mjs';
+import { REDIS_URL, ROOT, deletePrefix, fmt, freePort, httpQuery, printTable, sleep, startApp, flashduckEnv } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
@@ -67,16 +67,10 @@ async function main() {
 
   const port = await freePort();
   const env = {
-    FLASHDUCK_REDIS_URL: REDIS_URL,
-    FLASHDUCK_PREFIX: prefix,
-    FLASHDUCK_DATA_DIR: dataDir,
-    FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+    ...flashduckEnv(prefix, dataDir, work),
     MONITOR_WATCH: 'true',
     MONITOR_SETTLE_MS: '100',
-    CACHER_WORK_DIR: path.join(work, 'cacher'),
     QUERY_API_PORT: String(port),
-    QUERY_API_HOST: '127.0.0.1',
-    QUERY_API_CACHE_DIR: path.join(work, 'cache'),
   };
   const apps = [await startApp('cacher', env, /cacher started/), await startApp('monitor', env, /monitor started/), await startApp('query-api', env, /query-api listening/)];
   const servers = [];

@@ -5,7 +5,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { REDIS_URL, fmt, freePort, httpQuery, median, percentile, printTable, sleep, startApp, deletePrefix } from './lib.mjs';
+import { REDIS_URL, fmt, freePort, httpQuery, median, percentile, printTable, sleep, startApp, deletePrefix, flashduckEnv } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const FILES = 10;
@@ -13,8 +13,9 @@ const QUERY_RUNS = Number(process.env.BENCH_QUERY_RUNS ?? 200);
 const SCAN_RUNS = Number(process.env.BENCH_SCAN_RUNS ?? 10);
 const POLL_MS = Number(process.env.MONITOR_POLL_MS ?? 1000);
 const SETTLE_MS = Number(process.env.MONITOR_SETTLE_MS ?? 500);
-const GROUP_BY = 'SELECT region, count(*) AS n, avg(amount) AS avg_amount FROM bench GROUP BY region ORDER BY region';
-const POINT = 'SELECT * FROM bench WHERE id = 424242';
+// Every run asks something new (the result cache must not answer): these measure DuckDB over the snapshot.
+const GROUP_BY = (i) => `SELECT region, count(*) AS n, avg(amount) AS avg_amount FROM bench WHERE quantity <> ${-1 - i} GROUP BY region ORDER BY region`;
+const POINT = (i) => `SELECT * FROM bench WHERE id = ${(424242 + i * 7919) % ROWS}`;
 
 const work = path.join(os.tmpdir(), `flashduck-bench-${process.pid}`);
 const staging = path.join(work, 'staging');
@@ -59,7 +60,7 @@ async function duckdbRescan(dir, sql, runs) {
   const times = [];
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
-    await c.runAndReadAll(sql);
+    await c.runAndReadAll(sql(i));
     times.push(performance.now() - t0);
   }
   c.closeSync();
@@ -68,11 +69,11 @@ async function duckdbRescan(dir, sql, runs) {
 }
 
 async function httpTimes(port, sql, runs) {
-  for (let i = 0; i < 10; i++) await httpQuery(port, sql); // warm-up
+  for (let i = 0; i < 10; i++) await httpQuery(port, sql(1_000_000 + i)); // warm-up
   const times = [];
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
-    await httpQuery(port, sql);
+    await httpQuery(port, sql(i));
     times.push(performance.now() - t0);
   }
   return times;
@@ -87,16 +88,10 @@ async function main() {
   await mkdir(dataDir, { recursive: true });
   const port = await freePort();
   const env = {
-    FLASHDUCK_REDIS_URL: REDIS_URL,
-    FLASHDUCK_PREFIX: prefix,
-    FLASHDUCK_DATA_DIR: dataDir,
-    FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+    ...flashduckEnv(prefix, dataDir, work),
     MONITOR_POLL_MS: String(POLL_MS),
     MONITOR_SETTLE_MS: String(SETTLE_MS),
-    CACHER_WORK_DIR: path.join(work, 'cacher'),
     QUERY_API_PORT: String(port),
-    QUERY_API_HOST: '127.0.0.1',
-    QUERY_API_CACHE_DIR: path.join(work, 'cache'),
     ...(process.env.CACHER_SNAPSHOT_FORMAT ? { CACHER_SNAPSHOT_FORMAT: process.env.CACHER_SNAPSHOT_FORMAT } : {}),
   };
   const apps = [

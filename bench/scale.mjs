@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
-import { REDIS_URL, deletePrefix, fmt, freePort, httpQuery, median, printTable, sleep, startApp } from './lib.mjs';
+import { REDIS_URL, deletePrefix, fmt, freePort, httpQuery, median, printTable, sleep, startApp, flashduckEnv } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_SCALE_ROWS ?? 10_000_000);
 const FILES = 50;
@@ -54,16 +54,9 @@ async function main() {
 
   const ports = [await freePort(), await freePort()];
   const env = {
-    FLASHDUCK_REDIS_URL: REDIS_URL,
-    FLASHDUCK_PREFIX: prefix,
-    FLASHDUCK_DATA_DIR: dataDir,
-    FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+    ...flashduckEnv(prefix, dataDir, work),
     MONITOR_POLL_MS: '1000',
-    CACHER_WORK_DIR: path.join(work, 'cacher'),
-    EXPORTER_WORK_DIR: path.join(work, 'exporter'),
     EXPORTER_DEBOUNCE_MS: '0',
-    QUERY_API_HOST: '127.0.0.1',
-    QUERY_API_CACHE_DIR: path.join(work, 'cache'),
     FLASHDUCK_SHUTDOWN_MS: '60000',
   };
   const apps = {

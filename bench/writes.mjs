@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
-import { REDIS_URL, fmt, freePort, median, percentile, printTable, sleep, startApp, deletePrefix } from './lib.mjs';
+import { REDIS_URL, fmt, freePort, median, percentile, printTable, sleep, startApp, deletePrefix, flashduckEnv } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const FILES = 10;
@@ -93,16 +93,9 @@ async function main() {
   await cp(seedDir, dataDir, { recursive: true });
   const port = await freePort();
   const env = {
-    FLASHDUCK_REDIS_URL: REDIS_URL,
-    FLASHDUCK_PREFIX: prefix,
-    FLASHDUCK_DATA_DIR: dataDir,
-    FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+    ...flashduckEnv(prefix, dataDir, work),
     MONITOR_POLL_MS: String(POLL_MS),
-    CACHER_WORK_DIR: path.join(work, 'cacher'),
-    WRITER_WORK_DIR: path.join(work, 'writer'),
     QUERY_API_PORT: String(port),
-    QUERY_API_HOST: '127.0.0.1',
-    QUERY_API_CACHE_DIR: path.join(work, 'cache'),
   };
   const apps = [
     await startApp('cacher', env, /cacher started/),

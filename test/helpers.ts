@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { TEST_REDIS_URL } from '@flashduck/core/testing';
 export { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '@flashduck/core/testing';
 
 /** A temp folder, removed by `cleanup`. */
@@ -41,16 +41,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   }
 }
 
-export async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '@flashduck/cli';
 
 /** A component started as its own process: `node apps/<app>/dist/main.js`. */
 export class AppProcess {
@@ -134,3 +125,21 @@ export async function rowsOnDisk(dir: string, orderBy = 'id'): Promise<Record<st
   }
 }
 
+
+/**
+ * The settings every component of a test stack shares: Redis and prefix, the data folder, and the export,
+ * scratch and cache folders under `work`. Tests add their own tuning on top.
+ */
+export function flashduckEnv(prefix: string, dataDir: string, work: string, redisUrl: string = TEST_REDIS_URL): Record<string, string> {
+  return {
+    FLASHDUCK_REDIS_URL: redisUrl,
+    FLASHDUCK_PREFIX: prefix,
+    FLASHDUCK_DATA_DIR: dataDir,
+    FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+    CACHER_WORK_DIR: path.join(work, 'cacher'),
+    EXPORTER_WORK_DIR: path.join(work, 'exporter'),
+    WRITER_WORK_DIR: path.join(work, 'writer'),
+    QUERY_API_HOST: '127.0.0.1',
+    QUERY_API_CACHE_DIR: path.join(work, 'cache'),
+  };
+}

@@ -1,9 +1,8 @@
-import path from 'node:path';
 import { loadCacherConfig, startCacher, type Cacher } from '@flashduck/cacher';
 import { createLogger, type Component } from '@flashduck/core';
 import { loadMonitorConfig, startMonitor, type Monitor } from '@flashduck/monitor';
 import { loadQueryApiConfig, startQueryApi, type QueryApi } from '@flashduck/query-api';
-import { TEST_REDIS_URL, deletePrefix, removeDir, tempDir, uniquePrefix } from './helpers.js';
+import { TEST_REDIS_URL, deletePrefix, removeDir, tempDir, uniquePrefix, flashduckEnv } from './helpers.js';
 
 /** monitor + cacher + query-api in this process, on a temp data dir and a unique prefix. */
 export interface Stack {
@@ -23,18 +22,12 @@ export async function startStack(label: string, extraEnv: Record<string, string>
   const work = await tempDir(`${label}-work`);
   if (seed) await seed(dataDir);
   const env: Record<string, string> = {
-    FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
-    FLASHDUCK_PREFIX: prefix,
-    FLASHDUCK_DATA_DIR: dataDir,
-    FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+    ...flashduckEnv(prefix, dataDir, work),
     MONITOR_POLL_MS: '100',
     MONITOR_SETTLE_MS: '0',
     CACHER_RECONCILE_MS: '500',
-    CACHER_WORK_DIR: path.join(work, 'cacher'),
     QUERY_API_PORT: '0',
-    QUERY_API_HOST: '127.0.0.1',
     QUERY_API_REFRESH_MS: '300',
-    QUERY_API_CACHE_DIR: path.join(work, 'cache'),
     ...extraEnv,
   };
   const log = createLogger('silent');

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, removeDir, rows, tempDir, uniquePrefix, waitFor } from '../helpers.js';
+import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, removeDir, rows, tempDir, uniquePrefix, waitFor, flashduckEnv } from '../helpers.js';
 import { CASES, makeCorpus } from './cases.js';
 
 describe(`bad-file corpus (${CASES.length} cases)`, () => {
@@ -23,18 +23,12 @@ describe(`bad-file corpus (${CASES.length} cases)`, () => {
     await makeCorpus(dataDir, outside);
     port = await freePort();
     const env = {
-      FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
-      FLASHDUCK_PREFIX: prefix,
-      FLASHDUCK_DATA_DIR: dataDir,
-      FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+      ...flashduckEnv(prefix, dataDir, work),
       MONITOR_POLL_MS: '200',
       MONITOR_SETTLE_MS: '0',
-      CACHER_WORK_DIR: path.join(work, 'cacher'),
       CACHER_FAULT_CRASH_ON: 'crash-me',
       CACHER_READ_PARALLELISM: '2',
       QUERY_API_PORT: String(port),
-      QUERY_API_HOST: '127.0.0.1',
-      QUERY_API_CACHE_DIR: path.join(work, 'cache'),
       QUERY_API_REFRESH_MS: '300',
     };
     for (const app of ['monitor', 'cacher', 'query-api']) procs.push(AppProcess.start(app, env));

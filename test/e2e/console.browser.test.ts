@@ -3,7 +3,7 @@ import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppProcess, ROOT, TEST_REDIS_URL, deletePrefix, freePort, removeDir, tempDir, uniquePrefix, waitFor } from '../helpers.js';
+import { AppProcess, ROOT, TEST_REDIS_URL, deletePrefix, freePort, removeDir, tempDir, uniquePrefix, waitFor, flashduckEnv } from '../helpers.js';
 
 const CHROMIUM = process.env.FLASHDUCK_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = path.join(ROOT, 'test-results', 'console');
@@ -28,19 +28,11 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
     await cp(path.join(ROOT, 'examples/data'), dataDir, { recursive: true });
     port = await freePort();
     const env = {
-      FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
-      FLASHDUCK_PREFIX: prefix,
-      FLASHDUCK_DATA_DIR: dataDir,
-      FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+      ...flashduckEnv(prefix, dataDir, work),
       MONITOR_POLL_MS: '200',
       MONITOR_SETTLE_MS: '100',
-      CACHER_WORK_DIR: path.join(work, 'cacher'),
       EXPORTER_DEBOUNCE_MS: '200',
-      EXPORTER_WORK_DIR: path.join(work, 'exporter'),
-      WRITER_WORK_DIR: path.join(work, 'writer'),
       QUERY_API_PORT: String(port),
-      QUERY_API_HOST: '127.0.0.1',
-      QUERY_API_CACHE_DIR: path.join(work, 'cache'),
     };
     for (const app of ['monitor', 'cacher', 'query-api', 'exporter', 'write-applier']) procs.push(AppProcess.start(app, env));
     await Promise.all(procs.map((p) => p.waitForLog(/"msg":"(monitor started|cacher started|query-api listening|exporter started|write-applier started)"/)));

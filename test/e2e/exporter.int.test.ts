@@ -5,7 +5,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppProcess, ROOT, TEST_REDIS_URL, deletePrefix, removeDir, tempDir, uniquePrefix, waitFor, writeAtomic } from '../helpers.js';
+import { AppProcess, ROOT, TEST_REDIS_URL, deletePrefix, removeDir, tempDir, uniquePrefix, waitFor, writeAtomic, flashduckEnv } from '../helpers.js';
 
 /** Reads a Parquet file with hyparquet: an independent reader (pure JavaScript, not DuckDB). */
 async function readIndependently(file: string) {
@@ -48,14 +48,9 @@ describe('exporter end to end (separate processes)', () => {
     work = await tempDir('export-work');
     exportDir = path.join(work, 'exports');
     env = {
-      FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
-      FLASHDUCK_PREFIX: prefix,
-      FLASHDUCK_DATA_DIR: dataDir,
-      FLASHDUCK_EXPORT_DIR: exportDir,
+      ...flashduckEnv(prefix, dataDir, work),
       MONITOR_POLL_MS: '100',
       MONITOR_SETTLE_MS: '50',
-      CACHER_WORK_DIR: path.join(work, 'cacher'),
-      EXPORTER_WORK_DIR: path.join(work, 'exporter'),
       EXPORTER_DEBOUNCE_MS: '1500',
       EXPORTER_RECONCILE_MS: '500',
       EXPORTER_LEASE_MS: '2000',

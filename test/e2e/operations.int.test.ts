@@ -4,7 +4,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
 import { LuaScript, WRITE_GROUP, createKeys } from '@flashduck/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, removeDir, rowsOnDisk, tempDir, uniquePrefix, waitFor, writeAtomic } from '../helpers.js';
+import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, removeDir, rowsOnDisk, tempDir, uniquePrefix, waitFor, writeAtomic, flashduckEnv } from '../helpers.js';
 
 /** Metrics an operator needs, by component (each must be exposed, even before it has a value). */
 const METRICS: Record<string, string[]> = {
@@ -58,24 +58,16 @@ describe('operating the components', () => {
     redis = new Redis(TEST_REDIS_URL);
     for (const name of Object.keys(METRICS)) ports.set(name, await freePort());
     env = {
-      FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
-      FLASHDUCK_PREFIX: prefix,
-      FLASHDUCK_DATA_DIR: dataDir,
-      FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+      ...flashduckEnv(prefix, dataDir, work),
       FLASHDUCK_SHUTDOWN_MS: '15000',
       MONITOR_POLL_MS: '100',
       MONITOR_SETTLE_MS: '50',
-      CACHER_WORK_DIR: path.join(work, 'cacher'),
       CACHER_LEASE_MS: '2000',
       CACHER_RECONCILE_MS: '500',
-      EXPORTER_WORK_DIR: path.join(work, 'exporter'),
       EXPORTER_DEBOUNCE_MS: '0',
       EXPORTER_RECONCILE_MS: '500',
-      WRITER_WORK_DIR: path.join(work, 'writer'),
       WRITER_CLAIM_IDLE_MS: '500',
       WRITER_LEASE_MS: '1000',
-      QUERY_API_HOST: '127.0.0.1',
-      QUERY_API_CACHE_DIR: path.join(work, 'cache'),
     };
     for (const name of Object.keys(METRICS)) start(name);
     await Promise.all([...procs.values()].map((p) => p.waitForLog(/"msg":"(monitor started|cacher started|query-api listening|exporter started|write-applier started)"/)));

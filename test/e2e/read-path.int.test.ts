@@ -13,6 +13,7 @@ import {
   uniquePrefix,
   waitFor,
   writeAtomic,
+  flashduckEnv,
 } from '../helpers.js';
 
 /**
@@ -52,18 +53,12 @@ describe('read path end to end (separate processes)', () => {
     work = await tempDir('e2e-work');
     ports = [await freePort(), await freePort()];
     env = {
-      FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
-      FLASHDUCK_PREFIX: prefix,
-      FLASHDUCK_DATA_DIR: dataDir,
-      FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+      ...flashduckEnv(prefix, dataDir, work),
       MONITOR_POLL_MS: '200',
       MONITOR_SETTLE_MS: '150',
       CACHER_LEASE_MS: '2000',
       CACHER_RECONCILE_MS: '500',
-      CACHER_WORK_DIR: path.join(work, 'cacher'),
       QUERY_API_REFRESH_MS: '500',
-      QUERY_API_CACHE_DIR: path.join(work, 'cache'),
-      QUERY_API_HOST: '127.0.0.1',
     };
     procs.push(AppProcess.start('monitor', env));
     procs.push(AppProcess.start('cacher', env));

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, query, removeDir, rows, rowsOnDisk, tempDir, uniquePrefix, waitFor } from '../helpers.js';
+import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, query, removeDir, rows, rowsOnDisk, tempDir, uniquePrefix, waitFor, flashduckEnv } from '../helpers.js';
 
 async function post(port: number, p: string, body: unknown): Promise<{ status: number; body: any }> {
   const res = await fetch(`http://127.0.0.1:${port}${p}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -22,17 +22,10 @@ describe('writes end to end (separate processes)', () => {
     work = await tempDir('writes-work');
     port = await freePort();
     env = {
-      FLASHDUCK_REDIS_URL: TEST_REDIS_URL,
-      FLASHDUCK_PREFIX: prefix,
-      FLASHDUCK_DATA_DIR: dataDir,
-      FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+      ...flashduckEnv(prefix, dataDir, work),
       MONITOR_POLL_MS: '200',
       MONITOR_SETTLE_MS: '100',
-      CACHER_WORK_DIR: path.join(work, 'cacher'),
-      WRITER_WORK_DIR: path.join(work, 'writer'),
       QUERY_API_PORT: String(port),
-      QUERY_API_HOST: '127.0.0.1',
-      QUERY_API_CACHE_DIR: path.join(work, 'cache'),
       QUERY_API_REFRESH_MS: '300',
       QUERY_TIMEOUT_MS: '20000',
       WRITER_POLL_MS: '100',

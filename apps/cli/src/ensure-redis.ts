@@ -29,7 +29,8 @@ export async function redisAnswers(url: string, timeoutMs = 1_000): Promise<bool
   });
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
   return await new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);

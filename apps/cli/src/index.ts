@@ -1,2 +1,2 @@
 export { formatTable, age } from './format-table.js';
-export { redisAnswers, startPrivateRedis } from './ensure-redis.js';
+export { freePort, redisAnswers, startPrivateRedis } from './ensure-redis.js';

@@ -160,7 +160,7 @@ export function createServer(deps: ServerDeps): express.Express {
     }
     const hit = cacheable ? deps.cache.get(key) : undefined;
     if (hit) return void sendResult(res, hit, 'hit', ifNoneMatch);
-    const result = await runQuery(gen, sql, format, { ...config, timeoutMs: remaining });
+    const result = await runQuery(gen, sql, format, { ...config, timeoutMs: remaining }, tables);
     const answer: CachedResult = { ...result, etag };
     if (cacheable) deps.cache.set(key, answer);
     sendResult(res, answer, cacheable ? 'miss' : 'off', undefined);

@@ -158,7 +158,13 @@ async function collect(
  * statement; cut by DuckDB's interrupt at the deadline (a timer alone would leave it running); at
  * most `maxRows` rows (then `truncated`) and `maxResultBytes` bytes (then 413).
  */
-export async function runQuery(generation: Generation, sql: string, format: ResultFormat, limits: QueryLimits): Promise<QueryOutput> {
+export async function runQuery(
+  generation: Generation,
+  sql: string,
+  format: ResultFormat,
+  limits: QueryLimits,
+  tablesKnown?: Record<string, number>,
+): Promise<QueryOutput> {
   const started = performance.now();
   const deadlineAt = Date.now() + limits.timeoutMs;
   let outcome = 'ok';
@@ -170,7 +176,7 @@ export async function runQuery(generation: Generation, sql: string, format: Resu
   }, Math.max(1, deadlineAt - Date.now()));
   try {
     const prepared = await prepareReadOnly(conn, sql);
-    const tables = tablesRead(sql, generation.versions());
+    const tables = tablesKnown ?? tablesRead(sql, generation.versions());
     try {
       const result = await prepared.stream();
       if (format === 'arrow' || format === 'parquet') {
