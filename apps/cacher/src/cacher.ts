@@ -77,6 +77,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
   const heartbeat = new HeartbeatPublisher(redis, keys, log, {
     component: 'cacher',
     instance: config.instanceId,
+    intervalMs: config.heartbeatMs,
     info: async () => {
       const counts = await diffQueue.getJobCounts('wait', 'active', 'delayed', 'failed');
       for (const [state, n] of Object.entries(counts)) queueDepth.set({ state }, n);

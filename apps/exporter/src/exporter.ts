@@ -67,6 +67,7 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
   const heartbeat = new HeartbeatPublisher(redis, keys, log, {
     component: 'exporter',
     instance: config.instanceId,
+    intervalMs: config.heartbeatMs,
     info: async () => {
       const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'failed');
       for (const [state, n] of Object.entries(counts)) queueDepth.set({ state }, n);

@@ -85,6 +85,7 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
   const heartbeat = new HeartbeatPublisher(redis, keys, log, {
     component: 'monitor',
     instance: config.instanceId,
+    intervalMs: config.heartbeatMs,
     info: () => ({ role: leader ? 'leader' : 'standby', ...lastScan, pollMs: config.pollMs, watch: config.watch }),
   });
 

@@ -97,6 +97,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
   const heartbeat = new HeartbeatPublisher(redis, keys, log, {
     component: 'query-api',
     instance: config.instanceId,
+    intervalMs: config.heartbeatMs,
     info: () => {
       const gen = catalog.generation;
       return {
@@ -123,6 +124,8 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
       connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(config.headersTimeoutMs / 2))),
     },
     (req, res) => {
+      // Which replica answered (behind a Service or load balancer).
+      res.setHeader('X-FlashDuck-Instance', config.instanceId);
       if (!fastPath(req, res)) app(req, res);
     },
   );

@@ -102,6 +102,7 @@ export async function startWriteApplier(deps: WriteApplierDeps): Promise<WriteAp
   const heartbeat = new HeartbeatPublisher(redis, keys, log, {
     component: 'write-applier',
     instance: config.instanceId,
+    intervalMs: config.heartbeatMs,
     info: () => ({ batchSize: config.batchSize, tables: [...leases.keys()], lastBatch }),
   });
 

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from './errors.js';
+import { parseNodeList, parseRedisTarget, redactUrl, type RedisNode } from './redis-target.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -82,7 +83,7 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 export interface CommonConfig {
   readonly redisUrl: string;
   /** Redis Cluster seed nodes; when set, the cluster is used instead of `redisUrl`. */
-  readonly redisClusterNodes: readonly { host: string; port: number }[] | null;
+  readonly redisClusterNodes: readonly RedisNode[] | null;
   /** CA certificate (PEM file) to verify a TLS (`rediss://`) Redis, when it is not signed by a public CA. */
   readonly redisCaFile: string | undefined;
   readonly prefix: string;
@@ -91,62 +92,66 @@ export interface CommonConfig {
   readonly logLevel: LogLevel;
   /** Stable id of this process in heartbeats and metrics (pod name when set). */
   readonly instanceId: string;
+  /** How often each instance publishes its heartbeat; it counts as gone after three intervals without one. */
+  readonly heartbeatMs: number;
   /** How long SIGTERM may take before the process exits anyway. */
   readonly shutdownMs: number;
   /** Refuse to start when Redis may evict keys (otherwise: a loud warning). */
   readonly requireNoEviction: boolean;
 }
 
-function parseNodes(r: EnvReader, name: string): { host: string; port: number }[] | null {
+function parseNodes(r: EnvReader, name: string): RedisNode[] | null {
   const raw = r.optionalString(name);
   if (!raw) return null;
-  const nodes: { host: string; port: number }[] = [];
-  for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const m = /^(.+):(\d+)$/.exec(part);
-    if (!m) {
-      r.problem(name, `"${part}" is not host:port`);
-      continue;
-    }
-    nodes.push({ host: m[1]!, port: Number(m[2]) });
+  try {
+    return parseNodeList(raw);
+  } catch (err) {
+    r.problem(name, (err as Error).message);
+    return null;
   }
-  return nodes.length ? nodes : null;
 }
 
 /** Reads the settings every component shares. */
 export function readCommonConfig(r: EnvReader): CommonConfig {
   const redisUrl = r.string('FLASHDUCK_REDIS_URL', 'redis://127.0.0.1:6379');
-  if (!/^rediss?:\/\//.test(redisUrl)) r.problem('FLASHDUCK_REDIS_URL', `"${redactUrl(redisUrl)}" must start with redis:// or rediss://`);
   const prefix = r.string('FLASHDUCK_PREFIX', 'fd');
   if (!/^[A-Za-z0-9_.-]+$/.test(prefix)) r.problem('FLASHDUCK_PREFIX', `"${prefix}" may only contain letters, digits, "_", "." and "-"`);
   const dataDir = path.resolve(r.string('FLASHDUCK_DATA_DIR', './data'));
   const exportDir = path.resolve(r.string('FLASHDUCK_EXPORT_DIR', './exports'));
+  const redisClusterNodes = parseNodes(r, 'FLASHDUCK_REDIS_CLUSTER_NODES');
+  try {
+    parseRedisTarget(redisUrl, redisClusterNodes);
+    if (redisClusterNodes && /^rediss?\+/.test(redisUrl)) {
+      r.problem('FLASHDUCK_REDIS_CLUSTER_NODES', 'set either FLASHDUCK_REDIS_CLUSTER_NODES or a redis+cluster:// / redis+sentinel:// URL, not both');
+    }
+  } catch (err) {
+    r.problem('FLASHDUCK_REDIS_URL', `"${redactUrl(redisUrl)}" ${(err as Error).message}`);
+  }
   const instanceId =
     r.optionalString('FLASHDUCK_INSTANCE_ID') ?? r.optionalString('POD_NAME') ?? `${os.hostname()}-${process.pid}`;
   return {
     redisUrl,
-    redisClusterNodes: parseNodes(r, 'FLASHDUCK_REDIS_CLUSTER_NODES'),
+    redisClusterNodes,
     redisCaFile: r.optionalString('FLASHDUCK_REDIS_CA_FILE'),
     prefix,
     dataDir,
     exportDir,
     logLevel: r.oneOf('FLASHDUCK_LOG_LEVEL', LOG_LEVELS, 'info'),
     instanceId,
+    heartbeatMs: r.int('FLASHDUCK_HEARTBEAT_MS', 5_000, { min: 100, max: 60_000 }),
     shutdownMs: r.int('FLASHDUCK_SHUTDOWN_MS', 20_000, { min: 100 }),
     requireNoEviction: r.bool('FLASHDUCK_REQUIRE_NOEVICTION', false),
   };
 }
 
-/** A URL with its password replaced, for logs. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:/@]*):([^@]*)@/, '//$1:***@');
-}
+export { redactUrl };
 
 /** A copy of a config fit for logging: secrets redacted. */
 export function redactConfig(config: object): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(config)) {
     if (/token|secret|password/i.test(k)) out[k] = v ? '***' : v;
-    else if (typeof v === 'string' && /^rediss?:\/\//.test(v)) out[k] = redactUrl(v);
+    else if (typeof v === 'string' && /^rediss?(\+\w+)?:\/\//.test(v)) out[k] = redactUrl(v);
     else out[k] = v;
   }
   return out;

@@ -2,7 +2,10 @@ import os from 'node:os';
 import type { Keys } from './keys.js';
 import type { Logger } from './logger.js';
 import { Heartbeat, decode, encode } from './messages.js';
+import { gauge } from './metrics.js';
 import type { RedisClient } from './redis.js';
+
+const instanceInfo = gauge('flashduck_instance_info', 'One series per component instance in this process: its stable id (FLASHDUCK_INSTANCE_ID, else POD_NAME, else host-pid)', ['component', 'instance', 'host']);
 
 export interface HeartbeatOptions {
   readonly component: string;
@@ -30,6 +33,7 @@ export class HeartbeatPublisher {
     private readonly options: HeartbeatOptions,
   ) {
     this.intervalMs = options.intervalMs ?? 5_000;
+    instanceInfo.set({ component: options.component, instance: options.instance, host: os.hostname() }, 1);
   }
 
   get field(): string {

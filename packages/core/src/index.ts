@@ -16,3 +16,4 @@ export * from './sql.js';
 export * from './table-meta.js';
 export * from './table-names.js';
 export * from './write-streams.js';
+export * from './redis-target.js';

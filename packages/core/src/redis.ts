@@ -4,6 +4,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { CommonConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { counter } from './metrics.js';
+import { describeRedisTarget, parseRedisTarget } from './redis-target.js';
 
 const reconnects = counter('flashduck_redis_reconnects_total', 'Redis connections re-established after an error', ['role']);
 
@@ -27,19 +28,56 @@ export function connectionOptions(url: string, caFile?: string | undefined): Red
   const options: RedisOptions = {};
   if (u.username) options.username = decodeURIComponent(u.username);
   if (u.password) options.password = decodeURIComponent(u.password);
-  if (u.protocol === 'rediss:') options.tls = caFile ? { ca: readFileSync(caFile) } : {};
+  if (u.protocol === 'rediss:') options.tls = tlsOptions(caFile);
   return options;
 }
 
+function tlsOptions(caFile: string | undefined): NonNullable<RedisOptions['tls']> {
+  return caFile ? { ca: readFileSync(caFile) } : {};
+}
+
+type RedisConfig = Pick<CommonConfig, 'redisUrl' | 'redisClusterNodes'> & { redisCaFile?: string | undefined };
+
+/**
+ * Opens a client for whatever `config` points at: one server, a Redis Cluster or a Sentinel-managed master
+ * (see {@link parseRedisTarget}). `options` are the per-connection settings of the role.
+ */
+function openClient(config: RedisConfig, options: RedisOptions, retry: (times: number) => number | null): RedisClient {
+  const target = parseRedisTarget(config.redisUrl, config.redisClusterNodes);
+  if (target.kind === 'single') return new Redis(config.redisUrl, { ...connectionOptions(config.redisUrl, config.redisCaFile), ...options, retryStrategy: retry });
+  const auth: RedisOptions = {
+    ...(target.username ? { username: target.username } : {}),
+    ...(target.password ? { password: target.password } : {}),
+    ...(target.tls ? { tls: tlsOptions(config.redisCaFile) } : {}),
+  };
+  if (target.kind === 'cluster') {
+    return new Cluster([...target.nodes], {
+      redisOptions: { ...options, ...auth },
+      enableOfflineQueue: options.enableOfflineQueue ?? true,
+      enableReadyCheck: options.enableReadyCheck ?? true,
+      clusterRetryStrategy: retry,
+      ...(options.lazyConnect ? { lazyConnect: true } : {}),
+    });
+  }
+  return new Redis({
+    ...options,
+    ...auth,
+    sentinels: [...target.sentinels],
+    name: target.name,
+    db: target.db,
+    ...(target.sentinelUsername ? { sentinelUsername: target.sentinelUsername } : {}),
+    ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
+    ...(target.tls ? { enableTLSForSentinelMode: true, sentinelTLS: tlsOptions(config.redisCaFile) } : {}),
+    // Follows a failover as soon as the sentinels announce it instead of waiting for the old master to fail.
+    failoverDetector: true,
+    retryStrategy: retry,
+    sentinelRetryStrategy: (times) => retry(times) ?? null,
+  });
+}
+
 /** Opens a client for a role. Every client logs its errors (an unhandled 'error' would crash the process). */
-export function createRedis(
-  config: Pick<CommonConfig, 'redisUrl' | 'redisClusterNodes'> & { redisCaFile?: string | undefined },
-  role: RedisRole,
-  log: Logger,
-  name: string = role,
-): RedisClient {
+export function createRedis(config: RedisConfig, role: RedisRole, log: Logger, name: string = role): RedisClient {
   const options: RedisOptions = {
-    ...connectionOptions(config.redisUrl, config.redisCaFile),
     connectionName: `flashduck:${name}`,
     maxRetriesPerRequest: role === 'request' ? 1 : null,
     enableOfflineQueue: role !== 'request',
@@ -48,16 +86,9 @@ export function createRedis(
     autoResendUnfulfilledCommands: role !== 'request',
     // A subscriber's ready check (INFO) races its queued SUBSCRIBE: INFO is refused in subscriber mode.
     enableReadyCheck: role !== 'subscriber',
-    retryStrategy: (times) => Math.min(times * 200, 2_000),
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
   };
-  const client: RedisClient = config.redisClusterNodes
-    ? new Cluster([...config.redisClusterNodes], {
-        redisOptions: options,
-        enableOfflineQueue: role !== 'request',
-        clusterRetryStrategy: (times) => Math.min(times * 200, 2_000),
-      })
-    : new Redis(config.redisUrl, options);
+  const client = openClient(config, options, (times) => Math.min(times * 200, 2_000));
   let reported = false;
   client.on('error', (err: Error) => {
     // One line per outage, not one per retry.
@@ -72,6 +103,30 @@ export function createRedis(
     reported = false;
   });
   return client;
+}
+
+/**
+ * Connects once for a short command-line task: no retries, a clear error naming the Redis it could not
+ * reach. The caller closes it with {@link closeRedis}.
+ */
+export async function connectOnce(config: RedisConfig, timeoutMs = 3_000): Promise<RedisClient> {
+  const client = openClient(config, { maxRetriesPerRequest: 1, connectTimeout: timeoutMs, lazyConnect: true, connectionName: 'flashduck:cli' }, () => null);
+  let lastError: Error | undefined;
+  client.on('error', (err: Error) => {
+    lastError = err;
+  });
+  try {
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs).unref()),
+    ]);
+    await client.ping();
+    return client;
+  } catch (err) {
+    client.disconnect();
+    const target = describeRedisTarget(parseRedisTarget(config.redisUrl, config.redisClusterNodes));
+    throw new Error(`cannot reach Redis at ${target}: ${(lastError ?? (err as Error)).message}; set FLASHDUCK_REDIS_URL or --redis-url`);
+  }
 }
 
 /** Waits until a client is ready (or throws after `timeoutMs`). */

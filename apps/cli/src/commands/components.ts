@@ -103,8 +103,9 @@ export async function runStandalone(argv: string[]): Promise<void> {
   const { help } = parseCommand(standaloneSpec, argv);
   if (help) return void process.stdout.write(helpText(standaloneSpec));
   const env = process.env;
-  if (!env.FLASHDUCK_REDIS_CLUSTER_NODES) {
-    const url = env.FLASHDUCK_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const url = env.FLASHDUCK_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  // A cluster or Sentinel URL is always explicit: the components wait for it (and say so) like any deployment.
+  if (!env.FLASHDUCK_REDIS_CLUSTER_NODES && /^rediss?:\/\//.test(url)) {
     if (!(await redisAnswers(url))) {
       const priv = explicitRedis ? null : await startPrivateRedis();
       if (!priv) {

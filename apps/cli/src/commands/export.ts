@@ -1,7 +1,6 @@
 import path from 'node:path';
-import { Lease, connectionOptions, createKeys, createLogger, loadConfigOrExit } from '@flashduck/core';
+import { Lease, closeRedis, connectOnce, createKeys, createLogger, loadConfigOrExit } from '@flashduck/core';
 import { exportTable, loadExporterConfig, readMeta, writeParquet } from '@flashduck/exporter';
-import { Redis } from 'ioredis';
 import { DIR_FLAGS, REDIS_FLAGS, UsageError, helpText, parseCommand, type CommandSpec } from '../args.js';
 
 export const exportSpec: CommandSpec = {
@@ -30,12 +29,8 @@ export async function runExportCommand(argv: string[]): Promise<number> {
   if (!table || extra) throw new UsageError(`name one table: flashduck ${exportSpec.usage}`);
   const config = loadConfigOrExit(loadExporterConfig);
   const keys = createKeys(config.prefix);
-  const redis = new Redis(config.redisUrl, { ...connectionOptions(config.redisUrl, config.redisCaFile), maxRetriesPerRequest: 1, lazyConnect: true, retryStrategy: () => null });
-  redis.on('error', () => undefined);
+  const redis = await connectOnce(config);
   try {
-    await redis.connect().catch((err: unknown) => {
-      throw new Error(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
-    });
     const meta = await readMeta(redis, keys, table);
     if (!meta) throw new Error(`table "${table}" has no snapshot (unknown table, or not built yet); see flashduck tables`);
     const options = { compression: config.compression, rowGroupSize: config.rowGroupSize, workDir: config.workDir, memoryLimitMb: config.memoryLimitMb };
@@ -58,6 +53,6 @@ export async function runExportCommand(argv: string[]): Promise<number> {
     }
     return 0;
   } finally {
-    redis.disconnect();
+    await closeRedis(redis);
   }
 }

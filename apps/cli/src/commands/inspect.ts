@@ -1,5 +1,17 @@
-import { connectionOptions, createKeys, readHeartbeats, readTableMetas, readWriteStreams, type Heartbeat, type TableMeta } from '@flashduck/core';
-import { Redis } from 'ioredis';
+import {
+  EnvReader,
+  closeRedis,
+  connectOnce,
+  createKeys,
+  loadConfigOrExit,
+  readCommonConfig,
+  readHeartbeats,
+  readTableMetas,
+  readWriteStreams,
+  type Heartbeat,
+  type RedisClient,
+  type TableMeta,
+} from '@flashduck/core';
 import { REDIS_FLAGS, helpText, parseCommand, type CommandSpec } from '../args.js';
 import { age, formatTable } from '../format-table.js';
 
@@ -19,19 +31,16 @@ export const statusSpec: CommandSpec = {
   flags: { ...REDIS_FLAGS, ...JSON_FLAG },
 };
 
-async function withRedis<T>(fn: (redis: Redis, keys: ReturnType<typeof createKeys>) => Promise<T>): Promise<T> {
-  const url = process.env.FLASHDUCK_REDIS_URL ?? 'redis://127.0.0.1:6379';
-  const redis = new Redis(url, { ...connectionOptions(url, process.env.FLASHDUCK_REDIS_CA_FILE), maxRetriesPerRequest: 1, connectTimeout: 3_000, lazyConnect: true, retryStrategy: () => null });
-  redis.on('error', () => undefined);
+async function withRedis<T>(fn: (redis: RedisClient, keys: ReturnType<typeof createKeys>) => Promise<T>): Promise<T> {
+  const config = loadConfigOrExit((env) => {
+    const r = new EnvReader(env);
+    return r.finish(readCommonConfig(r));
+  });
+  const redis = await connectOnce(config);
   try {
-    await redis.connect();
-  } catch (err) {
-    throw new Error(`cannot reach Redis at ${url}: ${(err as Error).message}; set FLASHDUCK_REDIS_URL or --redis-url`);
-  }
-  try {
-    return await fn(redis, createKeys(process.env.FLASHDUCK_PREFIX ?? 'fd'));
+    return await fn(redis, createKeys(config.prefix));
   } finally {
-    redis.disconnect();
+    await closeRedis(redis);
   }
 }
 
@@ -45,7 +54,7 @@ function tableRows(metas: Iterable<TableMeta>, now: number, exported: Exported =
 }
 const TABLE_HEADER = ['table', 'version', 'rows', 'columns', 'files', 'errors', 'snapshot', 'age', 'export'];
 
-async function readExported(redis: Redis, keys: ReturnType<typeof createKeys>, tables: Iterable<string>): Promise<Exported> {
+async function readExported(redis: RedisClient, keys: ReturnType<typeof createKeys>, tables: Iterable<string>): Promise<Exported> {
   const out: Exported = new Map();
   for (const t of tables) {
     const h = await redis.hgetall(keys.tableExported(t));

@@ -74,7 +74,7 @@ export function createServer(deps: ServerDeps): express.Express {
         res.setHeader('Vary', 'Origin');
         res.setHeader('Access-Control-Allow-Headers', 'authorization, content-type');
         res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
-        res.setHeader('Access-Control-Expose-Headers', 'X-FlashDuck-Row-Count, X-FlashDuck-Truncated, X-FlashDuck-Tables, X-FlashDuck-Elapsed-Ms');
+        res.setHeader('Access-Control-Expose-Headers', 'X-FlashDuck-Row-Count, X-FlashDuck-Truncated, X-FlashDuck-Tables, X-FlashDuck-Elapsed-Ms, X-FlashDuck-Instance');
         if (req.method === 'OPTIONS') return void res.status(204).end();
       }
       next();
