@@ -36,7 +36,8 @@ describe('Redis Cluster: the same answers as one Redis', () => {
     const result = await runScenario({
       label: 'cluster',
       prefix,
-      redisEnv: (_component, i) => (i % 2 === 0 ? { FLASHDUCK_REDIS_URL: cluster.url } : { FLASHDUCK_REDIS_URL: 'redis://unused:1', FLASHDUCK_REDIS_CLUSTER_NODES: cluster.nodes }),
+      redisEnv: (_component, i): Record<string, string> =>
+        i % 2 === 0 ? { FLASHDUCK_REDIS_URL: cluster.url } : { FLASHDUCK_REDIS_URL: 'redis://unused:1', FLASHDUCK_REDIS_CLUSTER_NODES: cluster.nodes },
     });
     expect(result.answers).toEqual(single.answers);
     expect(result.ledgerFiles).toEqual(single.ledgerFiles);

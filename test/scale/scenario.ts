@@ -74,7 +74,8 @@ async function writeFixtures(dataDir: string): Promise<void> {
   }
 }
 
-async function readParquet(file: string): Promise<unknown[]> {
+/** Every row of a Parquet file, read with DuckDB, in a stable order. */
+export async function readParquet(file: string): Promise<unknown[]> {
   const db = await DuckDBInstance.create(':memory:');
   const conn = await db.connect();
   try {
@@ -103,46 +104,112 @@ export function assertCleanLogs(procs: AppProcess[]): void {
   if (bad.length) throw new Error(`errors in component logs:\n${bad.slice(0, 20).join('\n')}`);
 }
 
+/** Processes of a test stack, with the query-api ports and the settings they share. */
+export interface Stack {
+  readonly procs: AppProcess[];
+  readonly ports: number[];
+  readonly env: Record<string, string>;
+  /** Metrics port of each process (cacher, exporter, monitor and write-applier), by instance id. */
+  readonly metricsPorts: Map<string, number>;
+  readonly instances: { id: string; component: Component; proc: AppProcess }[];
+  start(component: Component, index: number): Promise<AppProcess>;
+}
+
+export const SCALE_COMPONENTS: readonly Component[] = ['monitor', 'cacher', 'query-api', 'exporter', 'write-applier'];
+const METRICS_VAR: Partial<Record<Component, string>> = {
+  monitor: 'MONITOR_METRICS_PORT',
+  cacher: 'CACHER_METRICS_PORT',
+  exporter: 'EXPORTER_METRICS_PORT',
+  'write-applier': 'WRITE_APPLIER_METRICS_PORT',
+};
+
+/**
+ * Starts `counts` instances of each component as processes over `dataDir`, each with its own instance id,
+ * scratch folders, query port or metrics port. Fast timings so a test sees changes within a second or two.
+ */
+export async function startStack(options: {
+  label: string;
+  prefix: string;
+  dataDir: string;
+  work: string;
+  counts: Record<Component, number>;
+  redisEnv: (component: string, index: number) => Record<string, string>;
+  extraEnv?: Record<string, string>;
+}): Promise<Stack> {
+  const { work } = options;
+  const ports: number[] = [];
+  for (let i = 0; i < options.counts['query-api']; i++) ports.push(await freePort());
+  const env: Record<string, string> = {
+    ...flashduckEnv(options.prefix, options.dataDir, work),
+    FLASHDUCK_HEARTBEAT_MS: '500',
+    MONITOR_POLL_MS: '200',
+    MONITOR_SETTLE_MS: '100',
+    MONITOR_LEASE_MS: '2000',
+    CACHER_LEASE_MS: '3000',
+    CACHER_RECONCILE_MS: '1000',
+    CACHER_READ_PARALLELISM: '1',
+    EXPORTER_DEBOUNCE_MS: '200',
+    EXPORTER_RECONCILE_MS: '1000',
+    WRITER_POLL_MS: '100',
+    QUERY_API_REFRESH_MS: '500',
+    QUERY_TIMEOUT_MS: '30000',
+    ...options.extraEnv,
+  };
+  const stack: Stack = {
+    procs: [],
+    ports,
+    env,
+    metricsPorts: new Map(),
+    instances: [],
+    async start(component, i) {
+      const id = `${options.label}-${component}-${i}`;
+      const metricsVar = METRICS_VAR[component];
+      let metricsPort = stack.metricsPorts.get(id);
+      if (metricsVar && metricsPort === undefined) {
+        metricsPort = await freePort();
+        stack.metricsPorts.set(id, metricsPort);
+      }
+      const proc = AppProcess.start(component, {
+        ...env,
+        ...options.redisEnv(component, i),
+        FLASHDUCK_INSTANCE_ID: id,
+        ...(metricsVar ? { [metricsVar]: String(metricsPort) } : {}),
+        ...(component === 'query-api' ? { QUERY_API_PORT: String(ports[i]), QUERY_API_CACHE_DIR: path.join(work, `cache-${i}`) } : {}),
+        ...(component === 'cacher' ? { CACHER_WORK_DIR: path.join(work, `cacher-${i}`) } : {}),
+        ...(component === 'exporter' ? { EXPORTER_WORK_DIR: path.join(work, `exporter-${i}`) } : {}),
+        ...(component === 'write-applier' ? { WRITER_WORK_DIR: path.join(work, `writer-${i}`) } : {}),
+      });
+      stack.procs.push(proc);
+      stack.instances.push({ id, component, proc });
+      return proc;
+    },
+  };
+  for (const component of SCALE_COMPONENTS) for (let i = 0; i < options.counts[component]; i++) await stack.start(component, i);
+  return stack;
+}
+
+/** The value of a counter (summed over the given label values) on a component's /metrics. */
+export async function scrapeCounter(port: number, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const l = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
+
 export async function runScenario(options: ScenarioOptions): Promise<ScenarioResult> {
   const dataDir = await tempDir(`${options.label}-data`);
   const work = await tempDir(`${options.label}-work`);
-  const procs: AppProcess[] = [];
   const counts: Record<Component, number> = { monitor: 1, cacher: 1, 'query-api': 2, exporter: 1, 'write-applier': 1, ...options.counts };
+  let stack: Stack | undefined;
   try {
     await writeFixtures(dataDir);
-    const ports: number[] = [];
-    for (let i = 0; i < counts['query-api']; i++) ports.push(await freePort());
-    const env: Record<string, string> = {
-      ...flashduckEnv(options.prefix, dataDir, work),
-      FLASHDUCK_HEARTBEAT_MS: '500',
-      MONITOR_POLL_MS: '200',
-      MONITOR_SETTLE_MS: '100',
-      MONITOR_LEASE_MS: '2000',
-      CACHER_LEASE_MS: '3000',
-      CACHER_RECONCILE_MS: '1000',
-      CACHER_READ_PARALLELISM: '1',
-      EXPORTER_DEBOUNCE_MS: '200',
-      EXPORTER_RECONCILE_MS: '1000',
-      WRITER_POLL_MS: '100',
-      QUERY_API_REFRESH_MS: '500',
-      QUERY_TIMEOUT_MS: '30000',
-    };
-    for (const component of Object.keys(counts) as Component[]) {
-      for (let i = 0; i < counts[component]; i++) {
-        procs.push(
-          AppProcess.start(component, {
-            ...env,
-            ...options.redisEnv(component, i),
-            FLASHDUCK_INSTANCE_ID: `${options.label}-${component}-${i}`,
-            ...(component === 'query-api' ? { QUERY_API_PORT: String(ports[i]) } : {}),
-            ...(component === 'cacher' ? { CACHER_WORK_DIR: path.join(work, `cacher-${i}`) } : {}),
-            ...(component === 'exporter' ? { EXPORTER_WORK_DIR: path.join(work, `exporter-${i}`) } : {}),
-            ...(component === 'write-applier' ? { WRITER_WORK_DIR: path.join(work, `writer-${i}`) } : {}),
-            ...(component === 'query-api' ? { QUERY_API_CACHE_DIR: path.join(work, `cache-${i}`) } : {}),
-          }),
-        );
-      }
-    }
+    stack = await startStack({ label: options.label, prefix: options.prefix, dataDir, work, counts, redisEnv: options.redisEnv });
+    const { procs, ports, env } = stack;
     const served = async (port: number) => {
       const res = await fetch(`http://127.0.0.1:${port}/v1/tables`);
       const body = (await res.json()) as { tables: { name: string }[] };
@@ -210,7 +277,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     assertCleanLogs(procs);
     return { answers: result.answers, ledgerFiles: await rowsOnDisk(path.join(dataDir, 'ledger')), exports, instances };
   } finally {
-    await Promise.all(procs.map((p) => p.kill('SIGTERM')));
+    await Promise.all((stack?.procs ?? []).map((p) => p.kill('SIGTERM')));
     await removeDir(dataDir);
     await removeDir(work);
   }

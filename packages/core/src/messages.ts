@@ -38,6 +38,10 @@ export const SnapshotEvent = z.object({
   type: z.enum(['snapshot', 'dropped']),
   table: z.string().min(1),
   version: z.number().int().nonnegative(),
+  /** The file manifest generation the snapshot was built from (absent from older cachers). */
+  sourceGen: z.number().int().nonnegative().optional(),
+  /** The cacher instance that built it (absent from older cachers). */
+  builtBy: z.string().optional(),
   at: z.number(),
 });
 export type SnapshotEvent = z.infer<typeof SnapshotEvent>;

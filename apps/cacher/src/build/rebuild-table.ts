@@ -94,7 +94,7 @@ async function publish(
 ): Promise<boolean> {
   const { redis, keys } = deps;
   const now = Date.now();
-  const event: SnapshotEvent = { v: 1, type: meta ? 'snapshot' : 'dropped', table, version: meta?.version ?? 0, at: now };
+  const event: SnapshotEvent = { v: 1, type: meta ? 'snapshot' : 'dropped', table, version: meta?.version ?? 0, sourceGen: gen, builtBy: deps.config.instanceId, at: now };
   const ok = await publishScript.run(
     redis,
     [keys.tableMeta(table), keys.tableRetired(table), keys.tableBuildLease(table)],
