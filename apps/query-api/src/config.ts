@@ -10,6 +10,9 @@ export interface QueryApiConfig extends CommonConfig {
   readonly maxRows: number;
   readonly maxResultBytes: number;
   readonly maxBodyBytes: number;
+  /** Replicas that must hold a write (Redis WAIT) before it is acknowledged; 0 = the master alone. */
+  readonly writeReplicas: number;
+  readonly writeReplicasTimeoutMs: number;
   /** Queries running at once (DuckDB connections per snapshot generation). */
   readonly concurrency: number;
   /** Queries allowed to wait for a connection before new ones get 503. */
@@ -65,6 +68,8 @@ export function loadQueryApiConfig(env: NodeJS.ProcessEnv): QueryApiConfig {
     maxRows: r.int('QUERY_MAX_ROWS', 10_000, { min: 1 }),
     maxResultBytes: r.int('QUERY_MAX_RESULT_BYTES', 64 * 1024 * 1024, { min: 1024 }),
     maxBodyBytes: r.int('QUERY_MAX_BODY_BYTES', 8 * 1024 * 1024, { min: 1024 }),
+    writeReplicas: r.int('QUERY_API_WRITE_REPLICAS', 0, { min: 0, max: 16 }),
+    writeReplicasTimeoutMs: r.int('QUERY_API_WRITE_REPLICAS_TIMEOUT_MS', 2_000, { min: 10 }),
     concurrency: r.int('QUERY_CONCURRENCY', 8, { min: 1, max: 256 }),
     maxQueued: r.int('QUERY_MAX_QUEUED', 256, { min: 0 }),
     refreshMs: r.int('QUERY_API_REFRESH_MS', 2_000, { min: 50 }),

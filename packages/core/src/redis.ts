@@ -89,6 +89,13 @@ export function createRedis(config: RedisConfig, role: RedisRole, log: Logger, n
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
   };
   const client = openClient(config, options, (times) => Math.min(times * 200, 2_000));
+  if (role === 'request' && client instanceof Redis) {
+    // Without resending, ioredis forgets (never settles) the commands in flight when a connection drops and
+    // the reconnect succeeds at once (a Sentinel failover does exactly that): fail them instead, so the request
+    // answers 503 rather than hanging.
+    const flushable = client as unknown as { flushQueue(err: Error, options: { offlineQueue: boolean }): void };
+    client.on('close', () => flushable.flushQueue(new Error('Connection is closed before the reply (outcome unknown)'), { offlineQueue: false }));
+  }
   let reported = false;
   client.on('error', (err: Error) => {
     // One line per outage, not one per retry.
@@ -127,6 +134,31 @@ export async function connectOnce(config: RedisConfig, timeoutMs = 3_000): Promi
     const target = describeRedisTarget(parseRedisTarget(config.redisUrl, config.redisClusterNodes));
     throw new Error(`cannot reach Redis at ${target}: ${(lastError ?? (err as Error)).message}; set FLASHDUCK_REDIS_URL or --redis-url`);
   }
+}
+
+/**
+ * True for the errors a client gives while its connection is down or moving (a restart, a failover, a
+ * cluster resharding): the command may be retried once Redis is back. Not for errors Redis itself answers.
+ */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'MaxRetriesPerRequestError') return true;
+  return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|READONLY|LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|UNBLOCKED|All sentinels are unreachable|Failed to refresh slots cache|Cluster isn't ready/.test(err.message);
+}
+
+/**
+ * Waits until `replicas` replicas hold every write this client made so far (Redis WAIT), at most
+ * `timeoutMs`; returns how many confirmed. On a cluster, WAIT goes to the master that owns `key`, on the
+ * same connection that wrote it.
+ */
+export async function waitForReplicas(client: RedisClient, key: string, replicas: number, timeoutMs: number): Promise<number> {
+  if (client instanceof Cluster) {
+    const res = await client.pipeline().exists(key).wait(replicas, timeoutMs).exec();
+    const [err, acked] = res?.[1] ?? [new Error('WAIT got no reply'), 0];
+    if (err) throw err;
+    return Number(acked);
+  }
+  return Number(await client.wait(replicas, timeoutMs));
 }
 
 /** Waits until a client is ready (or throws after `timeoutMs`). */

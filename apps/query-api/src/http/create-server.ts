@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { AppError, HTTP_STATUS, counter, readHeartbeats, registry, type Keys, type Logger, type RedisClient } from '@flashduck/core';
+import { AppError, HTTP_STATUS, counter, isRedisUnavailable, readHeartbeats, registry, type Keys, type Logger, type RedisClient } from '@flashduck/core';
 
 const writesEnqueued = counter('flashduck_query_writes_enqueued_total', 'Writes queued through the API', ['op']);
 const httpErrors = counter('flashduck_http_errors_total', 'HTTP error responses by code', ['code']);
@@ -116,11 +116,15 @@ export function createServer(deps: ServerDeps): express.Express {
   /** Waits until the served snapshot contains a write (read-your-writes), bounded by the query deadline. */
   const waitForWrite = async (writeId: string, deadlineAt: number) => {
     for (;;) {
-      const s = await writeStatus(deps.requestRedis, deps.keys, writeId, servedMeta);
-      if (s.status === 'visible') return;
-      if (s.status === 'failed') throw new AppError('conflict', `write ${writeId} failed: ${s.error ?? 'unknown reason'}`);
+      // A read: while Redis is briefly away (restart, failover) it is asked again until the deadline.
+      const s = await writeStatus(deps.requestRedis, deps.keys, writeId, servedMeta).catch((err: unknown) => {
+        if (isRedisUnavailable(err) && Date.now() < deadlineAt) return null;
+        throw err;
+      });
+      if (s?.status === 'visible') return;
+      if (s?.status === 'failed') throw new AppError('conflict', `write ${writeId} failed: ${s.error ?? 'unknown reason'}`);
       const left = deadlineAt - Date.now();
-      if (left <= 0) throw new AppError('timeout', `write ${writeId} is ${s.status} and not yet visible after ${config.timeoutMs} ms; retry, or query without "after"`);
+      if (left <= 0) throw new AppError('timeout', `write ${writeId} is ${s?.status ?? 'unknown (Redis unavailable)'} and not yet visible after ${config.timeoutMs} ms; retry, or query without "after"`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           off();
@@ -171,7 +175,9 @@ export function createServer(deps: ServerDeps): express.Express {
   const enqueue = (op: 'upsert' | 'delete') => async (req: Request, res: Response) => {
     const table = String(req.params.table);
     const valid = validateWrite(op, table, req.body, servedMeta(table));
-    const writeId = await enqueueWrite(deps.requestRedis, deps.keys, table, op, valid).catch((err: unknown) => {
+    const durability = { replicas: config.writeReplicas, timeoutMs: config.writeReplicasTimeoutMs };
+    const writeId = await enqueueWrite(deps.requestRedis, deps.keys, table, op, valid, durability).catch((err: unknown) => {
+      if (err instanceof AppError) throw err;
       throw new AppError('not_ready', `the write could not be queued: Redis is unavailable (${(err as Error).message})`);
     });
     writesEnqueued.inc({ op });
@@ -228,6 +234,7 @@ export function createServer(deps: ServerDeps): express.Express {
     else if (e?.type === 'entity.parse.failed') appErr = new AppError('bad_request', `the request body is not valid JSON: ${e.message ?? ''}`);
     else if (e?.status === 404) appErr = new AppError('not_found', `no such resource ${req.path}`);
     else if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) appErr = new AppError('bad_request', e.message ?? 'bad request');
+    else if (isRedisUnavailable(err)) appErr = new AppError('not_ready', `Redis is unavailable (${e.message ?? ''}); retry shortly`);
     else {
       log.error({ err, path: req.path }, 'request failed');
       appErr = new AppError('internal', `internal error: ${cleanDuckDBMessage(err).slice(0, 300)}`);

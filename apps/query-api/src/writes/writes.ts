@@ -6,6 +6,7 @@ import {
   decode,
   encode,
   isTableName,
+  waitForReplicas,
   type Keys,
   type RedisClient,
   type TableMeta,
@@ -66,6 +67,7 @@ export async function enqueueWrite(
   table: string,
   op: 'upsert' | 'delete',
   write: { key: string[]; rows: Record<string, unknown>[] },
+  durability: { replicas: number; timeoutMs: number } = { replicas: 0, timeoutMs: 0 },
 ): Promise<string> {
   const at = Date.now();
   const entry: WriteEntry = { v: 1, op, key: write.key, rows: write.rows, at };
@@ -78,7 +80,18 @@ export async function enqueueWrite(
     [keys.tableWrites(table), keys.tableWriteState(table)],
     ['1', op, JSON.stringify(write.key), JSON.stringify(write.rows), at, encode(WriteState, state), keys.writesChannel, table],
   );
-  return `${table}.${String(id)}`;
+  const writeId = `${table}.${String(id)}`;
+  if (durability.replicas > 0) {
+    const acked = await waitForReplicas(redis, keys.tableWrites(table), durability.replicas, durability.timeoutMs);
+    if (acked < durability.replicas) {
+      throw new AppError(
+        'not_ready',
+        `write ${writeId} was queued but only ${acked} of ${durability.replicas} Redis replicas confirmed it within ${durability.timeoutMs} ms ` +
+          `(QUERY_API_WRITE_REPLICAS): a failover now could lose it. Check GET /v1/writes/${writeId} before sending it again`,
+      );
+    }
+  }
+  return writeId;
 }
 
 /** The public view of a write's progress. */
