@@ -34,7 +34,8 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
       EXPORTER_DEBOUNCE_MS: '200',
       QUERY_API_PORT: String(port),
     };
-    for (const app of ['monitor', 'cacher', 'query-api', 'exporter', 'write-applier']) procs.push(AppProcess.start(app, env));
+    // Instance ids as Kubernetes gives them (POD_NAME): the console shows them.
+    for (const app of ['monitor', 'cacher', 'query-api', 'exporter', 'write-applier']) procs.push(AppProcess.start(app, { ...env, POD_NAME: `flashduck-${app}-7d9f-x${app.length}` }));
     await Promise.all(procs.map((p) => p.waitForLog(/"msg":"(monitor started|cacher started|query-api listening|exporter started|write-applier started)"/)));
     await waitFor('examples served', async () => ((await (await fetch(`http://127.0.0.1:${port}/v1/tables`)).json()) as { tables: unknown[] }).tables.length === 4, 30_000);
     browser = await chromium.launch({
@@ -59,6 +60,10 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
     await page.waitForFunction(() => document.querySelectorAll('#components tbody tr').length >= 5);
     const components = await page.$$eval('#components tbody tr td:first-child', (tds) => tds.map((t) => t.textContent).sort());
     expect(components).toEqual(['cacher', 'exporter', 'monitor', 'query-api', 'write-applier']);
+    const instances = await page.$$eval('#components [data-instance]', (tds) => tds.map((t) => t.getAttribute('data-instance')).sort());
+    expect(instances).toEqual(['cacher', 'exporter', 'monitor', 'query-api', 'write-applier'].map((a) => `flashduck-${a}-7d9f-x${a.length}`));
+    expect(await page.textContent('[data-instance="flashduck-query-api-7d9f-x9"]')).toContain('this console');
+    expect(await page.textContent('#components-summary')).toBe('1 × cacher · 1 × exporter · 1 × monitor · 1 × query-api · 1 × write-applier');
     expect(await page.textContent('[data-rows="orders"]')).toBe('12');
     await shot('status');
   });

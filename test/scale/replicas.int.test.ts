@@ -231,6 +231,15 @@ describe('many replicas of every component: the same results as one instance', (
         const status = (await (await fetch(`http://127.0.0.1:${stack.ports[0]}/v1/status`)).json()) as { components: { component: string; instance: string; info: { role?: string } }[] };
         expect(status.components.filter((c) => c.component === 'monitor' && c.info.role === 'leader')).toHaveLength(1);
         expect(status.components.map((c) => c.instance).sort()).toEqual(instances.map((x) => x.id).sort());
+        // Each instance names itself in its metrics, and each replica in its answers.
+        for (const x of instances) {
+          const port = x.component === 'query-api' ? stack.ports[Number(x.id.split('-').pop())]! : stack.metricsPorts.get(x.id)!;
+          const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+          expect(metrics).toMatch(new RegExp(`flashduck_instance_info\\{component="${x.component}",instance="${x.id}",host="[^"]+"\\} 1`));
+        }
+        for (const [i, port] of stack.ports.entries()) {
+          expect((await fetch(`http://127.0.0.1:${port}/v1/tables`)).headers.get('x-flashduck-instance')).toBe(`many-query-api-${i}`);
+        }
         const max = agreement.spreads[agreement.spreads.length - 1] ?? 0;
         const p50 = agreement.spreads[Math.floor(agreement.spreads.length / 2)] ?? 0;
         report =

@@ -98,10 +98,15 @@ function componentDetail(c) {
   }
 }
 function renderStatus() {
+  const counts = {};
+  for (const c of status.components) counts[c.component] = (counts[c.component] || 0) + 1;
+  $('components-summary').textContent = Object.entries(counts).map(([k, n]) => `${n} × ${k}`).join(' · ');
   show('components', grid(['component', 'instance', 'role', 'up since', 'last loop', 'lag / detail'],
     status.components.map((c) => {
       const [role, detail] = componentDetail(c);
-      return [c.component, c.instance, role, ago(c.startedAt), ago(c.lastLoopAt), detail];
+      const self = c.component === 'query-api' && c.instance === status.servedBy;
+      const instance = el('td', { 'data-instance': c.instance }, c.instance, self ? el('span', { class: 'badge', title: 'the replica serving this page', style: 'margin-left:6px' }, 'this console') : '');
+      return [c.component, instance, role, ago(c.startedAt), ago(c.lastLoopAt), detail];
     }), { empty: 'No component is alive (no heartbeat within its TTL).' }));
   show('status-tables', grid(['table', 'version', 'rows', 'files', 'snapshot', 'age', 'last error'],
     status.tables.map((t) => [

@@ -6,7 +6,7 @@ import { runQuery, type QueryLimits } from '../query/run-query.js';
 import { tableDetail } from './tables-view.js';
 
 /** Everything the console's status, cache and exports views show, in one answer. */
-export async function consoleStatus(redis: RedisClient, keys: Keys, generation: Generation | null) {
+export async function consoleStatus(redis: RedisClient, keys: Keys, generation: Generation | null, servedBy: string) {
   const tables = generation ? [...generation.tables.values()].map((t) => t.meta) : [];
   const [components, writes, exports] = await Promise.all([
     readHeartbeats(redis, keys),
@@ -26,6 +26,8 @@ export async function consoleStatus(redis: RedisClient, keys: Keys, generation: 
     writes,
     exports: exports.filter((e) => e !== null),
     servedGeneration: generation?.id ?? null,
+    /** The query-api instance that answered (the console marks it among the components). */
+    servedBy,
   };
 }
 

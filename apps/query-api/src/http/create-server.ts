@@ -190,7 +190,7 @@ export function createServer(deps: ServerDeps): express.Express {
   });
 
   app.get('/v1/status', read, async (_req, res) => {
-    res.json(await consoleStatus(deps.redis, deps.keys, catalog.generation));
+    res.json(await consoleStatus(deps.redis, deps.keys, catalog.generation, config.instanceId));
   });
 
   app.post('/v1/tables/:table/compare', read, async (req, res) => {
