@@ -1,5 +1,7 @@
 // Shared helpers for the benchmarks: processes, timing, percentiles, tables.
 import { spawn } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,4 +82,22 @@ export function flashduckEnv(prefix, dataDir, work) {
     QUERY_API_HOST: '127.0.0.1',
     QUERY_API_CACHE_DIR: path.join(work, 'cache'),
   };
+}
+
+/** Writes the benchmark table: `rows` rows x 10 columns split over `files` CSV files `<dir>/part-<n>.csv`. */
+export async function generateCsvTable(dir, rows, files) {
+  await mkdir(dir, { recursive: true });
+  const db = await DuckDBInstance.create(':memory:');
+  const c = await db.connect();
+  const per = rows / files;
+  for (let f = 0; f < files; f++) {
+    await c.run(`COPY (
+      SELECT i AS id, i % 50000 AS customer_id, 'region_' || (i % 12) AS region, round(random() * 1000, 2) AS amount,
+             (random() * 100)::INTEGER AS quantity, DATE '2024-01-01' + (i % 365)::INTEGER AS day,
+             TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (i) SECOND AS created_at, i % 3 = 0 AS flag,
+             md5(i::VARCHAR) AS code, 'note ' || (i % 997) AS note
+      FROM range(${f * per}, ${(f + 1) * per}) r(i)) TO '${dir}/part-${f}.csv' (HEADER)`);
+  }
+  c.closeSync();
+  db.closeSync();
 }

@@ -5,7 +5,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { REDIS_URL, fmt, freePort, httpQuery, median, percentile, printTable, sleep, startApp, deletePrefix, flashduckEnv } from './lib.mjs';
+import { REDIS_URL, fmt, freePort, httpQuery, median, percentile, printTable, sleep, startApp, deletePrefix, flashduckEnv, generateCsvTable } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const FILES = 10;
@@ -23,20 +23,7 @@ const dataDir = path.join(work, 'data');
 const prefix = `fdbench-${process.pid}`;
 
 async function generate() {
-  await mkdir(staging, { recursive: true });
-  const db = await DuckDBInstance.create(':memory:');
-  const c = await db.connect();
-  const per = ROWS / FILES;
-  for (let f = 0; f < FILES; f++) {
-    await c.run(`COPY (
-      SELECT i AS id, i % 50000 AS customer_id, 'region_' || (i % 12) AS region, round(random() * 1000, 2) AS amount,
-             (random() * 100)::INTEGER AS quantity, DATE '2024-01-01' + (i % 365)::INTEGER AS day,
-             TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (i) SECOND AS created_at, i % 3 = 0 AS flag,
-             md5(i::VARCHAR) AS code, 'note ' || (i % 997) AS note
-      FROM range(${f * per}, ${(f + 1) * per}) r(i)) TO '${staging}/part-${f}.csv' (HEADER)`);
-  }
-  c.closeSync();
-  db.closeSync();
+  await generateCsvTable(staging, ROWS, FILES);
 }
 
 async function duckdbLoad(dir) {

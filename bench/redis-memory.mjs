@@ -1,12 +1,11 @@
 // Redis memory per table: what one table costs in Redis, by kind of key, beside the size of its source files.
 // 1M rows x 10 columns in 10 CSV files (as the read-path benchmark), built by one monitor and one cacher; then
 // one file is appended to, so a second version is published and the first one is retained for CACHER_RETAIN_MS.
-import { appendFile, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { appendFile, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
-import { REDIS_URL, deletePrefix, flashduckEnv, printTable, sleep, startApp } from './lib.mjs';
+import { REDIS_URL, deletePrefix, flashduckEnv, printTable, sleep, startApp, generateCsvTable } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const FILES = 10;
@@ -16,20 +15,7 @@ const prefix = `fdbenchmem-${process.pid}`;
 const mb = (b) => `${(b / 1024 / 1024).toFixed(1)} MB`;
 
 async function generate() {
-  await mkdir(path.join(dataDir, 'bench'), { recursive: true });
-  const db = await DuckDBInstance.create(':memory:');
-  const c = await db.connect();
-  const per = ROWS / FILES;
-  for (let f = 0; f < FILES; f++) {
-    await c.run(`COPY (
-      SELECT i AS id, i % 50000 AS customer_id, 'region_' || (i % 12) AS region, round(random() * 1000, 2) AS amount,
-             (random() * 100)::INTEGER AS quantity, DATE '2024-01-01' + (i % 365)::INTEGER AS day,
-             TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (i) SECOND AS created_at, i % 3 = 0 AS flag,
-             md5(i::VARCHAR) AS code, 'note ' || (i % 997) AS note
-      FROM range(${f * per}, ${(f + 1) * per}) r(i)) TO '${dataDir}/bench/part-${f}.csv' (HEADER)`);
-  }
-  c.closeSync();
-  db.closeSync();
+  await generateCsvTable(path.join(dataDir, 'bench'), ROWS, FILES);
 }
 
 /** MEMORY USAGE of every key under the prefix, summed by kind. */
