@@ -143,3 +143,10 @@ export function flashduckEnv(prefix: string, dataDir: string, work: string, redi
     QUERY_API_CACHE_DIR: path.join(work, 'cache'),
   };
 }
+
+/** Orders Redis stream ids ("<ms>-<seq>"): negative, zero or positive like a sort comparator. */
+export function compareStreamIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
+  return am === bm ? Number(as - bs) : am < bm ? -1 : 1;
+}

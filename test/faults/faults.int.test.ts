@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { WRITE_GROUP, createKeys } from '@flashduck/core';
 import { redisAnswers } from '@flashduck/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppProcess, freePort, query, removeDir, rowsOnDisk, tempDir, waitFor, writeAtomic } from '../helpers.js';
+import { AppProcess, compareStreamIds, freePort, query, removeDir, rowsOnDisk, tempDir, waitFor, writeAtomic } from '../helpers.js';
 
 const LOAD_MS = Number(process.env.FAULTS_LOAD_MS ?? 24_000);
 const ROLES = ['monitor', 'monitor', 'cacher', 'cacher', 'query-api', 'exporter', 'write-applier', 'write-applier'] as const;
@@ -220,10 +220,10 @@ describe('faults: SIGKILL of every component under load, and a Redis restart', (
       await waitFor('every acknowledged write applied', async () => {
         const applied = await redis.get(keys.tableWritesApplied('ledger'));
         const pending = (await redis.xpending(keys.tableWrites('ledger'), WRITE_GROUP)) as [number];
-        return applied !== null && compare(applied, last) >= 0 && Number(pending[0]) === 0;
+        return applied !== null && compareStreamIds(applied, last) >= 0 && Number(pending[0]) === 0;
       }, 120_000, 500);
       const reference = new Map<number, string>(Array.from({ length: 200 }, (_, i) => [i, `base-${i}`]));
-      for (const w of [...acked].sort((a, b) => compare(a.writeId.split('.')[1]!, b.writeId.split('.')[1]!))) {
+      for (const w of [...acked].sort((a, b) => compareStreamIds(a.writeId.split('.')[1]!, b.writeId.split('.')[1]!))) {
         for (const r of w.rows) {
           if (w.op === 'delete') reference.delete(r.id);
           else reference.set(r.id, r.v!);
@@ -264,12 +264,6 @@ describe('faults: SIGKILL of every component under load, and a Redis restart', (
     }
   }, 300_000);
 });
-
-function compare(a: string, b: string): number {
-  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
-  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
-  return am === bm ? Number(as - bs) : am < bm ? -1 : 1;
-}
 
 async function folderRows(dir: string): Promise<Record<string, unknown>[]> {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.csv'));

@@ -148,6 +148,9 @@ export async function startStack(options: {
     CACHER_LEASE_MS: '3000',
     CACHER_RECONCILE_MS: '1000',
     CACHER_READ_PARALLELISM: '1',
+    // One DuckDB thread per instance, as a pod with a one-core limit would run: a dozen processes share two cores here.
+    CACHER_THREADS: '1',
+    QUERY_THREADS: '1',
     EXPORTER_DEBOUNCE_MS: '200',
     EXPORTER_RECONCILE_MS: '1000',
     WRITER_POLL_MS: '100',

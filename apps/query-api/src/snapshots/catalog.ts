@@ -113,6 +113,7 @@ export class Catalog {
 
   private async refreshOnce(): Promise<void> {
     const { log } = this.o;
+    const started = Date.now();
     await mkdir(this.o.cacheDir, { recursive: true });
     const metas = await this.readMetas();
     const served = this.current?.tables ?? new Map<string, ServedTable>();
@@ -148,9 +149,16 @@ export class Catalog {
       if (!metas.has(name)) changes.push({ v: 1, type: 'dropped', table: name, version: 0, at: Date.now() });
     }
     if (changes.length || !this.current) {
+      const fetched = Date.now();
       await this.swap(next);
+      const now = Date.now();
       for (const c of changes) {
-        log.info({ table: c.table, version: c.version, type: c.type }, 'serving table version');
+        // fetchMs: metadata and snapshot files; swapMs: the new generation; sincePublishMs: from the cacher's publish.
+        const publishedAt = next.get(c.table)?.meta.updatedAt;
+        log.info(
+          { table: c.table, version: c.version, type: c.type, fetchMs: fetched - started, swapMs: now - fetched, sincePublishMs: publishedAt ? now - publishedAt : undefined },
+          'serving table version',
+        );
         for (const l of this.listeners) l(c);
       }
     }
