@@ -39,7 +39,7 @@ function cli(port: number, ...args: string[]): string {
   return r.stdout;
 }
 
-/** A local Redis Cluster of `masters` masters (no replicas), torn down by `stop`. */
+/** A local Redis Cluster of `masters` masters (and `replicas` replicas of each), torn down by `stop`. */
 export interface RedisCluster {
   readonly servers: RedisServer[];
   /** `redis+cluster://127.0.0.1:<p1>,…` */
@@ -48,29 +48,47 @@ export interface RedisCluster {
   readonly nodes: string;
   /** Keys held by each master. */
   keysPerNode(): number[];
+  /** The server that is master for `key`'s slot now. */
+  masterOf(key: string): RedisServer;
   stop(): Promise<void>;
 }
 
 /**
- * Starts `masters` redis-servers with cluster mode on and joins them with `redis-cli --cluster create`, then
- * waits until every node reports `cluster_state:ok`.
+ * Starts `masters × (1 + replicas)` redis-servers with cluster mode on and joins them with
+ * `redis-cli --cluster create`, then waits until every node reports `cluster_state:ok`. A master that stops
+ * answering for `nodeTimeoutMs` is replaced by its replica.
  */
-export async function startRedisCluster(dir: string, masters = 3): Promise<RedisCluster> {
+export async function startRedisCluster(dir: string, masters = 3, replicas = 0, nodeTimeoutMs = 5_000): Promise<RedisCluster> {
   const servers: RedisServer[] = [];
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
       const nodeDir = path.join(dir, `node-${i}`);
-      servers.push(await startRedisServer(nodeDir, ['--cluster-enabled', 'yes', '--cluster-config-file', path.join(nodeDir, 'nodes.conf'), '--cluster-node-timeout', '5000']));
+      servers.push(await startRedisServer(nodeDir, ['--cluster-enabled', 'yes', '--cluster-config-file', path.join(nodeDir, 'nodes.conf'), '--cluster-node-timeout', String(nodeTimeoutMs)]));
     }
     const addrs = servers.map((s) => `127.0.0.1:${s.port}`);
-    const r = spawnSync('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+    const r = spawnSync('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8' });
     if (r.status !== 0 || !/All 16384 slots covered/.test(r.stdout)) throw new Error(`redis-cli --cluster create failed: ${r.stdout}${r.stderr}`);
+    const alive = () => servers.filter((s) => s.proc.exitCode === null && s.proc.signalCode === null);
     await waitFor('cluster_state:ok on every node', () => servers.every((s) => /cluster_state:ok/.test(cli(s.port, 'cluster', 'info'))), 20_000, 100);
+    if (replicas) await waitFor('replicas in sync', () => servers.every((s) => !/role:slave/.test(cli(s.port, 'info', 'replication')) || /master_link_status:up/.test(cli(s.port, 'info', 'replication'))), 20_000, 100);
     return {
       servers,
       url: `redis+cluster://${addrs.join(',')}`,
       nodes: addrs.join(','),
       keysPerNode: () => servers.map((s) => Number(cli(s.port, 'dbsize').trim())),
+      masterOf(key: string) {
+        const probe = alive()[0]!;
+        const slot = Number(cli(probe.port, 'cluster', 'keyslot', key).trim());
+        for (const line of cli(probe.port, 'cluster', 'nodes').trim().split('\n')) {
+          const [, addr, flags, , , , , state, ...ranges] = line.split(' ');
+          if (!flags!.includes('master') || flags!.includes('fail') || state !== 'connected') continue;
+          for (const r of ranges) {
+            const [lo, hi] = r.split('-').map(Number) as [number, number];
+            if (slot >= lo && slot <= (hi ?? lo)) return servers.find((s) => addr!.startsWith(`127.0.0.1:${s.port}@`))!;
+          }
+        }
+        throw new Error(`no master serves slot ${slot}`);
+      },
       async stop() {
         await Promise.all(servers.map((s) => s.stop()));
       },

@@ -2,7 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /** Flags every Redis-side command accepts; each overrides its environment variable. */
 export const REDIS_FLAGS = {
-  'redis-url': { type: 'string', env: 'FLASHDUCK_REDIS_URL', help: 'Redis URL (FLASHDUCK_REDIS_URL, default redis://127.0.0.1:6379)' },
+  'redis-url': { type: 'string', env: 'FLASHDUCK_REDIS_URL', help: 'Redis URL: redis://host:port, redis+cluster://host:port,… or redis+sentinel://host:port,…/<master> (FLASHDUCK_REDIS_URL, default redis://127.0.0.1:6379)' },
   prefix: { type: 'string', env: 'FLASHDUCK_PREFIX', help: 'key prefix in Redis (FLASHDUCK_PREFIX, default fd)' },
 } as const;
 

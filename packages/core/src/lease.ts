@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { LuaScript, type RedisClient } from './redis.js';
+import { LuaScript, isRedisUnavailable, type RedisClient } from './redis.js';
 
 const acquireScript = LuaScript.load('lease-acquire-2');
 const releaseScript = LuaScript.load('lease-release-1');
+/** Retries of a release while Redis is unavailable (200 ms doubling: about 6 s in all). */
+const RELEASE_RETRIES = 5;
 
 /** Where a lease lives: its owner key and its fencing counter (same hash slot). */
 export interface LeaseKeys {
@@ -40,10 +42,21 @@ export class Lease {
     return epoch > 0;
   }
 
-  /** Releases if still held. */
+  /**
+   * Releases if still held. While Redis is briefly unavailable (a failover, a restart) it tries again for a
+   * few seconds: a release that is lost leaves the lease blocking every other holder until its TTL.
+   */
   async release(): Promise<void> {
     this.epochValue = 0;
-    await releaseScript.run(this.redis, [this.keys.owner], [this.token]);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await releaseScript.run(this.redis, [this.keys.owner], [this.token]);
+        return;
+      } catch (err) {
+        if (!isRedisUnavailable(err) || attempt >= RELEASE_RETRIES) throw err;
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
+    }
   }
 
   /** Who holds the lease now ("<token>|<epoch>"), or null. */

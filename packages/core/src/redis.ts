@@ -143,7 +143,7 @@ export async function connectOnce(config: RedisConfig, timeoutMs = 3_000): Promi
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err.name === 'MaxRetriesPerRequestError') return true;
-  return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|READONLY|LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|UNBLOCKED|All sentinels are unreachable|Failed to refresh slots cache|Cluster isn't ready/.test(err.message);
+  return /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|READONLY|LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|UNBLOCKED|All sentinels are unreachable|Failed to refresh slots cache|Cluster isn't ready|Too many Cluster redirections/.test(err.message);
 }
 
 /**
