@@ -127,6 +127,23 @@ describe('writes end to end (separate processes)', () => {
     expect(files).toHaveLength(10);
   }, 60_000);
 
+  it('leaves a file alone when a write changes nothing in it (the same upsert sent again): no new version', async () => {
+    const rowsIn = [{ id: 1, balance: 111 }];
+    const first = await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: rowsIn });
+    await query(port, 'SELECT 1', { after: first.body.writeId });
+    const tableVersion = async () => ((await (await fetch(`http://127.0.0.1:${port}/v1/tables/accounts`)).json()) as { version: number; files: { path: string; modifiedAt: string }[] });
+    const before = await tableVersion();
+    const again = await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: rowsIn });
+    const r = await query(port, 'SELECT balance FROM accounts WHERE id = 1', { after: again.body.writeId });
+    expect(r.body.rows).toEqual([{ balance: 111 }]);
+    expect((await status(again.body.writeId)).status).toBe('visible');
+    // Give the monitor a few polls: nothing changed on disk, so nothing is rebuilt.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const after = await tableVersion();
+    expect(after.version).toBe(before.version);
+    expect(after.files).toEqual(before.files);
+  });
+
   it('shows the writes stream in flashduck status', async () => {
     const { spawnSync } = await import('node:child_process');
     const out = spawnSync(process.execPath, [path.join(process.cwd(), 'apps/cli/dist/main.js'), 'status', '--json'], { env: { ...process.env, ...env }, encoding: 'utf8' });

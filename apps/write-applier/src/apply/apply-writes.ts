@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileKindOf, fsyncPath, walkDataDir, type FileFingerprint, type Logger, type TableMeta } from '@flashduck/core';
 import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
@@ -33,6 +33,25 @@ async function fingerprint(abs: string): Promise<FileFingerprint | null> {
     return { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, dev: s.dev };
   } catch {
     return null;
+  }
+}
+
+/** True when two files hold the same bytes (sizes first, then 1 MB at a time). */
+export async function sameBytes(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([stat(a).catch(() => null), stat(b).catch(() => null)]);
+  if (!sa || !sb || sa.size !== sb.size) return false;
+  const [fa, fb] = await Promise.all([open(a, 'r'), open(b, 'r')]);
+  try {
+    const ba = Buffer.alloc(1 << 20);
+    const bb = Buffer.alloc(1 << 20);
+    for (let pos = 0; pos < sa.size; ) {
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, ba.length, pos), fb.read(bb, 0, bb.length, pos)]);
+      if (ra.bytesRead !== rb.bytesRead || ra.bytesRead === 0 || !ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+      pos += ra.bytesRead;
+    }
+    return true;
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
   }
 }
 
@@ -70,7 +89,8 @@ export async function tableFiles(dataDir: string, table: string): Promise<{ file
  * format to a temp file in the same folder, fsynced, and renamed over the original, then the folder is
  * fsynced. Before each replace the original must be unchanged since it was read (a manual edit is
  * never overwritten: the batch is redone on the new content) and the lease must still be held.
- * Returns the replaced files with the mtime they got.
+ * Returns the files that hold the writes with the mtime they have (a file the batch would not change is left
+ * as it is and returned with its current mtime).
  */
 export async function applyWrites(
   deps: ApplyDeps,
@@ -126,16 +146,24 @@ export async function applyWrites(
         owned,
       );
       for (const r of rewritten) await fsyncPath(r.tmp, 'r+');
+      const replacedDirs = new Set<string>();
       for (const r of rewritten) {
         if (!sameFile(await fingerprint(r.file.abs), r.file.fingerprint)) {
           throw new ConcurrentEditError(`${r.file.path} changed while the write was being prepared; applying again on its new content`);
         }
         if (!(await deps.stillLeased())) throw new LeaseLostError(`lost the apply lease of table ${table}; another applier continues`);
+        // A batch that changes nothing in a file (the same upsert sent again) leaves it as it is: no new
+        // version, no rebuild. The write is visible once the snapshot holds the file as it is now.
+        if (r.file.fingerprint && (await sameBytes(r.tmp, r.file.abs))) {
+          changed.set(r.file.path, r.file.fingerprint);
+          continue;
+        }
         await rename(r.tmp, r.file.abs);
+        replacedDirs.add(path.dirname(r.file.abs));
         const after = await fingerprint(r.file.abs);
         if (after) changed.set(r.file.path, after);
       }
-      for (const dir of new Set(rewritten.map((r) => path.dirname(r.file.abs)))) await fsyncPath(dir);
+      for (const dir of replacedDirs) await fsyncPath(dir);
     } finally {
       closeDuckDB(db);
       for (const t of temps) await rm(t, { force: true });
