@@ -1,4 +1,5 @@
-import { DelayedError, Queue, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, type Job } from 'bullmq';
+import { superviseWorker } from '@flashduck/core/queue';
 import {
   HeartbeatPublisher,
   Lease,
@@ -115,10 +116,17 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
     }
   }
 
-  const workerConn = createRedis(config, 'worker', log, 'cacher-worker');
-  const worker = new Worker(
-    QUEUES.scanDiffs,
-    async (job: Job, token?: string) => {
+  const supervised = superviseWorker({
+    name: QUEUES.scanDiffs,
+    queue: diffQueue,
+    log,
+    stallMs: config.queueStallMs,
+    connect: () => createRedis(config, 'worker', log, 'cacher-worker'),
+    attach: (w) => {
+      w.on('failed', (job, err) => log.warn({ jobId: job?.id, err: { message: err.message } }, 'scan diff job failed'));
+      w.on('error', (err) => log.warn({ err: { message: err.message } }, 'cacher worker error'));
+    },
+    processor: async (job: Job, token?: string) => {
       const d = decode(ScanDiff, job.data);
       if (!d.ok) {
         badMessages.inc();
@@ -137,16 +145,8 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
       if (result.outcome === 'refused') throw new Error(`publishing ${diff.table} was refused (lease lost); retrying`);
       return result;
     },
-    {
-      connection: workerConn,
-      prefix: keys.bullPrefix,
-      concurrency: config.concurrency,
-      stalledInterval: 15_000,
-      maxStalledCount: 100,
-    },
-  );
-  worker.on('failed', (job, err) => log.warn({ jobId: job?.id, err: { message: err.message } }, 'scan diff job failed'));
-  worker.on('error', (err) => log.warn({ err: { message: err.message } }, 'cacher worker error'));
+    workerOptions: { prefix: keys.bullPrefix, concurrency: config.concurrency, stalledInterval: 15_000, maxStalledCount: 100 },
+  });
 
   let reconciling: Promise<void> | null = null;
   async function reconcileOnce(): Promise<void> {
@@ -172,7 +172,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
   };
   const timer = setInterval(() => void reconcile(), config.reconcileMs);
   heartbeat.start();
-  await worker.waitUntilReady();
+  await supervised.waitUntilReady();
   void reconcile();
   log.info({ format: config.snapshotFormat, concurrency: config.concurrency }, 'cacher started');
 
@@ -187,13 +187,12 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
       stopping ??= (async () => {
         clearInterval(timer);
         // Worker.close waits for the running build: it either publishes or leaves the diff to be redone.
-        await worker.close();
+        await supervised.close();
         await reconciling;
         await heartbeat.stop();
         await Promise.all([diffQueue.close(), exportQueue.close(), deadLetters.close()]);
         await reader.close();
         await closeRedis(queueConn);
-        await closeRedis(workerConn);
         await closeRedis(redis);
         log.info('cacher stopped');
       })();

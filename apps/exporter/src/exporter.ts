@@ -1,5 +1,6 @@
 import { mkdir, readdir } from 'node:fs/promises';
-import { DelayedError, Queue, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, type Job } from 'bullmq';
+import { superviseWorker } from '@flashduck/core/queue';
 import {
   HeartbeatPublisher,
   Lease,
@@ -56,11 +57,12 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
   const keys = createKeys(config.prefix);
   const redis = createRedis(config, 'worker', log, 'exporter');
   const queueConn = createRedis(config, 'worker', log, 'exporter-queue');
-  const workerConn = createRedis(config, 'worker', log, 'exporter-worker');
   const queue = new Queue(QUEUES.snapshots, { connection: queueConn, prefix: keys.bullPrefix });
   await mkdir(config.exportDir, { recursive: true });
   const options = { compression: config.compression, rowGroupSize: config.rowGroupSize, workDir: config.workDir, memoryLimitMb: config.memoryLimitMb };
   let last: Record<string, unknown> = {};
+  /** When the reconcile loop and the queue worker last did something (shown in the heartbeat). */
+  const activity = { reconcileStartedAt: 0, reconcileEndedAt: 0, jobAt: 0 };
   // A table that keeps changing is still exported at least this often.
   const maxWaitMs = Math.max(5 * config.debounceMs, 10_000);
 
@@ -69,9 +71,10 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
     instance: config.instanceId,
     intervalMs: config.heartbeatMs,
     info: async () => {
-      const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'failed');
-      for (const [state, n] of Object.entries(counts)) queueDepth.set({ state }, n);
-      return { exportDir: config.exportDir, compression: config.compression, queue: counts, last };
+      // Bounded: a queue that does not answer (Redis failing over) must not stop the heartbeat.
+      const counts = await Promise.race([queue.getJobCounts('wait', 'active', 'delayed', 'failed'), new Promise<null>((r) => setTimeout(() => r(null), 2_000).unref())]);
+      if (counts) for (const [state, n] of Object.entries(counts)) queueDepth.set({ state }, n);
+      return { exportDir: config.exportDir, compression: config.compression, queue: counts ?? 'no answer', last, activity };
     },
   });
 
@@ -122,9 +125,21 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
     });
   }
 
-  const worker = new Worker(
-    QUEUES.snapshots,
-    async (job: Job, token?: string) => {
+  const supervised = superviseWorker({
+    name: QUEUES.snapshots,
+    queue,
+    log,
+    stallMs: config.queueStallMs,
+    connect: () => createRedis(config, 'worker', log, 'exporter-worker'),
+    attach: (w) => {
+      w.on('failed', (job, err) => {
+        exportsTotal.inc({ outcome: 'failed' });
+        log.warn({ jobId: job?.id, err: { message: err.message } }, 'export failed; retrying');
+      });
+      w.on('error', (err) => log.warn({ err: { message: err.message } }, 'exporter worker error'));
+    },
+    processor: async (job: Job, token?: string) => {
+      activity.jobAt = Date.now();
       const d = decode(SnapshotEvent, job.data);
       if (!d.ok) {
         log.error({ jobId: job.id, error: d.error }, 'bad snapshot event; skipped');
@@ -149,16 +164,12 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
       if (r === 'busy') await delay(Date.now() + 500);
       return r === 'current' ? { outcome: 'current' } : { outcome: 'written', version: meta.version };
     },
-    { connection: workerConn, prefix: keys.bullPrefix, concurrency: 1, stalledInterval: 15_000, maxStalledCount: 100 },
-  );
-  worker.on('failed', (job, err) => {
-    exportsTotal.inc({ outcome: 'failed' });
-    log.warn({ jobId: job?.id, err: { message: err.message } }, 'export failed; retrying');
+    workerOptions: { prefix: keys.bullPrefix, concurrency: 1, stalledInterval: 15_000, maxStalledCount: 100 },
   });
-  worker.on('error', (err) => log.warn({ err: { message: err.message } }, 'exporter worker error'));
 
   let reconciling: Promise<void> | null = null;
   async function reconcileOnce(): Promise<void> {
+    activity.reconcileStartedAt = Date.now();
     const tables = new Set(await redis.smembers(keys.tables));
     const bucket = Math.floor(Date.now() / Math.max(config.reconcileMs, 1_000));
     for (const table of tables) {
@@ -191,13 +202,14 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
     reconciling ??= reconcileOnce()
       .catch((err: unknown) => log.warn({ err: { message: errorMessage(err) } }, 'export reconcile failed'))
       .finally(() => {
+        activity.reconcileEndedAt = Date.now();
         reconciling = null;
       });
     return reconciling;
   };
   const timer = setInterval(() => void reconcile(), config.reconcileMs);
   heartbeat.start();
-  await worker.waitUntilReady();
+  await supervised.waitUntilReady();
   void reconcile();
   log.info({ exportDir: config.exportDir, compression: config.compression, debounceMs: config.debounceMs }, 'exporter started');
 
@@ -210,12 +222,11 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
       stopping ??= (async () => {
         clearInterval(timer);
         // Worker.close waits for the export in flight: it is renamed into place, or left to be redone.
-        await worker.close();
+        await supervised.close();
         await reconciling;
         await heartbeat.stop();
         await queue.close();
         await closeRedis(queueConn);
-        await closeRedis(workerConn);
         await closeRedis(redis);
         log.info('exporter stopped');
       })();

@@ -94,6 +94,8 @@ export interface CommonConfig {
   readonly instanceId: string;
   /** How often each instance publishes its heartbeat; it counts as gone after three intervals without one. */
   readonly heartbeatMs: number;
+  /** A queue worker that takes no job for this long while jobs wait is replaced (cacher, exporter). */
+  readonly queueStallMs: number;
   /** How long SIGTERM may take before the process exits anyway. */
   readonly shutdownMs: number;
   /** Refuse to start when Redis may evict keys (otherwise: a loud warning). */
@@ -139,6 +141,7 @@ export function readCommonConfig(r: EnvReader): CommonConfig {
     logLevel: r.oneOf('FLASHDUCK_LOG_LEVEL', LOG_LEVELS, 'info'),
     instanceId,
     heartbeatMs: r.int('FLASHDUCK_HEARTBEAT_MS', 5_000, { min: 100, max: 60_000 }),
+    queueStallMs: r.int('FLASHDUCK_QUEUE_STALL_MS', 15_000, { min: 1_000 }),
     shutdownMs: r.int('FLASHDUCK_SHUTDOWN_MS', 20_000, { min: 100 }),
     requireNoEviction: r.bool('FLASHDUCK_REQUIRE_NOEVICTION', false),
   };
