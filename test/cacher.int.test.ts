@@ -99,6 +99,8 @@ describe('cacher rebuilds', () => {
     const reusedBefore = await reused();
     await appendFile(path.join(stack.dataDir, 'parts', 'p2.csv'), '22,220\n');
     await waitFor('parts updated', async () => (await rows(port, 'SELECT count(*) AS n FROM parts'))[0]?.n === 4);
+    // The cacher stores the new fragments (and counts reused parts) just after it publishes the snapshot.
+    await waitFor('fragments stored', async () => (await fragments('parts'))['parts/p2.csv']!.blob !== before['parts/p2.csv']!.blob && (await reused()) > reusedBefore);
     const after = await fragments('parts');
     expect(after['parts/p1.csv']!.blob).toBe(before['parts/p1.csv']!.blob);
     expect(after['parts/p3.csv']!.blob).toBe(before['parts/p3.csv']!.blob);
