@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { Redis } from 'ioredis';
+import { deletePrefix as deleteKeys, stackEnv } from '@flashduck/core/testing';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -59,30 +59,11 @@ export function printTable(header, rows) {
 
 /** Deletes every key under a benchmark's prefix (never FLUSHALL: the Redis may be shared). */
 export async function deletePrefix(prefix) {
-  const r = new Redis(REDIS_URL);
-  let cursor = '0';
-  do {
-    const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await r.unlink(...keys);
-  } while (cursor !== '0');
-  r.disconnect();
+  await deleteKeys(REDIS_URL, prefix);
 }
 
 /** The settings every component of a benchmark stack shares: Redis, prefix, data folder, and folders under `work`. */
-export function flashduckEnv(prefix, dataDir, work) {
-  return {
-    FLASHDUCK_REDIS_URL: REDIS_URL,
-    FLASHDUCK_PREFIX: prefix,
-    FLASHDUCK_DATA_DIR: dataDir,
-    FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
-    CACHER_WORK_DIR: path.join(work, 'cacher'),
-    EXPORTER_WORK_DIR: path.join(work, 'exporter'),
-    WRITER_WORK_DIR: path.join(work, 'writer'),
-    QUERY_API_HOST: '127.0.0.1',
-    QUERY_API_CACHE_DIR: path.join(work, 'cache'),
-  };
-}
+export const flashduckEnv = (prefix, dataDir, work) => stackEnv(prefix, dataDir, work, REDIS_URL);
 
 /** Writes the benchmark table: `rows` rows x 10 columns split over `files` CSV files `<dir>/part-<n>.csv`. */
 export async function generateCsvTable(dir, rows, files) {

@@ -6,7 +6,6 @@ import { fileURLToPath } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-import { TEST_REDIS_URL } from '@flashduck/core/testing';
 export { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '@flashduck/core/testing';
 
 /** A temp folder, removed by `cleanup`. */
@@ -126,27 +125,38 @@ export async function rowsOnDisk(dir: string, orderBy = 'id'): Promise<Record<st
 }
 
 
-/**
- * The settings every component of a test stack shares: Redis and prefix, the data folder, and the export,
- * scratch and cache folders under `work`. Tests add their own tuning on top.
- */
-export function flashduckEnv(prefix: string, dataDir: string, work: string, redisUrl: string = TEST_REDIS_URL): Record<string, string> {
-  return {
-    FLASHDUCK_REDIS_URL: redisUrl,
-    FLASHDUCK_PREFIX: prefix,
-    FLASHDUCK_DATA_DIR: dataDir,
-    FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
-    CACHER_WORK_DIR: path.join(work, 'cacher'),
-    EXPORTER_WORK_DIR: path.join(work, 'exporter'),
-    WRITER_WORK_DIR: path.join(work, 'writer'),
-    QUERY_API_HOST: '127.0.0.1',
-    QUERY_API_CACHE_DIR: path.join(work, 'cache'),
-  };
-}
+export { stackEnv as flashduckEnv } from '@flashduck/core/testing';
 
 /** Orders Redis stream ids ("<ms>-<seq>"): negative, zero or positive like a sort comparator. */
 export function compareStreamIds(a: string, b: string): number {
   const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
   const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
   return am === bm ? Number(as - bs) : am < bm ? -1 : 1;
+}
+
+/** POSTs JSON to a component and returns the status with the parsed body. */
+export async function post(port: number, p: string, body: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://127.0.0.1:${port}${p}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.status, body: await res.json() };
+}
+
+/** True when a query-api serves `tables` tables and each one's export is the version it serves. */
+export async function exportsCurrent(port: number, tables: number): Promise<boolean> {
+  const s = (await (await fetch(`http://127.0.0.1:${port}/v1/status`)).json()) as { tables: { name: string; version: number }[]; exports: { table: string; version: number }[] };
+  return s.tables.length === tables && s.tables.every((t) => s.exports.some((e) => e.table === t.name && e.version === t.version));
+}
+
+/** The rows (k, n) of every CSV file in a folder, read with DuckDB, ordered: what a churn table must serve. */
+export async function csvFolderRows(dir: string): Promise<{ k: unknown; n: number }[]> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.csv'));
+  if (!files.length) return [];
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  try {
+    const r = await conn.runAndReadAll(`SELECT k, n FROM read_csv([${files.map((f) => `'${path.join(dir, f)}'`).join(',')}], header=true, union_by_name=true, columns={'k':'VARCHAR','n':'BIGINT'}) ORDER BY k, n`);
+    return r.getRowObjectsJS().map((row) => ({ k: row.k, n: Number(row.n) }));
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
 }

@@ -1,12 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, query, removeDir, rows, rowsOnDisk, tempDir, uniquePrefix, waitFor, flashduckEnv } from '../helpers.js';
-
-async function post(port: number, p: string, body: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://127.0.0.1:${port}${p}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: res.status, body: await res.json() };
-}
+import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, post, query, removeDir, rows, rowsOnDisk, tempDir, uniquePrefix, waitFor, flashduckEnv } from '../helpers.js';
 
 describe('writes end to end (separate processes)', () => {
   const prefix = uniquePrefix('writes');

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { WRITE_GROUP, createKeys } from '@flashduck/core';
 import { redisAnswers } from '@flashduck/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppProcess, compareStreamIds, freePort, query, removeDir, rowsOnDisk, tempDir, waitFor, writeAtomic } from '../helpers.js';
+import { AppProcess, compareStreamIds, csvFolderRows, freePort, query, removeDir, rowsOnDisk, tempDir, waitFor, writeAtomic } from '../helpers.js';
 
 const LOAD_MS = Number(process.env.FAULTS_LOAD_MS ?? 24_000);
 const ROLES = ['monitor', 'monitor', 'cacher', 'cacher', 'query-api', 'exporter', 'write-applier', 'write-applier'] as const;
@@ -209,7 +209,7 @@ describe('faults: SIGKILL of every component under load, and a Redis restart', (
 
     // Convergence: the folder, the writes and the exports, as they are now.
     await waitFor('churn snapshot equals the folder', async () => {
-      const expected = await folderRows(path.join(dataDir, 'churn'));
+      const expected = await csvFolderRows(path.join(dataDir, 'churn'));
       const served = await query(readPort, 'SELECT k, n FROM churn ORDER BY k, n');
       return served.status === 200 && JSON.stringify(served.body.rows) === JSON.stringify(expected);
     }, 120_000, 500);
@@ -264,20 +264,6 @@ describe('faults: SIGKILL of every component under load, and a Redis restart', (
     }
   }, 300_000);
 });
-
-async function folderRows(dir: string): Promise<Record<string, unknown>[]> {
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.csv'));
-  const db = await DuckDBInstance.create(':memory:');
-  const conn = await db.connect();
-  try {
-    if (files.length === 0) return [];
-    const r = await conn.runAndReadAll(`SELECT k, n FROM read_csv([${files.map((f) => `'${path.join(dir, f)}'`).join(',')}], header=true, union_by_name=true) ORDER BY k, n`);
-    return r.getRowObjectsJS().map((row) => ({ k: row.k, n: Number(row.n) }));
-  } finally {
-    conn.closeSync();
-    db.closeSync();
-  }
-}
 
 async function duckdbCount(file: string): Promise<number> {
   await stat(file);

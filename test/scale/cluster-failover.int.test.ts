@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { query, removeDir, rows, tempDir, uniquePrefix, waitFor, writeAtomic } from '../helpers.js';
+import { exportsCurrent, query, removeDir, rows, tempDir, uniquePrefix, waitFor, writeAtomic } from '../helpers.js';
 import { startRedisCluster, type RedisCluster } from '../redis-servers.js';
 import { startStack, type Stack } from './scenario.js';
 
@@ -74,10 +74,7 @@ describe('Redis Cluster master failover', () => {
     const servedMs = Date.now() - killedAt;
     // Releases that fail while the master is down are retried, so exports catch up within seconds (at worst one
     // lease TTL, for a lease whose release was lost with the master).
-    await waitFor('exports current', async () => {
-      const s = (await (await fetch(`http://127.0.0.1:${port}/v1/status`)).json()) as { tables: { name: string; version: number }[]; exports: { table: string; version: number }[] };
-      return s.tables.length === 2 && s.tables.every((t) => s.exports.some((e) => e.table === t.name && e.version === t.version));
-    }, 30_000, 200).catch(async (err: unknown) => {
+    await waitFor('exports current', () => exportsCurrent(port, 2), 30_000, 200).catch(async (err: unknown) => {
       const exporter = stack.procs.find((p) => p.app === 'exporter')!;
       const status = await (await fetch(`http://127.0.0.1:${port}/v1/status`)).text();
       throw new Error(`${(err as Error).message}\nstatus: ${status}\nexporter log:\n${exporter.logs.slice(-40).join('\n')}`);

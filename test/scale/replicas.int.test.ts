@@ -1,9 +1,8 @@
 import { appendFile, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AppProcess, TEST_REDIS_URL, compareStreamIds, deletePrefix, query, removeDir, rows, rowsOnDisk, tempDir, uniquePrefix, waitFor, writeAtomic } from '../helpers.js';
+import { AppProcess, TEST_REDIS_URL, compareStreamIds, csvFolderRows, deletePrefix, exportsCurrent, query, removeDir, rows, rowsOnDisk, tempDir, uniquePrefix, waitFor, writeAtomic } from '../helpers.js';
 import { SCALE_COMPONENTS, assertCleanLogs, readParquet, scrapeCounter, startStack, type Component, type Stack } from './scenario.js';
 
 const STEPS = Number(process.env.SCALE_STEPS ?? 50);
@@ -51,20 +50,6 @@ function versionSpreads(replicas: AppProcess[], since: number): number[] {
     if (times.every(Number.isFinite) && Math.min(...times) >= since) spreads.push(Math.max(...times) - Math.min(...times));
   }
   return spreads.sort((a, b) => a - b);
-}
-
-async function folderRows(dir: string): Promise<unknown[]> {
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.csv'));
-  if (!files.length) return [];
-  const db = await DuckDBInstance.create(':memory:');
-  const conn = await db.connect();
-  try {
-    const r = await conn.runAndReadAll(`SELECT k, n FROM read_csv([${files.map((f) => `'${path.join(dir, f)}'`).join(',')}], header=true, union_by_name=true, columns={'k':'VARCHAR','n':'BIGINT'}) ORDER BY k, n`);
-    return r.getRowObjectsJS().map((row) => ({ k: row.k, n: Number(row.n) }));
-  } finally {
-    conn.closeSync();
-    db.closeSync();
-  }
 }
 
 /**
@@ -127,7 +112,7 @@ describe('many replicas of every component: the same results as one instance', (
         await sleep(200);
       }
 
-      const expectedChurn = await folderRows(churnDir);
+      const expectedChurn = await csvFolderRows(churnDir);
       const written: Record<string, unknown[]> = {};
       for (const t of WRITE_TABLES) {
         written[t] = await waitFor(`writes to ${t} visible`, async () => {
@@ -141,10 +126,7 @@ describe('many replicas of every component: the same results as one instance', (
           await waitFor(`${t} converged on ${port}`, async () => JSON.stringify(await rows(port, `SELECT id, v FROM ${t} ORDER BY id`)) === JSON.stringify(written[t]), 30_000, 200);
         }
       }
-      await waitFor('exports current', async () => {
-        const s = (await (await fetch(`http://127.0.0.1:${ports[0]}/v1/status`)).json()) as { tables: { name: string; version: number }[]; exports: { table: string; version: number }[] };
-        return s.tables.length === TABLES.length && s.tables.every((t) => s.exports.some((e) => e.table === t.name && e.version === t.version));
-      }, 60_000, 200);
+      await waitFor('exports current', () => exportsCurrent(ports[0]!, TABLES.length), 60_000, 200);
       await during;
       await extra?.after();
       assertCleanLogs(stack.procs);

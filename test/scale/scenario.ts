@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { AppProcess, ROOT, flashduckEnv, freePort, query, removeDir, rows, rowsOnDisk, tempDir, waitFor, writeAtomic } from '../helpers.js';
+import { AppProcess, ROOT, exportsCurrent, flashduckEnv, freePort, post, query, removeDir, rows, rowsOnDisk, tempDir, waitFor, writeAtomic } from '../helpers.js';
 
 /**
  * One fixed workload through every path of FlashDuck — files in, queries out, writes applied to the files,
@@ -85,11 +85,6 @@ export async function readParquet(file: string): Promise<unknown[]> {
     conn.closeSync();
     db.closeSync();
   }
-}
-
-async function post(port: number, p: string, body: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://127.0.0.1:${port}${p}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: res.status, body: await res.json() };
 }
 
 async function answers(port: number): Promise<Record<string, unknown>> {
@@ -257,15 +252,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
 
     // Exports: every table's export is the version the query-api serves.
     const exportDir = env.FLASHDUCK_EXPORT_DIR!;
-    await waitFor(
-      'exports of the current versions',
-      async () => {
-        const s = (await (await fetch(`http://127.0.0.1:${ports[0]}/v1/status`)).json()) as { tables: { name: string; version: number }[]; exports: { table: string; version: number }[] };
-        return s.tables.length === TABLES.length && s.tables.every((t) => s.exports.some((e) => e.table === t.name && e.version === t.version));
-      },
-      60_000,
-      200,
-    );
+    await waitFor('exports of the current versions', () => exportsCurrent(ports[0]!, TABLES.length), 60_000, 200);
     const exports: Record<string, unknown[]> = {};
     for (const t of TABLES) exports[t] = await readParquet(path.join(exportDir, `${t}.parquet`));
 

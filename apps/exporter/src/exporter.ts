@@ -71,10 +71,9 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
     instance: config.instanceId,
     intervalMs: config.heartbeatMs,
     info: async () => {
-      // Bounded: a queue that does not answer (Redis failing over) must not stop the heartbeat.
-      const counts = await Promise.race([queue.getJobCounts('wait', 'active', 'delayed', 'failed'), new Promise<null>((r) => setTimeout(() => r(null), 2_000).unref())]);
-      if (counts) for (const [state, n] of Object.entries(counts)) queueDepth.set({ state }, n);
-      return { exportDir: config.exportDir, compression: config.compression, queue: counts ?? 'no answer', last, activity };
+      const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'failed');
+      for (const [state, n] of Object.entries(counts)) queueDepth.set({ state }, n);
+      return { exportDir: config.exportDir, compression: config.compression, queue: counts, last, activity };
     },
   });
 

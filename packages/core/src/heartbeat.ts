@@ -4,6 +4,7 @@ import type { Logger } from './logger.js';
 import { Heartbeat, decode, encode } from './messages.js';
 import { gauge } from './metrics.js';
 import type { RedisClient } from './redis.js';
+import { within } from './within.js';
 
 const instanceInfo = gauge('flashduck_instance_info', 'One series per component instance in this process: its stable id (FLASHDUCK_INSTANCE_ID, else POD_NAME, else host-pid)', ['component', 'instance', 'host']);
 
@@ -45,7 +46,9 @@ export class HeartbeatPublisher {
   }
 
   async beat(): Promise<void> {
-    const info = (await this.options.info?.()) ?? {};
+    // Bounded: figures that cannot be read now (a queue while Redis fails over) must not stop the beat.
+    const figures = this.options.info?.() ?? {};
+    const info = (await within(Promise.resolve(figures), Math.min(2_000, this.intervalMs))) ?? { unavailable: true };
     const hb: Heartbeat = {
       v: 1,
       component: this.options.component,

@@ -17,3 +17,4 @@ export * from './table-meta.js';
 export * from './table-names.js';
 export * from './write-streams.js';
 export * from './redis-target.js';
+export * from './within.js';

@@ -2,6 +2,7 @@ import { Worker, type Job, type Queue, type WorkerOptions } from 'bullmq';
 import type { Logger } from '../logger.js';
 import { counter } from '../metrics.js';
 import { closeRedis, type RedisClient } from '../redis.js';
+import { within } from '../within.js';
 
 const replacedTotal = counter('flashduck_queue_workers_replaced_total', 'Queue workers replaced after taking no job while jobs were waiting', ['queue']);
 
@@ -28,9 +29,6 @@ export interface SupervisedWorker {
   /** Stops supervising and closes the worker, waiting for the jobs in flight. */
   close(): Promise<void>;
 }
-
-const within = <T>(p: Promise<T>, ms: number): Promise<T | null> =>
-  Promise.race([p, new Promise<null>((resolve) => setTimeout(() => resolve(null), ms).unref())]);
 
 /**
  * Runs a BullMQ worker and watches it. After a Redis failover (Sentinel or Cluster) a worker's blocking

@@ -1,9 +1,28 @@
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import { parseRedisTarget } from '../redis-target.js';
 
 /** Redis URL for tests (a real server; never a mock). */
 export const TEST_REDIS_URL = process.env.FLASHDUCK_TEST_REDIS_URL ?? process.env.FLASHDUCK_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/**
+ * The settings every component of a test or benchmark stack shares: Redis and prefix, the data folder, and
+ * the export, scratch and cache folders under `work`. Callers add their own tuning on top.
+ */
+export function stackEnv(prefix: string, dataDir: string, work: string, redisUrl: string = TEST_REDIS_URL): Record<string, string> {
+  return {
+    FLASHDUCK_REDIS_URL: redisUrl,
+    FLASHDUCK_PREFIX: prefix,
+    FLASHDUCK_DATA_DIR: dataDir,
+    FLASHDUCK_EXPORT_DIR: path.join(work, 'exports'),
+    CACHER_WORK_DIR: path.join(work, 'cacher'),
+    EXPORTER_WORK_DIR: path.join(work, 'exporter'),
+    WRITER_WORK_DIR: path.join(work, 'writer'),
+    QUERY_API_HOST: '127.0.0.1',
+    QUERY_API_CACHE_DIR: path.join(work, 'cache'),
+  };
+}
 
 /** A prefix no other test or deployment uses. */
 export function uniquePrefix(label = 't'): string {
