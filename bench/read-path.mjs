@@ -5,7 +5,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { REDIS_URL, fmt, freePort, httpQuery, median, percentile, printTable, sleep, startApp, deletePrefix, flashduckEnv, generateCsvTable } from './lib.mjs';
+import { fmt, freePort, httpQuery, median, percentile, printTable, sleep, startApp, deletePrefix, flashduckEnv, generateCsvTable } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const FILES = 10;

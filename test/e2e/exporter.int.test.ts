@@ -10,7 +10,7 @@ import { AppProcess, ROOT, TEST_REDIS_URL, deletePrefix, removeDir, tempDir, uni
 /** Reads a Parquet file with hyparquet: an independent reader (pure JavaScript, not DuckDB). */
 async function readIndependently(file: string) {
   const buf = await readFile(file);
-  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
   const meta = parquetMetadata(ab);
   const rows = (await parquetReadObjects({ file: ab, compressors })) as Record<string, unknown>[];
   return {
@@ -25,7 +25,7 @@ async function duckdb<T>(fn: (run: (sql: string) => Promise<Record<string, unkno
   const conn = await db.connect();
   try {
     await conn.run(`SET TimeZone='UTC'`);
-    return await fn(async (sql) => (await conn.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[]);
+    return await fn(async (sql) => (await conn.runAndReadAll(sql)).getRowObjectsJS());
   } finally {
     conn.closeSync();
     db.closeSync();

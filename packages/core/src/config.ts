@@ -169,7 +169,7 @@ export function isInside(parent: string, child: string): boolean {
 /** The environment variables a config loader reads (it is run against an empty, recording environment). */
 export function configVariables(load: (env: NodeJS.ProcessEnv) => unknown): string[] {
   const seen = new Set<string>();
-  const env = new Proxy({} as NodeJS.ProcessEnv, {
+  const env = new Proxy<NodeJS.ProcessEnv>({}, {
     get(_target, key) {
       if (typeof key === 'string') seen.add(key);
       return undefined;

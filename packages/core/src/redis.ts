@@ -23,7 +23,7 @@ export type RedisRole = 'worker' | 'request' | 'subscriber';
  * Connection settings from a Redis URL and an optional CA file: `redis://user:password@host:port/db` (ACL
  * user), `rediss://…` for TLS (verified against the system CAs, or `caFile`).
  */
-export function connectionOptions(url: string, caFile?: string | undefined): RedisOptions {
+export function connectionOptions(url: string, caFile?: string): RedisOptions {
   const u = new URL(url);
   const options: RedisOptions = {};
   if (u.username) options.username = decodeURIComponent(u.username);

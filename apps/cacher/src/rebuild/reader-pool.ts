@@ -131,7 +131,7 @@ export class ReaderPool implements FileReader {
         (err: unknown) => {
           clearTimeout(timer);
           worker.busy = null;
-          reject(err as Error);
+          reject(err);
           this.release();
         },
       );

@@ -201,7 +201,7 @@ export async function encodeArrowStream(
       type: new A.Struct(schema.fields),
       length: pending,
       nullCount: 0,
-      children: children.map((c) => c.data[0]!),
+      children: children.map((c) => c.data[0] as A.Data),
     });
     writer.write(new A.RecordBatch(schema, data));
     pending = 0;
@@ -298,7 +298,7 @@ function toDuckValues(vector: A.Vector, from: number, to: number): DuckDBValue[]
 
 function locate(vector: A.Vector, i: number): { data: A.Data; index: number } {
   let index = i;
-  for (const data of vector.data) {
+  for (const data of vector.data as A.Data[]) {
     if (index < data.length) return { data, index };
     index -= data.length;
   }
@@ -326,7 +326,7 @@ export async function loadArrowStream(
   const reader = A.RecordBatchReader.from(bytes);
   reader.open();
   const schema = reader.schema;
-  const stageTypes = schema.fields.map((f) => duckTypeOfArrow(f.type));
+  const stageTypes = schema.fields.map((f) => duckTypeOfArrow(f.type as A.DataType));
   const stage = `__stage_${target.table}`;
   const cols = schema.fields.map((f, i) => `${quoteIdent(f.name)} ${stageTypes[i]!.toString()}`);
   await conn.run(`CREATE TEMP TABLE ${quoteIdent(stage)} (${cols.join(', ')})`);

@@ -61,8 +61,8 @@ const overrides: Partial<Record<DuckDBTypeId, DuckDBValueConverter<Json>>> = {
 const byTypeId = {} as Record<DuckDBTypeId, DuckDBValueConverter<Json> | undefined>;
 for (const id of Object.values(DuckDBTypeId)) {
   if (typeof id !== 'number') continue;
-  byTypeId[id as DuckDBTypeId] =
-    overrides[id as DuckDBTypeId] ?? ((value: DuckDBValue, type: DuckDBType, conv: DuckDBValueConverter<Json>) => base(value, type, conv));
+  byTypeId[id] =
+    overrides[id] ?? ((value: DuckDBValue, type: DuckDBType, conv: DuckDBValueConverter<Json>) => base(value, type, conv));
 }
 
 /**
