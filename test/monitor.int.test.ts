@@ -61,6 +61,39 @@ describe('monitor leader lease', () => {
     expect(await gen('a')).toBe(2);
   });
 
+  it('never records a table without a file renamed while the folder was being listed', async () => {
+    await mkdir(path.join(dataDir, 't'));
+    await writeFile(path.join(dataDir, 't', 'a.csv'), 'x\n1\n');
+    const m = await start('m1');
+    monitors.push(m);
+    await waitFor('t published', async () => (await gen('t')) >= 1);
+    const files = createKeys(prefix).tableFiles('t');
+    let renaming = true;
+    let renames = 0;
+    const renamer = (async () => {
+      // The table's only file changes its name without pause: every listing races a rename.
+      for (let i = 0; renaming; i++) {
+        await rename(path.join(dataDir, 't', i % 2 ? 'b.csv' : 'a.csv'), path.join(dataDir, 't', i % 2 ? 'a.csv' : 'b.csv'));
+        renames += 1;
+        if (i % 3 === 2) await new Promise((r) => setTimeout(r, 2)); // quiet moments, so some listings are stable
+      }
+    })();
+    const recorded: number[] = [];
+    const genBefore = await gen('t');
+    try {
+      for (let i = 0; i < 400; i++) {
+        await m.scanNow();
+        recorded.push(await redis.hlen(files)); // the manifest changes only while a scan publishes
+      }
+    } finally {
+      renaming = false;
+      await renamer;
+    }
+    console.log(`${recorded.length} scans during ${renames} renames; manifest sizes seen: ${[...new Set(recorded)].join(', ')}`);
+    expect(recorded.filter((n) => n !== 1)).toEqual([]);
+    expect(await gen('t')).toBeGreaterThan(genBefore + 10); // renames seen in stable moments are recorded
+  });
+
   it('a new leader misses no change made while no monitor ran', async () => {
     monitors.push(await start('m1'));
     await writeAtomic(path.join(dataDir, 'a.csv'), 'x\n1\n');

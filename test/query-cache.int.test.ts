@@ -67,4 +67,27 @@ describe('result cache and ETags', () => {
     expect(csv.headers.get('content-type')).toMatch(/csv/);
     expect(await csv.text()).toBe('id\n1\n2\n3\n');
   });
+
+  it('never answers from an old version when the query does not spell out the tables it reads', async () => {
+    // The table name is computed, or the query reads the catalog: its answer depends on every table's version.
+    const computed = "SELECT count(*) AS n FROM query_table('sa' || 'les')";
+    const catalog = "SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'sales'";
+    const n = async () => Number((await rows(stack.api.port, 'SELECT count(*) AS n FROM sales'))[0]?.n);
+    const before = await n();
+    for (const sql of [computed, catalog]) await get(sql); // cached now
+    expect((await get(computed)).headers.get('x-flashduck-cache')).toBe('hit');
+    const hit = await get(computed);
+    expect(Object.keys((await hit.json()).tables)).toEqual(['sales']);
+    await appendFile(path.join(stack.dataDir, 'sales.csv'), `${before + 10},1\n`);
+    await waitFor('new version served', async () => (await n()) === before + 1);
+    const after = await get(computed);
+    expect(after.headers.get('x-flashduck-cache')).toBe('miss');
+    expect((await after.json()).rows).toEqual([{ n: before + 1 }]);
+    // A new column makes the catalog answer change too.
+    const columns = async () => (await (await get(catalog)).json()).rows[0].n as number;
+    const cols = await columns();
+    await writeFile(path.join(stack.dataDir, 'sales.csv'), `id,amount,note\n1,10,x\n`);
+    await waitFor('a third column served', async () => (await rows(stack.api.port, 'SELECT * FROM sales LIMIT 1')).length === 1 && Object.keys((await rows(stack.api.port, 'SELECT * FROM sales LIMIT 1'))[0]!).length === 3);
+    expect(await columns()).toBeGreaterThan(cols);
+  });
 });

@@ -19,9 +19,9 @@ import {
   type RedisClient,
 } from '@flashduck/core';
 import type { CacherConfig } from './config.js';
-import { rebuildTable, type RebuildResult } from './build/rebuild-table.js';
+import { rebuildTable, type RebuildResult } from './rebuild/rebuild-table.js';
 import { collectRetired } from './store/fragments.js';
-import { InProcessReader, ReaderPool, type FileReader } from './build/reader-pool.js';
+import { InProcessReader, ReaderPool, type FileReader } from './rebuild/reader-pool.js';
 import os from 'node:os';
 import path from 'node:path';
 

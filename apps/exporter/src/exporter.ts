@@ -16,6 +16,7 @@ import {
   histogram,
   type Component,
   type Keys,
+  isTableGone,
   type Logger,
   type Readiness,
   type RedisClient,
@@ -111,8 +112,9 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
   async function dropNow(table: string): Promise<'busy' | boolean> {
     if (config.keepDropped) return false;
     return await withLease(table, async () => {
-      // Re-check under the lease: the table may have come back.
-      if (await readMeta(redis, keys, table)) return false;
+      // Re-check under the lease: the table may have come back. Only a table the folder lost is removed, never
+      // one Redis forgot (it lost its data: the monitor records the folder again and the table is rebuilt).
+      if (!(await isTableGone(redis, keys, table))) return false;
       const removed = await removeExport(redis, keys, config.exportDir, table);
       exportedVersion.remove({ table });
       exportBytes.remove({ table });

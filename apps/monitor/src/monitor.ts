@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { Queue } from 'bullmq';
 import {
@@ -23,6 +24,9 @@ import {
   type RedisClient,
   type ScannedFile,
   walkDataDir,
+  beginFolderRecord,
+  completeFolderRecord,
+  readFolderRecord,
 } from '@flashduck/core';
 import type { MonitorConfig } from './config.js';
 import { diffManifests, isEmptyDiff } from './scan/diff.js';
@@ -37,7 +41,14 @@ const filesGauge = gauge('flashduck_monitor_files', 'Data files per table', ['ta
 const leaderGauge = gauge('flashduck_monitor_leader', '1 when this monitor holds the leader lease');
 const pendingGauge = gauge('flashduck_monitor_unsettled_files', 'Files still being written (waiting for the settle window)');
 
+const stateLost = counter('flashduck_monitor_redis_state_lost_total', 'Times Redis had lost the folder record and every table was recorded again');
+
 type Manifest = Map<string, FileFingerprint>;
+
+/** A table whose folder changed during a scan is listed again after this long. */
+const RELIST_MS = 20;
+/** Consecutive changing listings of one table between two warnings. */
+const RELIST_WARN_EVERY = 100;
 
 export interface MonitorDeps {
   readonly config: MonitorConfig;
@@ -74,6 +85,7 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
   const lease = new Lease(redis, { owner: keys.leaseOwner('monitor'), epoch: keys.leaseEpoch('monitor') }, config.leaseMs, config.instanceId);
   const settle = new SettleTracker(config.settleMs);
   let manifests: Map<string, Manifest> | null = null;
+  const relisted = new Map<string, number>();
   let leader = false;
   let lastScan = { at: 0, ms: 0, files: 0, tables: 0, unsettled: 0 };
   let stopped = false;
@@ -148,8 +160,21 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
       // Status should show the new role now, not at the next beat.
       void heartbeat.beat().catch(() => undefined);
     }
+    // Redis is a cache of the folder: without a complete record (a first start, or Redis lost its data) every
+    // table is recorded again, diffed against what Redis holds now (nothing, after a loss).
+    const record = await readFolderRecord(redis, keys);
+    let recording: string | null = null;
+    if (record.state !== 'complete') {
+      if (record.state === 'missing' && manifests.size > 0) {
+        stateLost.inc();
+        log.warn({ tables: manifests.size }, 'Redis holds no record of the folder (it lost its data): recording every table again');
+      }
+      manifests = await loadManifests();
+      recording = randomUUID();
+      await beginFolderRecord(redis, keys, recording, now());
+    }
     const started = now();
-    const { files, refused } = await walkDataDir(config.dataDir);
+    const { files, refused, changing } = await walkDataDir(config.dataDir);
     const t = now();
     const current = new Map<string, Manifest>();
     const present = new Set<string>();
@@ -157,7 +182,7 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
     let nextSettle = Number.POSITIVE_INFINITY;
     const add = (f: ScannedFile, fp: FileFingerprint) => {
       let m = current.get(f.table);
-      if (!m) current.set(f.table, (m = new Map()));
+      if (!m) current.set(f.table, (m = new Map<string, FileFingerprint>()));
       m.set(f.path, fp);
     };
     for (const f of [...files, ...refused]) {
@@ -173,7 +198,19 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
       if (old) add(f, old);
     }
     settle.retain(present, t);
+    let deferred = 0;
     for (const table of new Set([...manifests.keys(), ...current.keys()])) {
+      // Its folder changed while it was listed: the listing may lack a file that is there (renamed after the
+      // listing). Keep the recorded manifest (a state the folder really had) and list it again at once; a
+      // listing that is wrong is never recorded, however long a program keeps renaming.
+      if (changing.has(table)) {
+        const n = (relisted.get(table) ?? 0) + 1;
+        relisted.set(table, n);
+        if (n % RELIST_WARN_EVERY === 0) log.warn({ table, listings: n }, 'the folder of this table changes during every listing; its manifest waits for a stable one');
+        deferred += 1;
+        continue;
+      }
+      relisted.delete(table);
       const before = manifests.get(table) ?? new Map<string, FileFingerprint>();
       const after = current.get(table) ?? new Map<string, FileFingerprint>();
       if (!(await publish(table, before, after))) return;
@@ -181,12 +218,16 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
       else manifests.delete(table);
       filesGauge.set({ table }, after.size);
     }
+    if (recording && !deferred) {
+      if (await completeFolderRecord(redis, keys, recording)) log.info({ tables: manifests.size }, 'folder recorded in Redis');
+    }
     const ms = now() - started;
     lastScan = { at: t, ms, files: files.length, tables: current.size, unsettled };
     scanSeconds.observe(ms / 1000);
     pendingGauge.set(unsettled);
     heartbeat.touch();
     if (Number.isFinite(nextSettle)) schedule(Math.max(10, nextSettle - now() + 5));
+    if (deferred) schedule(RELIST_MS);
   }
 
   let timerAt = Number.POSITIVE_INFINITY;

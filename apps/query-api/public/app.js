@@ -77,7 +77,7 @@ const listeners = [];
 async function refreshStatus() {
   try {
     status = await (await api('/v1/status')).json();
-    banner('');
+    banner(status.redis && !status.redis.reachable ? `Redis is unreachable (${status.redis.error}): serving the table versions this replica holds; components, writes and exports are unknown until it answers.` : '');
   } catch (err) {
     banner(`Cannot load the status: ${err.message}`);
   }

@@ -17,6 +17,7 @@ import type { QueryApiConfig } from './config.js';
 import { createServer } from './http/create-server.js';
 import { createFastPath } from './http/fast-path.js';
 import { ResultCache } from './query/result-cache.js';
+import { TableReferenceParser } from './query/table-references.js';
 import { Catalog } from './snapshots/catalog.js';
 
 export interface QueryApiDeps {
@@ -112,8 +113,9 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
   const cache = new ResultCache(config.cacheMaxBytes, config.cacheMaxEntryBytes);
   // Entries of a table that changed can never be hit again (their keys name the old version): free them.
   catalog.onChange((e) => cache.evictTables(new Set([e.table])));
-  const app = createServer({ config, catalog, redis, requestRedis, keys, log, ready: readiness, cache });
-  const fastPath = createFastPath({ config, catalog, cache });
+  const references = new TableReferenceParser();
+  const app = createServer({ config, catalog, redis, requestRedis, keys, log, ready: readiness, cache, references });
+  const fastPath = createFastPath({ config, catalog, cache, references });
   // Slow clients may not hold sockets open: headers within QUERY_API_HEADERS_TIMEOUT_MS, the whole request within
   // the query deadline plus a margin. Node checks these every connectionsCheckingInterval (30 s by default).
   const server = http.createServer(
@@ -155,6 +157,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
           setTimeout(() => server.closeAllConnections(), Math.min(config.shutdownMs / 2, 5_000)).unref();
         });
         await catalog.close();
+        await references.close();
         await heartbeat.stop();
         await closeRedis(subscriber);
         await closeRedis(requestRedis);

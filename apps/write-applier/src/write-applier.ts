@@ -58,8 +58,8 @@ function decodeEntry(fields: string[]): { ok: true; value: WriteEntry } | { ok: 
     return decode(WriteEntry, {
       v: Number(obj.v),
       op: obj.op,
-      key: JSON.parse(String(obj.key)),
-      rows: JSON.parse(String(obj.rows)),
+      key: JSON.parse(String(obj.key)) as unknown,
+      rows: JSON.parse(String(obj.rows)) as unknown,
       at: Number(obj.at),
     });
   } catch (err) {
@@ -292,8 +292,14 @@ export async function startWriteApplier(deps: WriteApplierDeps): Promise<WriteAp
         if (!(await lease.tryAcquire())) break;
       }
     } catch (err) {
-      if (err instanceof ConcurrentEditError) log.info({ table, reason: cleanDuckDBMessage(err) }, 'redoing the batch');
-      else log.warn({ table, err: { message: cleanDuckDBMessage(err) } }, 'applying writes failed; retrying');
+      const message = cleanDuckDBMessage(err);
+      if (err instanceof ConcurrentEditError) log.info({ table, reason: message }, 'redoing the batch');
+      else if (message.includes('NOGROUP')) {
+        // Redis lost the stream and its group (it lost its data): writes queued there are gone; the group is
+        // made again so the writes queued from now on are applied.
+        groups.delete(table);
+        log.warn({ table }, 'the writes stream or its consumer group is gone (Redis lost its data); creating it again');
+      } else log.warn({ table, err: { message } }, 'applying writes failed; retrying');
     } finally {
       await lease.release().catch(() => undefined);
     }

@@ -17,7 +17,15 @@ export interface ScanResult {
   readonly files: ScannedFile[];
   /** Data files that will not be read (reported in their table's metadata). */
   readonly refused: ScannedFile[];
+  /**
+   * Tables whose folder changed while it was being listed: an entry listed was gone when stat'ed (renamed or
+   * deleted meanwhile), or a subfolder listed could not be read. Their listing may lack a file that exists
+   * (a rename's new name came after the listing): scan them again before trusting it.
+   */
+  readonly changing: ReadonlySet<string>;
 }
+
+const vanished = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' || (err as NodeJS.ErrnoException | undefined)?.code === 'ENOTDIR';
 
 const MAX_DEPTH = 32;
 
@@ -39,6 +47,12 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
   const files: ScannedFile[] = [];
   const refused: ScannedFile[] = [];
   const visited = new Set<string>();
+  const changing = new Set<string>();
+  const changed = (rel: string) => {
+    // A data file's table, or the table a folder belongs to.
+    const table = tableOfPath(rel) ?? tableOfPath(`${rel}/-`);
+    if (table) changing.add(table);
+  };
 
   const visit = async (dir: string, rel: string, depth: number): Promise<void> => {
     const real = await realpath(dir).catch(() => null);
@@ -47,8 +61,10 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
-    } catch {
-      return; // removed while scanning, or unreadable: the next scan sees it again
+    } catch (err) {
+      // Removed or renamed while scanning: its files may be elsewhere now. Unreadable: the next scan tries again.
+      if (rel && vanished(err)) changed(rel);
+      return;
     }
     const one = async (entry: (typeof entries)[number]): Promise<void> => {
       if (isIgnoredName(entry.name)) return;
@@ -57,7 +73,8 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
       let info;
       try {
         info = await lstat(abs);
-      } catch {
+      } catch (err) {
+        if (vanished(err)) changed(relPath);
         return;
       }
       let target = info;
@@ -72,7 +89,8 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
         }
         try {
           target = await stat(abs);
-        } catch {
+        } catch (err) {
+          if (vanished(err)) changed(relPath);
           return;
         }
       }
@@ -96,5 +114,5 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
   await visit(root, '', 0);
   files.sort((a, b) => a.path.localeCompare(b.path));
   refused.sort((a, b) => a.path.localeCompare(b.path));
-  return { files, refused };
+  return { files, refused, changing };
 }

@@ -6,6 +6,7 @@
  *
  * ```
  * fd:tables                      SET    table names                 writer: monitor (add), cacher (remove on drop)
+ * fd:folder-record               HASH   id, state (recording|complete), since   writer: monitor leader; readers: query-api, exporter, cli
  * fd:heartbeats                  HASH   "<component>:<instance>" → Heartbeat   writer: every component; readers: status, console
  * fd:events                      PUBSUB snapshot/drop hints         writer: cacher (inside the publish script); readers: query-api
  * fd:{lease:<name>}:owner        STRING "<token>|<epoch>" with TTL  writer: the lease holder (monitor leader, exporter per table)
@@ -38,6 +39,8 @@ export interface Keys {
   readonly prefix: string;
   /** SET of known table names. */
   readonly tables: string;
+  /** HASH marking that Redis holds a complete record of the folder (gone when Redis lost its data). */
+  readonly folderRecord: string;
   /** HASH of component heartbeats. */
   readonly heartbeats: string;
   /** Pub/sub channel for snapshot hints (a wake-up only; state lives in `meta`). */
@@ -99,6 +102,7 @@ export function createKeys(prefix: string): Keys {
   return {
     prefix,
     tables: `${prefix}:tables`,
+    folderRecord: `${prefix}:folder-record`,
     heartbeats: `${prefix}:heartbeats`,
     events: `${prefix}:events`,
     bullPrefix: `${prefix}:{q}`,

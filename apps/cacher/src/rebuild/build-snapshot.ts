@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import {
@@ -21,8 +21,8 @@ export const SNAP = 'snap';
 /** Schema inside the snapshot file holding one table per source file; the served table is a view over them. */
 export const PARTS = 'parts';
 
-const sameFingerprint = (a: FileFingerprint, b: FileFingerprint) =>
-  a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino && a.dev === b.dev;
+const sameFingerprint = (a: FileFingerprint | null, b: FileFingerprint) =>
+  a !== null && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino && a.dev === b.dev;
 
 /** Where the rows of one file come from in this build. */
 export type FileSource =
@@ -69,9 +69,9 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
   await mkdir(fragDir, { recursive: true });
 
   const entries = [...manifest.entries()].sort((a, b) => a[0].localeCompare(b[0]));
-  const sources: FileSource[] = new Array<FileSource>(entries.length);
+  const sources: (FileSource | null)[] = new Array<FileSource | null>(entries.length);
 
-  const loadOne = async (conn: DuckDBConnection, i: number): Promise<FileSource> => {
+  const loadOne = async (conn: DuckDBConnection, i: number): Promise<FileSource | null> => {
     const [relPath, fp] = entries[i]!;
     const index = i + 1;
     const fragment = fragments.get(relPath);
@@ -100,13 +100,27 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
     }
     const kind = fileKindOf(relPath);
     if (!kind) return { kind: 'failed', path: relPath, fingerprint: fp, message: 'not a data file FlashDuck reads' };
+    const absPath = path.join(input.dataDir, relPath);
+    // The file must be the version the manifest names, before and after the read: a file renamed, deleted or
+    // rewritten meanwhile was read in a state the manifest does not describe (or not at all). The monitor sees
+    // that change and sends a diff of its own; this build serves the file's last stored rows, or none yet.
+    const changedMeanwhile = async () => !sameFingerprint(await currentFingerprint(absPath), fp);
+    const lastStored = async (): Promise<FileSource | null> => {
+      if (!fragment || fragment.chunks === 0) return null;
+      part = partNameOf(fragment.blob);
+      await fromFragment(fragment);
+      return { kind: 'cached', path: relPath, fragment, part };
+    };
+    if (await changedMeanwhile()) return await lastStored();
     part = partNameOf(input.newFragmentId(index));
     const fragmentFile = path.join(fragDir, `${part}.parquet`);
     try {
-      const read = await input.reader.read({ absPath: path.join(input.dataDir, relPath), relPath, kind, out: fragmentFile });
+      const read = await input.reader.read({ absPath, relPath, kind, out: fragmentFile });
+      if (await changedMeanwhile()) return await lastStored();
       await conn.run(`CREATE OR REPLACE TABLE ${partRef(part)} AS SELECT * FROM read_parquet(${quoteLiteral(fragmentFile)})`);
       return { kind: 'fresh', path: relPath, fingerprint: fp, part, fragmentId: input.newFragmentId(index), fragmentFile, rows: read.rows, columns: read.columns, format: kind.format };
     } catch (err) {
+      if (await changedMeanwhile()) return await lastStored();
       if (!(err instanceof FileReadError)) throw err;
       return await keepOld(err.message);
     }
@@ -121,7 +135,17 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
       }
     }),
   );
-  return sources;
+  return sources.filter((s): s is FileSource => s !== null);
+}
+
+/** The fingerprint of the file at `absPath` now (through a symlink, as the monitor records it), or null when gone. */
+async function currentFingerprint(absPath: string): Promise<FileFingerprint | null> {
+  try {
+    const s = await stat(absPath);
+    return { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, dev: s.dev };
+  } catch {
+    return null;
+  }
 }
 
 function columnsOf(s: FileSource): { name: string; type: string }[] {

@@ -48,6 +48,8 @@ export type RebuildResult =
 
 interface TableState {
   manifest: Map<string, FileFingerprint>;
+  /** False when Redis holds no manifest generation for the table (it lost its data): nothing to build from. */
+  recorded: boolean;
   gen: number;
   fragments: Map<string, Fragment>;
   builtGen: number;
@@ -77,6 +79,7 @@ async function readState(deps: RebuildDeps, table: string): Promise<TableState> 
   const meta = metaJson ? decode(TableMeta, metaJson) : null;
   return {
     manifest,
+    recorded: res[1]![1] !== null,
     gen: Number(res[1]![1] ?? 0),
     fragments: parseFragments(res[2]![1] as Record<string, string>, log),
     builtGen: sourceGen === null ? -1 : Number(sourceGen),
@@ -116,7 +119,8 @@ async function previousSnapshot(deps: RebuildDeps, table: string, current: Table
   if (!current || current.engine !== DUCKDB_ENGINE_VERSION) return false;
   const kept = lastFile(deps.config, table);
   try {
-    if (Number(await readFile(`${kept}.version`, 'utf8')) === current.version) {
+    // Version numbers start again after Redis lost its data: the publish time tells builds apart.
+    if ((await readFile(`${kept}.version`, 'utf8')) === `${current.version}@${current.updatedAt}`) {
       await copyFile(kept, file);
       return true;
     }
@@ -134,11 +138,11 @@ async function previousSnapshot(deps: RebuildDeps, table: string, current: Table
 }
 
 /** Keeps the snapshot file just published for the next build of the table. */
-async function keepForNextBuild(config: CacherConfig, table: string, version: number, file: string): Promise<void> {
+async function keepForNextBuild(config: CacherConfig, table: string, meta: TableMeta, file: string): Promise<void> {
   const kept = lastFile(config, table);
   await mkdir(path.dirname(kept), { recursive: true });
   await rename(file, kept);
-  await writeFile(`${kept}.version`, String(version));
+  await writeFile(`${kept}.version`, `${meta.version}@${meta.updatedAt}`);
 }
 
 async function mostlyFree(conn: DuckDBConnection): Promise<boolean> {
@@ -165,6 +169,9 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
   const log = deps.log.child({ table });
   const started = Date.now();
   const state = await readState(deps, table);
+  // A diff whose manifest Redis no longer holds (it lost its data meanwhile) must not drop the table: the
+  // monitor records the folder again and sends a diff of its own.
+  if (!state.recorded) return { outcome: 'skipped', reason: 'Redis holds no manifest of the table (the monitor records it again)' };
   if (state.builtGen >= state.gen) return { outcome: 'skipped', reason: `snapshot already built from generation ${state.builtGen}` };
 
   if (state.manifest.size === 0) {
@@ -331,7 +338,7 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
     await collectRetired(redis, keys, table, config.retainMs, now);
 
     const ms = published - started;
-    await keepForNextBuild(config, table, version, snapFile);
+    await keepForNextBuild(config, table, meta, snapFile);
     log.info({ version, filesRead: newFragments.size, partsReused: reusedParts, fragmentsMs: Date.now() - published }, 'fragments stored');
     for (const e of errors) log.warn({ file: e.file, reason: e.message }, 'file could not be read');
     return { outcome: 'published', version, rows, bytes: stored.bytes, errors: errors.length, ms, filesRead: newFragments.size, partsReused: reusedParts };

@@ -99,7 +99,7 @@ function describeInfo(hb: Heartbeat): string {
       return `building ${String(i.building ?? 0)}; queue wait ${q.wait ?? 0}, active ${q.active ?? 0}, delayed ${q.delayed ?? 0}`;
     }
     case 'query-api':
-      return `port ${String(i.port ?? '?')}; ${Object.keys((i.tables ?? {}) as object).length} tables; ${String(i.queued ?? 0)} queued`;
+      return `port ${String(i.port ?? '?')}; ${Object.keys(i.tables ?? {}).length} tables; ${String(i.queued ?? 0)} queued`;
     default:
       return Object.entries(i).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ');
   }

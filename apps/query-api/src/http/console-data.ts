@@ -1,14 +1,33 @@
 import path from 'node:path';
-import { AppError, fileKindOf, quoteIdent, readHeartbeats, readWriteStreams, type Keys, type RedisClient, type TableMeta } from '@flashduck/core';
+import {
+  AppError,
+  errorMessage,
+  fileKindOf,
+  quoteIdent,
+  readFolderRecord,
+  readHeartbeats,
+  readWriteStreams,
+  within,
+  type Keys,
+  type RedisClient,
+  type TableMeta,
+} from '@flashduck/core';
 import { closeDuckDB, fileReaderSql, openDuckDB } from '@flashduck/core/duckdb';
 import type { Generation } from '../snapshots/generation.js';
 import { runQuery, type QueryLimits } from '../query/run-query.js';
 import { tableDetail } from './tables-view.js';
 
-/** Everything the console's status, cache and exports views show, in one answer. */
+/** How long the status waits for Redis before it answers with what this replica serves alone. */
+const STATUS_REDIS_MS = 2_000;
+
+/**
+ * Everything the console's status, cache and exports views show, in one answer. The tables are what this
+ * replica serves (no Redis needed); components, writes, exports and the folder record come from Redis
+ * within {@link STATUS_REDIS_MS}: while Redis is unreachable `redis.reachable` is false, with the reason.
+ */
 export async function consoleStatus(redis: RedisClient, keys: Keys, generation: Generation | null, servedBy: string) {
   const tables = generation ? [...generation.tables.values()].map((t) => t.meta) : [];
-  const [components, writes, exports] = await Promise.all([
+  const fromRedis = Promise.all([
     readHeartbeats(redis, keys),
     readWriteStreams(redis, keys),
     Promise.all(
@@ -19,8 +38,22 @@ export async function consoleStatus(redis: RedisClient, keys: Keys, generation: 
           : null;
       }),
     ),
+    readFolderRecord(redis, keys),
   ]);
+  let answer: Awaited<typeof fromRedis> | null = null;
+  let unreachable: string | null = null;
+  try {
+    answer = await within(fromRedis, STATUS_REDIS_MS);
+    if (!answer) unreachable = `no answer from Redis within ${STATUS_REDIS_MS} ms`;
+  } catch (err) {
+    unreachable = errorMessage(err);
+  }
+  fromRedis.catch(() => undefined); // settles after the deadline, or not at all: nobody waits for it
+  const [components, writes, exports, record] = answer ?? [[], [], [], null];
   return {
+    redis: unreachable
+      ? { reachable: false, error: unreachable, note: 'serving the table versions this replica holds; status of components, writes and exports is unknown until Redis answers' }
+      : { reachable: true, folderRecord: record?.state },
     components: components.map((c) => ({ ...c, startedAt: new Date(c.startedAt).toISOString(), lastLoopAt: new Date(c.lastLoopAt).toISOString() })),
     tables: tables.map(tableDetail).sort((a, b) => a.name.localeCompare(b.name)),
     writes,
@@ -72,7 +105,7 @@ export async function compareWithFiles(generation: Generation, meta: TableMeta, 
       let rows = 0;
       for (let i = 0; i < runs; i++) {
         const t0 = performance.now();
-        const out = await runQuery(generation, q.sql(quoteIdent(meta.table)), 'json', limits);
+        const out = await runQuery(generation, q.sql(quoteIdent(meta.table)), 'json', limits, { [meta.table]: meta.version });
         cache.push(performance.now() - t0);
         rows = out.rowCount;
         const t1 = performance.now();

@@ -3,12 +3,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { AppError, HTTP_STATUS, counter, isRedisUnavailable, readHeartbeats, registry, type Keys, type Logger, type RedisClient } from '@flashduck/core';
+import { AppError, HTTP_STATUS, counter, isRedisUnavailable, registry, type Keys, type Logger, type RedisClient } from '@flashduck/core';
 
 const writesEnqueued = counter('flashduck_query_writes_enqueued_total', 'Writes queued through the API', ['op']);
 const httpErrors = counter('flashduck_http_errors_total', 'HTTP error responses by code', ['code']);
 import type { QueryApiConfig } from '../config.js';
-import { RESULT_FORMATS, cleanDuckDBMessage, runQuery, tablesRead, type ResultFormat } from '../query/run-query.js';
+import { RESULT_FORMATS, cleanDuckDBMessage, runQuery, type ResultFormat } from '../query/run-query.js';
+import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
 import { etagOf, isCacheable, normalizeSql, resultKey, type CachedResult, type ResultCache } from '../query/result-cache.js';
 import type { Catalog } from '../snapshots/catalog.js';
 import { enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
@@ -26,6 +27,7 @@ export interface ServerDeps {
   readonly log: Logger;
   readonly ready: () => { ready: true } | { ready: false; reason: string };
   readonly cache: ResultCache;
+  readonly references: TableReferenceParser;
 }
 
 /** Sends a cached (or just computed) answer with its headers; 304 when the client already has it. */
@@ -152,9 +154,11 @@ export function createServer(deps: ServerDeps): express.Express {
     }
     const remaining = Math.max(10, config.timeoutMs - (Date.now() - startedAt));
     const gen = served();
-    // Identical query, format and table versions: the same answer (no DuckDB), and the same ETag everywhere.
-    const tables = tablesRead(sql, gen.versions());
-    const key = resultKey(normalizeSql(sql), format, tables);
+    // Identical query, format and versions of the tables it may read: the same answer (no DuckDB), and the
+    // same ETag everywhere.
+    const normalized = normalizeSql(sql);
+    const tables = versionsRead(await deps.references.parse(sql, normalized), gen.versions());
+    const key = resultKey(normalized, format, tables);
     const etag = etagOf(key);
     const ifNoneMatch = req.headers['if-none-match'];
     const cacheable = isCacheable(sql);
@@ -190,7 +194,8 @@ export function createServer(deps: ServerDeps): express.Express {
   });
 
   app.get('/v1/status', read, async (_req, res) => {
-    res.json(await consoleStatus(deps.redis, deps.keys, catalog.generation, config.instanceId));
+    // The request client fails at once while Redis is down instead of queueing: status answers during an outage.
+    res.json(await consoleStatus(deps.requestRedis, deps.keys, catalog.generation, config.instanceId));
   });
 
   app.post('/v1/tables/:table/compare', read, async (req, res) => {

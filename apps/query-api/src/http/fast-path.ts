@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { QueryApiConfig } from '../config.js';
-import { tablesRead } from '../query/run-query.js';
+import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
 import { etagOf, isCacheable, normalizeSql, resultKey, type ResultCache } from '../query/result-cache.js';
 import type { Catalog } from '../snapshots/catalog.js';
 import { sendResult } from './create-server.js';
@@ -11,7 +11,7 @@ import { sendResult } from './create-server.js';
  * routing and middleware cost more than the lookup itself. Anything it cannot answer (a miss, `after`,
  * a missing or read-less token) goes on to the full app, which answers and fills the cache.
  */
-export function createFastPath(deps: { config: QueryApiConfig; catalog: Catalog; cache: ResultCache }) {
+export function createFastPath(deps: { config: QueryApiConfig; catalog: Catalog; cache: ResultCache; references: TableReferenceParser }) {
   const readers = deps.config.apiTokens.filter((t) => t.scopes.includes('read')).map((t) => createHash('sha256').update(t.token).digest());
   const authorized = (req: IncomingMessage, params: URLSearchParams): boolean => {
     if (deps.config.apiTokens.length === 0) return true;
@@ -32,7 +32,11 @@ export function createFastPath(deps: { config: QueryApiConfig; catalog: Catalog;
     const sql = params.get('sql');
     if (!sql || params.has('after') || !isCacheable(sql) || !authorized(req, params)) return false;
     const format = params.get('format') || 'json';
-    const key = resultKey(normalizeSql(sql), format, tablesRead(sql, gen.versions()));
+    const normalized = normalizeSql(sql);
+    // A query text not parsed yet goes to the full app, which parses it.
+    const refs = deps.references.known(normalized);
+    if (!refs) return false;
+    const key = resultKey(normalized, format, versionsRead(refs, gen.versions()));
     const hit = deps.cache.get(key);
     if (!hit) {
       const ifNoneMatch = req.headers['if-none-match'];

@@ -33,28 +33,6 @@ export interface QueryOutput {
   readonly elapsedMs: number;
 }
 
-/**
- * The served tables a statement may read, with the version this generation serves: every identifier
- * or string literal in the SQL that names a served table (or its `fd_<table>` catalog). Parsing with
- * DuckDB (json_serialize_sql) costs ~0.8 ms per query; this costs microseconds and can only
- * over-report (a column sharing a table's name), never miss a table, which is the safe side for
- * anything keyed on the versions read.
- */
-export function tablesRead(sql: string, versions: ReadonlyMap<string, number>): Record<string, number> {
-  if (versions.size === 0) return {};
-  const found = new Set<string>();
-  const token = /"((?:[^"]|"")*)"|'((?:[^']|'')*)'|([A-Za-z_][A-Za-z0-9_$]*)|--[^\n]*|\/\*[\s\S]*?\*\//g;
-  for (let m = token.exec(sql); m; m = token.exec(sql)) {
-    const raw = m[1] ?? m[2] ?? m[3];
-    if (raw === undefined) continue;
-    for (const part of raw.toLowerCase().split('.')) {
-      const name = part.startsWith('fd_') && versions.has(part.slice(3)) ? part.slice(3) : part;
-      if (versions.has(name)) found.add(name);
-    }
-  }
-  return Object.fromEntries([...found].sort().map((n) => [n, versions.get(n)!]));
-}
-
 function statementName(type: number): string {
   return (StatementType as unknown as Record<number, string>)[type] ?? String(type);
 }
@@ -163,7 +141,8 @@ export async function runQuery(
   sql: string,
   format: ResultFormat,
   limits: QueryLimits,
-  tablesKnown?: Record<string, number>,
+  /** The versions of the tables the statement may read (see versionsRead). */
+  tables: Record<string, number>,
 ): Promise<QueryOutput> {
   const started = performance.now();
   const deadlineAt = Date.now() + limits.timeoutMs;
@@ -176,7 +155,6 @@ export async function runQuery(
   }, Math.max(1, deadlineAt - Date.now()));
   try {
     const prepared = await prepareReadOnly(conn, sql);
-    const tables = tablesKnown ?? tablesRead(sql, generation.versions());
     try {
       const result = await prepared.stream();
       if (format === 'arrow' || format === 'parquet') {

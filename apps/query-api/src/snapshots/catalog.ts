@@ -22,6 +22,13 @@ const loadErrors = counter('flashduck_query_snapshot_load_errors_total', 'Table 
 const servedVersion = gauge('flashduck_query_served_version', 'Snapshot version this replica serves', ['table']);
 const servedRows = gauge('flashduck_query_served_rows', 'Rows this replica serves', ['table']);
 
+/**
+ * One published build of a table. Version numbers start again at 1 when Redis lost its data, so a version
+ * alone does not name a build: its publish time goes with it.
+ */
+const buildId = (meta: TableMeta) => `v${meta.version}-${meta.updatedAt}`;
+const sameBuild = (a: TableMeta, b: TableMeta) => a.version === b.version && a.updatedAt === b.updatedAt;
+
 export interface CatalogOptions {
   readonly redis: RedisClient;
   readonly keys: Keys;
@@ -43,8 +50,9 @@ export class Catalog {
   private refreshing: Promise<void> | null = null;
   private again = false;
   private readonly live = new Set<Generation>();
-  private readonly failedVersions = new Map<string, number>();
+  private readonly failedVersions = new Map<string, string>();
   private readonly listeners = new Set<(e: SnapshotEvent) => void>();
+  private forgetting = false;
   /** The last refresh completed: the replica has loaded what Redis announced at least once. */
   loaded = false;
 
@@ -78,18 +86,28 @@ export class Catalog {
     return this.refreshing;
   }
 
+  /**
+   * The versions to serve: Redis's current metadata, plus every served table Redis has no snapshot of but the
+   * folder has not lost (its record unreadable, not rebuilt yet, or Redis forgot it): a table leaves a replica
+   * only once a complete folder record no longer lists it.
+   */
   private async readMetas(): Promise<Map<string, TableMeta>> {
-    const { metas, unreadable } = await readTableMetas(this.o.redis, this.o.keys);
-    for (const u of unreadable) {
-      this.o.log.error({ table: u.table, error: u.error }, 'table metadata unreadable; keeping the served version');
-      const served = this.current?.tables.get(u.table);
-      if (served) metas.set(u.table, served.meta);
+    const { metas, unreadable, listed, record } = await readTableMetas(this.o.redis, this.o.keys);
+    for (const u of unreadable) this.o.log.error({ table: u.table, error: u.error }, 'table metadata unreadable; keeping the served version');
+    const forgotten: string[] = [];
+    for (const [name, served] of this.current?.tables ?? []) {
+      if (metas.has(name)) continue;
+      if (record.state === 'complete' && !listed.has(name)) continue; // dropped: the folder has no files of it
+      metas.set(name, served.meta);
+      if (record.state !== 'complete') forgotten.push(name);
     }
+    if (forgotten.length && !this.forgetting) this.o.log.warn({ tables: forgotten, record: record.state }, 'Redis holds no record of served tables; serving them until they are rebuilt');
+    this.forgetting = forgotten.length > 0;
     return metas;
   }
 
   private fileFor(meta: TableMeta, ext: string): string {
-    return path.join(this.o.cacheDir, `${meta.table}.v${meta.version}.${ext}`);
+    return path.join(this.o.cacheDir, `${meta.table}.${buildId(meta)}.${ext}`);
   }
 
   private async prepare(meta: TableMeta): Promise<string | null> {
@@ -121,11 +139,11 @@ export class Catalog {
     const changes: SnapshotEvent[] = [];
     for (const [name, meta] of metas) {
       const have = served.get(name);
-      if (have && have.meta.version === meta.version) {
+      if (have && sameBuild(have.meta, meta)) {
         next.set(name, have);
         continue;
       }
-      if (this.failedVersions.get(name) === meta.version) {
+      if (this.failedVersions.get(name) === buildId(meta)) {
         if (have) next.set(name, have);
         continue;
       }
@@ -138,7 +156,7 @@ export class Catalog {
           // Superseded and collected while we fetched it: the next refresh takes the newer version.
           this.again = true;
         } else {
-          this.failedVersions.set(name, meta.version);
+          this.failedVersions.set(name, buildId(meta));
           loadErrors.inc({ table: name });
           log.error({ err, table: name, version: meta.version }, 'could not load table version; serving the previous one');
         }
