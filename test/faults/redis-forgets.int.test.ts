@@ -73,6 +73,21 @@ describe('Redis restarted empty under the five components', () => {
     expect(outage.redis.reachable).toBe(false);
     expect(outage.tables.map((t) => t.name).sort()).toEqual(['sales', 'weather']);
     expect(await count('weather')).toBe(300);
+    // Every endpoint answers within its deadline while Redis is away.
+    for (const [method, p, body] of [
+      ['GET', '/v1/tables', undefined],
+      ['GET', '/v1/tables/sales', undefined],
+      ['GET', '/v1/writes/sales.1-0', undefined],
+      ['POST', '/v1/tables/sales/upsert', { key: ['id'], rows: [{ id: 1, temp: 1 }] }],
+      ['GET', '/readyz', undefined],
+      ['GET', '/metrics', undefined],
+    ] as const) {
+      const started = Date.now();
+      const r = await fetch(`http://127.0.0.1:${apiPort}${p}`, { method, headers: { 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(5_000) });
+      console.log(`${method} ${p} during the outage: ${r.status} in ${Date.now() - started} ms`);
+      expect(Date.now() - started, `${method} ${p}`).toBeLessThan(3_000);
+      if (p.startsWith('/v1/tables/sales/upsert')) expect(r.status).toBe(503); // not queued, and it says so
+    }
 
     // Redis comes back empty. Watch every table and export without pause until the tables are whole again.
     redis = startRedis(redisPort);
