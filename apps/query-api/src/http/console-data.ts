@@ -96,7 +96,12 @@ export async function compareWithFiles(generation: Generation, meta: TableMeta, 
     })
     .filter((r): r is string => r !== null);
   const source = `(${readers.join(' UNION ALL BY NAME ')})`;
-  const db = await openDuckDB({ threads: undefined });
+  // Several queries with awaits between them: the generation must stay open until the last one.
+  const unpin = generation.pin();
+  const db = await openDuckDB({ threads: undefined }).catch((err: unknown) => {
+    unpin();
+    throw err;
+  });
   try {
     const results = [];
     for (const q of comparisonQueries(meta)) {
@@ -123,5 +128,6 @@ export async function compareWithFiles(generation: Generation, meta: TableMeta, 
     return { table: meta.table, version: meta.version, files: readers.length, runs, results };
   } finally {
     closeDuckDB(db);
+    unpin();
   }
 }

@@ -153,11 +153,14 @@ export function createServer(deps: ServerDeps): express.Express {
       await waitForWrite(input.after, startedAt + config.timeoutMs);
     }
     const remaining = Math.max(10, config.timeoutMs - (Date.now() - startedAt));
-    const gen = served();
     // Identical query, format and versions of the tables it may read: the same answer (no DuckDB), and the
     // same ETag everywhere.
     const normalized = normalizeSql(sql);
-    const tables = versionsRead(await deps.references.parse(sql, normalized), gen.versions());
+    const refs = await deps.references.parse(sql, normalized);
+    // No await from here to runQuery's acquire, which pins the generation: a swap meanwhile would retire and
+    // close an unpinned one.
+    const gen = served();
+    const tables = versionsRead(refs, gen.versions());
     const key = resultKey(normalized, format, tables);
     const etag = etagOf(key);
     const ifNoneMatch = req.headers['if-none-match'];

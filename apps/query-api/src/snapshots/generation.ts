@@ -81,6 +81,7 @@ export class Generation {
    * at most `maxQueued` queries wait (then 503), and none past `deadlineAt` (then 408).
    */
   async acquire(maxQueued: number, deadlineAt: number): Promise<{ conn: DuckDBConnection; release: () => void }> {
+    if (this.closed) throw new Error(`generation ${this.id} is closed: a caller held it across an await without pinning it`);
     this.refs += 1;
     let conn = this.idle.pop();
     if (!conn) {
@@ -115,6 +116,18 @@ export class Generation {
         else this.idle.push(held);
         this.unpin();
       },
+    };
+  }
+
+  /** Keeps the generation open across several queries (until the returned function is called). */
+  pin(): () => void {
+    if (this.closed) throw new Error(`generation ${this.id} is closed`);
+    this.refs += 1;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.unpin();
     };
   }
 
