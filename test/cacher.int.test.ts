@@ -1,4 +1,4 @@
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
@@ -108,6 +108,26 @@ describe('cacher rebuilds', () => {
     expect(after['parts/p2.csv']!.rows).toBe(2);
     // The two unchanged files' part tables were kept from the previous snapshot file, not reloaded.
     expect((await reused()) - reusedBefore).toBe(2);
+  });
+
+  it('reads nothing for a renamed file: its fragment moves to the new name', async () => {
+    await mkdir(path.join(stack.dataDir, 'moved'));
+    for (const n of [1, 2]) await writeAtomic(path.join(stack.dataDir, 'moved', `m${n}.csv`), `k,v\n${n},${n * 10}\n${n},${n * 11}\n`);
+    await waitFor('moved served', async () => (await rows(port, 'SELECT count(*) AS n FROM moved'))[0]?.n === 4);
+    await waitFor('fragments stored', async () => Object.keys(await fragments('moved')).length === 2);
+    const before = await fragments('moved');
+    await rename(path.join(stack.dataDir, 'moved', 'm1.csv'), path.join(stack.dataDir, 'moved', 'renamed.csv'));
+    await waitFor('renamed file served', async () => {
+      const m = await info('moved');
+      return m.files.some((f: { path: string }) => f.path === 'moved/renamed.csv') && !m.files.some((f: { path: string }) => f.path === 'moved/m1.csv');
+    });
+    expect(await rows(port, 'SELECT k, count(*) AS n FROM moved GROUP BY k ORDER BY k')).toEqual([{ k: 1, n: 2 }, { k: 2, n: 2 }]);
+    const after = await waitFor('fragment moved', async () => {
+      const f = await fragments('moved');
+      return f['moved/renamed.csv'] && !f['moved/m1.csv'] ? f : undefined;
+    });
+    expect(after['moved/renamed.csv']!.blob).toBe(before['moved/m1.csv']!.blob); // not read again
+    expect(after['moved/m2.csv']!.blob).toBe(before['moved/m2.csv']!.blob);
   });
 
   it('keeps the rows of a file that becomes unreadable until it is fixed, and says so', async () => {

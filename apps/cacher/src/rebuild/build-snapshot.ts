@@ -70,11 +70,12 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
 
   const entries = [...manifest.entries()].sort((a, b) => a[0].localeCompare(b[0]));
   const sources: (FileSource | null)[] = new Array<FileSource | null>(entries.length);
+  const renamed = renamedFragments(manifest, fragments);
 
   const loadOne = async (conn: DuckDBConnection, i: number): Promise<FileSource | null> => {
     const [relPath, fp] = entries[i]!;
     const index = i + 1;
-    const fragment = fragments.get(relPath);
+    const fragment = fragments.get(relPath) ?? renamed.get(relPath);
     let part = fragment && fragment.chunks > 0 ? partNameOf(fragment.blob) : partNameOf(input.newFragmentId(index));
     const fromFragment = async (f: Fragment) => {
       // The previous snapshot already holds this fragment's rows: nothing to fetch or load.
@@ -136,6 +137,28 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
     }),
   );
   return sources.filter((s): s is FileSource => s !== null);
+}
+
+const identityOf = (f: FileFingerprint) => `${f.dev}:${f.ino}:${f.size}:${f.mtimeMs}`;
+
+/**
+ * Fragments of renamed files, by their new path: a path with no fragment of its own takes the fragment of a
+ * path that left the manifest with the same file identity (device, inode, size, mtime). A rename then costs
+ * no read, and a file renamed again before it is read still has its rows.
+ */
+export function renamedFragments(manifest: ReadonlyMap<string, FileFingerprint>, fragments: ReadonlyMap<string, Fragment>): Map<string, Fragment> {
+  const gone = new Map<string, Fragment>();
+  for (const [p, f] of fragments) if (!manifest.has(p) && f.chunks > 0) gone.set(identityOf(f.fingerprint), f);
+  const out = new Map<string, Fragment>();
+  if (gone.size === 0) return out;
+  for (const [p, fp] of manifest) {
+    if (fragments.has(p)) continue;
+    const f = gone.get(identityOf(fp));
+    if (!f) continue;
+    gone.delete(identityOf(fp)); // one new path per fragment (a part table is named after its fragment)
+    out.set(p, { ...f, path: p });
+  }
+  return out;
 }
 
 /** The fingerprint of the file at `absPath` now (through a symlink, as the monitor records it), or null when gone. */

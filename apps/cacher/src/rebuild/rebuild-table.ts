@@ -320,6 +320,8 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       if (old && old.chunks > 0) tx.zadd(keys.tableRetired(table), now, retiredMember(old.blob, old.chunks));
     }
     for (const s of sources) {
+      // A renamed file's fragment moves to its new path (its blob stays: see below).
+      if (s.kind === 'cached' && !state.fragments.has(s.path)) tx.hset(keys.tableFragments(table), s.path, encodeFragment(s.fragment));
       if (s.kind === 'stale') tx.hset(keys.tableFragments(table), s.path, encodeFragment({ ...s.fragment, failed: s.failed }));
       if (s.kind === 'failed') {
         tx.hset(
@@ -329,10 +331,11 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
         );
       }
     }
+    const stillUsed = new Set(sources.flatMap((s) => (s.kind === 'cached' || s.kind === 'stale' ? [s.fragment.blob] : [])));
     for (const [p, old] of state.fragments) {
       if (state.manifest.has(p)) continue;
       tx.hdel(keys.tableFragments(table), p);
-      if (old.chunks > 0) tx.zadd(keys.tableRetired(table), now, retiredMember(old.blob, old.chunks));
+      if (old.chunks > 0 && !stillUsed.has(old.blob)) tx.zadd(keys.tableRetired(table), now, retiredMember(old.blob, old.chunks));
     }
     await tx.exec();
     await collectRetired(redis, keys, table, config.retainMs, now);
