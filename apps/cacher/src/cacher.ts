@@ -36,6 +36,9 @@ const jobLatency = histogram('flashduck_cacher_job_latency_seconds', 'Time from 
 const partsReused = counter('flashduck_cacher_parts_reused_total', 'Part tables kept from the previous snapshot file (files not re-read nor reloaded)');
 const badMessages = counter('flashduck_cacher_bad_messages_total', 'Scan diffs that failed to decode (dead-lettered)');
 
+/** Pause before building again a table whose files changed while they were read. */
+const BUILD_AGAIN_MS = 300;
+
 export interface CacherDeps {
   readonly config: CacherConfig;
   readonly log: Logger;
@@ -86,6 +89,12 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
     },
   });
 
+  /** Enqueues another build of a generation, after a pause for the files that were changing to settle. */
+  async function buildAgain(table: string, gen: number): Promise<void> {
+    const diff: ScanDiff = { v: 1, table, gen, at: Date.now(), added: [], removed: [], modified: [], renamed: [], files: 0 };
+    await diffQueue.add('scan-diff', diff, { jobId: `${table}-${gen}-again-${Date.now()}`, delay: BUILD_AGAIN_MS, removeOnComplete: 100, removeOnFail: 100, attempts: 10, backoff: { type: 'exponential', delay: 500 } });
+  }
+
   async function buildWithLease(table: string): Promise<RebuildResult | 'busy'> {
     const lease = new Lease(redis, { owner: keys.tableBuildLease(table), epoch: keys.tableBuildEpoch(table) }, config.leaseMs, config.instanceId);
     if (!(await lease.tryAcquire())) return 'busy';
@@ -94,7 +103,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
     }, Math.max(200, Math.floor(config.leaseMs / 3)));
     building += 1;
     try {
-      const result = await rebuildTable({ redis, keys, config, log, exportQueue, reader }, table, lease);
+      const result = await rebuildTable({ redis, keys, config, log, exportQueue, reader, buildAgain }, table, lease);
       rebuildsTotal.inc({ outcome: result.outcome });
       if (result.outcome === 'published') {
         rebuildSeconds.observe(result.ms / 1000);

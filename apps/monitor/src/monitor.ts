@@ -29,7 +29,7 @@ import {
   readFolderRecord,
 } from '@flashduck/core';
 import type { MonitorConfig } from './config.js';
-import { diffManifests, isEmptyDiff } from './scan/diff.js';
+import { diffManifests, isEmptyDiff, keepUnlisted } from './scan/diff.js';
 import { SettleTracker } from './scan/settle.js';
 
 const applyManifest = LuaScript.load('manifest-apply-2');
@@ -198,27 +198,26 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
       if (old) add(f, old);
     }
     settle.retain(present, t);
-    let deferred = 0;
+    let unstable = 0;
     for (const table of new Set([...manifests.keys(), ...current.keys()])) {
-      // Its folder changed while it was listed: the listing may lack a file that is there (renamed after the
-      // listing). Keep the recorded manifest (a state the folder really had) and list it again at once; a
-      // listing that is wrong is never recorded, however long a program keeps renaming.
+      const before = manifests.get(table) ?? new Map<string, FileFingerprint>();
+      let after = current.get(table) ?? new Map<string, FileFingerprint>();
       if (changing.has(table)) {
+        // Its folder changed while it was listed: a file moved or renamed meanwhile may be missing from the
+        // listing although it is there. What the listing shows is recorded (new and changed files go on), but a
+        // recorded file it lacks stays recorded until a listing that nothing changed during says it is gone.
+        after = keepUnlisted(before, after);
         const n = (relisted.get(table) ?? 0) + 1;
         relisted.set(table, n);
-        if (n % RELIST_WARN_EVERY === 0) log.warn({ table, listings: n }, 'the folder of this table changes during every listing; its manifest waits for a stable one');
-        deferred += 1;
-        continue;
-      }
-      relisted.delete(table);
-      const before = manifests.get(table) ?? new Map<string, FileFingerprint>();
-      const after = current.get(table) ?? new Map<string, FileFingerprint>();
+        if (n % RELIST_WARN_EVERY === 0) log.warn({ table, listings: n }, 'the folder of this table changes during every listing; deleted files stay recorded until one is stable');
+        unstable += 1;
+      } else relisted.delete(table);
       if (!(await publish(table, before, after))) return;
       if (after.size) manifests.set(table, after);
       else manifests.delete(table);
       filesGauge.set({ table }, after.size);
     }
-    if (recording && !deferred) {
+    if (recording) {
       if (await completeFolderRecord(redis, keys, recording)) log.info({ tables: manifests.size }, 'folder recorded in Redis');
     }
     const ms = now() - started;
@@ -227,7 +226,7 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
     pendingGauge.set(unsettled);
     heartbeat.touch();
     if (Number.isFinite(nextSettle)) schedule(Math.max(10, nextSettle - now() + 5));
-    if (deferred) schedule(RELIST_MS);
+    if (unstable) schedule(RELIST_MS);
   }
 
   let timerAt = Number.POSITIVE_INFINITY;

@@ -18,9 +18,9 @@ export interface ScanResult {
   /** Data files that will not be read (reported in their table's metadata). */
   readonly refused: ScannedFile[];
   /**
-   * Tables whose folder changed while it was being listed: an entry listed was gone when stat'ed (renamed or
-   * deleted meanwhile), or a subfolder listed could not be read. Their listing may lack a file that exists
-   * (a rename's new name came after the listing): scan them again before trusting it.
+   * Tables whose folder changed while it was being listed: one of its folders has another mtime after the walk
+   * than before its listing, an entry listed was gone when stat'ed, or a subfolder listed could not be read.
+   * Their listing may lack a file that exists (moved or renamed after the listing): list them again.
    */
   readonly changing: ReadonlySet<string>;
 }
@@ -28,6 +28,14 @@ export interface ScanResult {
 const vanished = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' || (err as NodeJS.ErrnoException | undefined)?.code === 'ENOTDIR';
 
 const MAX_DEPTH = 32;
+
+/**
+ * Identity of a file's content across a rename or a move: same inode on the same device, same size and mtime.
+ * Equal identities under two names mean one file renamed (or hard-linked), not two files.
+ */
+export function fileIdentity(f: FileFingerprint): string {
+  return `${f.dev}:${f.ino}:${f.size}:${f.mtimeMs}`;
+}
 
 function fingerprintOf(s: { size: number; mtimeMs: number; ino: number; dev: number }, refused?: string): FileFingerprint {
   const fp: FileFingerprint = { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, dev: s.dev };
@@ -48,6 +56,7 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
   const refused: ScannedFile[] = [];
   const visited = new Set<string>();
   const changing = new Set<string>();
+  const listed: { dir: string; rel: string; mtimeNs: bigint; ino: bigint }[] = [];
   const changed = (rel: string) => {
     // A data file's table, or the table a folder belongs to.
     const table = tableOfPath(rel) ?? tableOfPath(`${rel}/-`);
@@ -60,6 +69,12 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
     visited.add(real);
     let entries;
     try {
+      // The folder's mtime before its listing: if it differs after the walk, an entry was added, removed or
+      // renamed while the table was being listed (a move between two of its folders leaves no other trace).
+      if (rel) {
+        const s = await stat(dir, { bigint: true });
+        listed.push({ dir, rel, mtimeNs: s.mtimeNs, ino: s.ino });
+      }
       entries = await readdir(dir, { withFileTypes: true });
     } catch (err) {
       // Removed or renamed while scanning: its files may be elsewhere now. Unreadable: the next scan tries again.
@@ -112,6 +127,14 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
   };
 
   await visit(root, '', 0);
+  for (let i = 0; i < listed.length; i += STAT_BATCH) {
+    await Promise.all(
+      listed.slice(i, i + STAT_BATCH).map(async (d) => {
+        const s = await stat(d.dir, { bigint: true }).catch(() => null);
+        if (!s || s.mtimeNs !== d.mtimeNs || s.ino !== d.ino) changed(d.rel);
+      }),
+    );
+  }
   files.sort((a, b) => a.path.localeCompare(b.path));
   refused.sort((a, b) => a.path.localeCompare(b.path));
   return { files, refused, changing };

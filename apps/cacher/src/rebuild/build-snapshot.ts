@@ -2,6 +2,7 @@ import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import {
+  fileIdentity,
   fileKindOf,
   quoteIdent,
   quoteLiteral,
@@ -63,7 +64,19 @@ export const partRef = (part: string, catalog = SNAP) => `${quoteIdent(catalog)}
  * its stored fragment; a new or changed file is read (that is the only reading of data files); a file
  * that fails keeps the rows of its last readable version. Files load in parallel, one per connection.
  */
-export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]> {
+export interface LoadedSources {
+  readonly sources: FileSource[];
+  /**
+   * Files that were gone while they were read (renamed or deleted meanwhile, even if back as they were by the
+   * end): served from their last stored rows, or not yet. A snapshot built with such files must be built again.
+   */
+  readonly changing: string[];
+}
+
+/** A reader error that says the file was not there (moved or renamed while it was opened), not that it is bad. */
+const MISSING_FILE = /No such file or directory|ENOENT|No files found that match the pattern/i;
+
+export async function loadSources(input: LoadSourcesInput): Promise<LoadedSources> {
   const { manifest, fragments } = input;
   const fragDir = path.join(input.workDir, 'fragments');
   await mkdir(fragDir, { recursive: true });
@@ -71,6 +84,7 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
   const entries = [...manifest.entries()].sort((a, b) => a[0].localeCompare(b[0]));
   const sources: (FileSource | null)[] = new Array<FileSource | null>(entries.length);
   const renamed = renamedFragments(manifest, fragments);
+  const changing: string[] = [];
 
   const loadOne = async (conn: DuckDBConnection, i: number): Promise<FileSource | null> => {
     const [relPath, fp] = entries[i]!;
@@ -105,8 +119,16 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
     // The file must be the version the manifest names, before and after the read: a file renamed, deleted or
     // rewritten meanwhile was read in a state the manifest does not describe (or not at all). The monitor sees
     // that change and sends a diff of its own; this build serves the file's last stored rows, or none yet.
-    const changedMeanwhile = async () => !sameFingerprint(await currentFingerprint(absPath), fp);
+    // A file gone (even for a moment) is built again shortly: renamed away and back, it leaves the monitor
+    // nothing to report. A file written meanwhile is reported by the monitor once it settles.
+    let gone = false;
+    const changedMeanwhile = async () => {
+      const now = await currentFingerprint(absPath);
+      gone ||= now === null;
+      return !sameFingerprint(now, fp);
+    };
     const lastStored = async (): Promise<FileSource | null> => {
+      if (gone) changing.push(relPath);
       if (!fragment || fragment.chunks === 0) return null;
       part = partNameOf(fragment.blob);
       await fromFragment(fragment);
@@ -121,7 +143,8 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
       await conn.run(`CREATE OR REPLACE TABLE ${partRef(part)} AS SELECT * FROM read_parquet(${quoteLiteral(fragmentFile)})`);
       return { kind: 'fresh', path: relPath, fingerprint: fp, part, fragmentId: input.newFragmentId(index), fragmentFile, rows: read.rows, columns: read.columns, format: kind.format };
     } catch (err) {
-      if (await changedMeanwhile()) return await lastStored();
+      if (MISSING_FILE.test(err instanceof Error ? err.message : String(err))) gone = true;
+      if ((await changedMeanwhile()) || gone) return await lastStored();
       if (!(err instanceof FileReadError)) throw err;
       return await keepOld(err.message);
     }
@@ -136,10 +159,8 @@ export async function loadSources(input: LoadSourcesInput): Promise<FileSource[]
       }
     }),
   );
-  return sources.filter((s): s is FileSource => s !== null);
+  return { sources: sources.filter((s): s is FileSource => s !== null), changing };
 }
-
-const identityOf = (f: FileFingerprint) => `${f.dev}:${f.ino}:${f.size}:${f.mtimeMs}`;
 
 /**
  * Fragments of renamed files, by their new path: a path with no fragment of its own takes the fragment of a
@@ -148,14 +169,14 @@ const identityOf = (f: FileFingerprint) => `${f.dev}:${f.ino}:${f.size}:${f.mtim
  */
 export function renamedFragments(manifest: ReadonlyMap<string, FileFingerprint>, fragments: ReadonlyMap<string, Fragment>): Map<string, Fragment> {
   const gone = new Map<string, Fragment>();
-  for (const [p, f] of fragments) if (!manifest.has(p) && f.chunks > 0) gone.set(identityOf(f.fingerprint), f);
+  for (const [p, f] of fragments) if (!manifest.has(p) && f.chunks > 0) gone.set(fileIdentity(f.fingerprint), f);
   const out = new Map<string, Fragment>();
   if (gone.size === 0) return out;
   for (const [p, fp] of manifest) {
     if (fragments.has(p)) continue;
-    const f = gone.get(identityOf(fp));
+    const f = gone.get(fileIdentity(fp));
     if (!f) continue;
-    gone.delete(identityOf(fp)); // one new path per fragment (a part table is named after its fragment)
+    gone.delete(fileIdentity(fp)); // one new path per fragment (a part table is named after its fragment)
     out.set(p, { ...f, path: p });
   }
   return out;

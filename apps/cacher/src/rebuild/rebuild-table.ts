@@ -38,6 +38,8 @@ export interface RebuildDeps {
   readonly log: Logger;
   readonly exportQueue: Queue;
   readonly reader: FileReader;
+  /** Builds the table again shortly (files changed while they were read). */
+  readonly buildAgain: (table: string, gen: number) => Promise<void>;
 }
 
 export type RebuildResult =
@@ -209,7 +211,7 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
         : [],
     );
     await db.conn.run(`DROP VIEW IF EXISTS ${SNAP}.main.${quoteIdent(table)}`);
-    const sources = await loadSources({
+    const { sources, changing } = await loadSources({
       conns,
       dataDir: config.dataDir,
       workDir,
@@ -255,6 +257,10 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       stored = await writeBlobFromFile(redis, keys, table, blob, snapshotFile, config.chunkBytes);
     }
 
+    // Files that changed while they were read are served from their last stored rows (or not yet): the snapshot
+    // is published, but as behind its manifest, and built again shortly (a file renamed away and back leaves the
+    // monitor nothing to report).
+    const builtFrom = changing.length ? state.gen - 1 : state.gen;
     const meta: TableMeta = {
       v: 1,
       table,
@@ -268,13 +274,17 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       files,
       errors,
       conflicts: [...schema.conflicts],
-      sourceGen: state.gen,
+      sourceGen: builtFrom,
       buildMs: Date.now() - started,
       updatedAt: Date.now(),
       engine: DUCKDB_ENGINE_VERSION,
     };
     const published = Date.now();
-    if (!(await publish(deps, table, lease, meta, state.gen, member))) return { outcome: 'refused' };
+    if (!(await publish(deps, table, lease, meta, builtFrom, member))) return { outcome: 'refused' };
+    if (changing.length) {
+      log.info({ version, files: changing.slice(0, 10) }, 'files changed while they were read; building the table again');
+      await deps.buildAgain(table, state.gen);
+    }
     // The table set is in another slot: its own step (idempotent; restores a table a drop raced with).
     await redis.sadd(keys.tables, table);
     log.info(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { FileFingerprint } from '@flashduck/core';
-import { diffManifests, isEmptyDiff } from './diff.js';
+import { diffManifests, isEmptyDiff, keepUnlisted } from './diff.js';
 
 const fp = (ino: number, size = 10, mtimeMs = 1000): FileFingerprint => ({ size, mtimeMs, ino, dev: 1 });
 const m = (entries: [string, FileFingerprint][]) => new Map(entries);
@@ -37,5 +37,18 @@ describe('diffManifests', () => {
   it('sees a file becoming refused (e.g. replaced by a symlink out of the data dir)', () => {
     const d = diffManifests(m([['t/a.csv', fp(1)]]), m([['t/a.csv', { ...fp(1), refused: 'symlink points outside the data dir' }]]));
     expect(d.modified).toEqual(['t/a.csv']);
+  });
+});
+
+describe('keepUnlisted (a listing during which the folder changed)', () => {
+  it('keeps a recorded file the listing lacks: it may have moved between two folders of the table meanwhile', () => {
+    expect([...keepUnlisted(m([['t/sub/a.csv', fp(1)]]), m([])).keys()]).toEqual(['t/sub/a.csv']);
+  });
+  it('takes a file listed under its new name as renamed, never as two files', () => {
+    expect([...keepUnlisted(m([['t/a.csv', fp(1)]]), m([['t/b.csv', fp(1)]])).keys()]).toEqual(['t/b.csv']);
+  });
+  it('records new and changed files at once', () => {
+    const got = keepUnlisted(m([['t/a.csv', fp(1)]]), m([['t/a.csv', fp(1, 20)], ['t/c.csv', fp(3)]]));
+    expect(Object.fromEntries(got)).toEqual({ 't/a.csv': fp(1, 20), 't/c.csv': fp(3) });
   });
 });

@@ -1,4 +1,4 @@
-import type { FileFingerprint } from '@flashduck/core';
+import { fileIdentity, type FileFingerprint } from '@flashduck/core';
 
 /** Changes between two manifests of one table. */
 export interface ManifestDiff {
@@ -11,8 +11,6 @@ export interface ManifestDiff {
 const same = (a: FileFingerprint, b: FileFingerprint) =>
   a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino && a.dev === b.dev && a.refused === b.refused;
 
-/** Identity of file content across a rename: same inode on the same device, same size and mtime. */
-const identity = (f: FileFingerprint) => `${f.dev}:${f.ino}:${f.size}:${f.mtimeMs}`;
 
 /**
  * Compares a table's recorded manifest with what is on disk now. A path whose size, mtime or inode
@@ -36,11 +34,11 @@ export function diffManifests(
   const renamed: { from: string; to: string }[] = [];
   if (added.length && removed.length) {
     const removedById = new Map<string, string>();
-    for (const p of removed) removedById.set(identity(before.get(p)!), p);
+    for (const p of removed) removedById.set(fileIdentity(before.get(p)!), p);
     for (const p of [...added]) {
-      const from = removedById.get(identity(after.get(p)!));
+      const from = removedById.get(fileIdentity(after.get(p)!));
       if (from === undefined) continue;
-      removedById.delete(identity(after.get(p)!));
+      removedById.delete(fileIdentity(after.get(p)!));
       renamed.push({ from, to: p });
       added.splice(added.indexOf(p), 1);
       removed.splice(removed.indexOf(from), 1);
@@ -52,4 +50,16 @@ export function diffManifests(
 /** True when a diff has no change. */
 export function isEmptyDiff(d: ManifestDiff): boolean {
   return !d.added.length && !d.removed.length && !d.modified.length && !d.renamed.length;
+}
+
+/**
+ * `listed` plus every file of `recorded` the listing lacks, unless the listing has that file under another name
+ * (renamed: same {@link fileIdentity}). For a listing during which the folder changed: a file moved or renamed
+ * meanwhile may be missing from it although it is there.
+ */
+export function keepUnlisted(recorded: ReadonlyMap<string, FileFingerprint>, listed: ReadonlyMap<string, FileFingerprint>): Map<string, FileFingerprint> {
+  const seen = new Set([...listed.values()].map(fileIdentity));
+  const out = new Map(listed);
+  for (const [p, fp] of recorded) if (!out.has(p) && !seen.has(fileIdentity(fp))) out.set(p, fp);
+  return out;
 }
