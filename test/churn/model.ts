@@ -1,0 +1,332 @@
+/**
+ * The reference model of the churn checker, and the rules every answer is judged by. Pure: no I/O, no clock.
+ *
+ * Every data file has an identity (`fid`, written into each of its rows) that a rename or a move keeps. For
+ * each identity the model keeps the history of its states — table, path, row count `n`, `sum(seq)` `s`,
+ * unreadable or not — each with the window in which it began (the operation's start and end) and in which it
+ * was replaced. ARCHITECTURE.md, "What a reader may see", becomes these rules for an answer that started at
+ * `start` and ended at `end`:
+ *
+ * - state-never-existed / state-too-old: every fid an answer shows in table t, with (n, s), is a state that
+ *   fid really had in t at some time within [start - lag, end].
+ * - stable-rows-hidden / table-vanished: a fid whose rows in t have not changed (renames within t keep them)
+ *   since before start - lag, and do not change until end, is shown, and its table exists.
+ * - version-went-back: a replica never serves an older version of a table than it served before.
+ * - same-version-different-rows: a table version has one content, on every replica, cached or not.
+ * - unreadable-file-not-reported / readable-file-reported: once the lag has passed, `errors` of the table
+ *   names exactly its unreadable files.
+ * - no-convergence: once the churn stops, every replica equals the folder within a bound.
+ *
+ * Time the cacher was down (a SIGKILL until its replacement can build) does not count towards the lag.
+ */
+
+/** What the checker asks of a file's rows in one table. */
+export interface Rows {
+  readonly n: number;
+  readonly s: number;
+}
+
+export interface FileState extends Rows {
+  readonly fid: string;
+  /** Table the file belongs to; null while it is in no table (deleted, or renamed to a hidden name). */
+  readonly table: string | null;
+  /** Path relative to the data dir (null once deleted). */
+  readonly path: string | null;
+  /** The file cannot be read (it never contributes rows). */
+  readonly bad: boolean;
+  /** Index of the operation that made this state. */
+  readonly op: number;
+  /** Start of that operation: the state may exist from here. */
+  readonly begin: number;
+  /** End of that operation: the state surely exists from here. */
+  readonly settled: number;
+  /** Start of the operation that replaced it: the state may be gone from here (Infinity while current). */
+  endBegin: number;
+  /** End of that operation: the state is surely gone from here (Infinity while current). */
+  end: number;
+}
+
+export type NextState = Pick<FileState, 'table' | 'path' | 'n' | 's' | 'bad'>;
+
+/** One broken rule, with what the checker saw and what it expected. */
+export interface Finding {
+  readonly rule: string;
+  readonly table?: string;
+  readonly fid?: string;
+  readonly detail: string;
+}
+
+export interface Window {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** A table answer as the checker reads it: fid → rows, or the table does not exist. */
+export type TableAnswer = { readonly kind: 'rows'; readonly rows: ReadonlyMap<string, Rows> } | { readonly kind: 'missing' };
+
+const sameContent = (a: FileState, b: FileState) => a.table === b.table && a.n === b.n && a.s === b.s && a.bad === b.bad;
+const sameFile = (a: FileState, b: FileState) => sameContent(a, b) && a.path === b.path;
+
+export class Model {
+  private readonly history = new Map<string, FileState[]>();
+  readonly outages: { from: number; to: number }[] = [];
+
+  constructor(readonly lagMs: number) {}
+
+  /** Records that operation `op`, running from `begin` to `settled`, gave file `fid` its next state (null: deleted). */
+  set(fid: string, next: NextState | null, op: number, begin: number, settled: number): void {
+    let states = this.history.get(fid);
+    if (!states) this.history.set(fid, (states = []));
+    const prev = states.at(-1);
+    if (prev && prev.end === Infinity) {
+      prev.endBegin = begin;
+      prev.end = settled;
+    }
+    const state = next ?? { table: null, path: null, n: 0, s: 0, bad: false };
+    states.push({ fid, ...state, op, begin, settled, endBegin: Infinity, end: Infinity });
+  }
+
+  /** Time in which the lag clock stands still (the cacher was down and its build lease not yet free). */
+  addOutage(from: number, to = Infinity): { to: number } {
+    const o = { from, to };
+    this.outages.push(o);
+    return o;
+  }
+
+  /** Milliseconds from `a` to `b` that count towards the lag. */
+  elapsed(a: number, b: number): number {
+    if (b <= a) return b - a;
+    let down = 0;
+    for (const o of this.outages) down += Math.max(0, Math.min(b, o.to) - Math.max(a, o.from));
+    return b - a - down;
+  }
+
+  statesOf(fid: string): readonly FileState[] {
+    return this.history.get(fid) ?? [];
+  }
+
+  fids(): IterableIterator<string> {
+    return this.history.keys();
+  }
+
+  /** Readable rows per fid of a table as the folder holds it now. */
+  currentRows(table: string): Map<string, Rows> {
+    const out = new Map<string, Rows>();
+    for (const [fid, states] of this.history) {
+      const s = states.at(-1)!;
+      if (s.table === table && !s.bad && s.n > 0) out.set(fid, { n: s.n, s: s.s });
+    }
+    return out;
+  }
+
+  /** Paths of the unreadable files of a table now. */
+  currentBadPaths(table: string): Set<string> {
+    const out = new Set<string>();
+    for (const states of this.history.values()) {
+      const s = states.at(-1)!;
+      if (s.table === table && s.bad && s.path) out.add(s.path);
+    }
+    return out;
+  }
+
+  /** True when the table has any file now (readable or not). */
+  hasFiles(table: string): boolean {
+    for (const states of this.history.values()) if (states.at(-1)!.table === table) return true;
+    return false;
+  }
+
+  /**
+   * The state of `fid` that has held (equal by `same`) from before `win.start - lag` until after `win.end`,
+   * or null. Consecutive states equal by `same` (renames within a table, for content) form one stretch.
+   */
+  private stableAcross(fid: string, win: Window, same: (a: FileState, b: FileState) => boolean): FileState | null {
+    const states = this.history.get(fid) ?? [];
+    for (let i = 0; i < states.length; i++) {
+      const first = states[i]!;
+      let j = i;
+      while (j + 1 < states.length && same(states[j + 1]!, first)) j++;
+      const last = states[j]!;
+      if (this.elapsed(first.settled, win.start) >= this.lagMs && last.endBegin > win.end) return last;
+      i = j;
+    }
+    return null;
+  }
+
+  /** Every rule about one answer of `SELECT fid, count(*), sum(seq) FROM <table> GROUP BY fid`. */
+  checkTableAnswer(table: string, answer: TableAnswer, win: Window): Finding[] {
+    const findings: Finding[] = [];
+    if (answer.kind === 'rows') {
+      for (const [fid, got] of answer.rows) {
+        const states = (this.history.get(fid) ?? []).filter((s) => s.table === table && !s.bad && s.n === got.n && s.s === got.s);
+        if (states.length === 0) {
+          const known = this.history.has(fid);
+          findings.push({
+            rule: 'state-never-existed',
+            table,
+            fid,
+            detail: known
+              ? `${fid} shows n=${got.n} s=${got.s} in ${table}, a state it never had there (half an append, a mix of two states, or rows in the wrong table)`
+              : `${fid} is not a file the workload ever wrote`,
+          });
+          continue;
+        }
+        const ok = states.some((s) => s.begin <= win.end && (s.end === Infinity || this.elapsed(s.end, win.start) <= this.lagMs));
+        if (!ok) {
+          const newest = states.reduce((a, b) => (b.end > a.end ? b : a));
+          findings.push({
+            rule: 'state-too-old',
+            table,
+            fid,
+            detail: `${fid} shows n=${got.n} s=${got.s} in ${table}, a state that ended ${this.elapsed(newest.end, win.start)} ms (lag clock) before the answer started; the lag bound is ${this.lagMs} ms`,
+          });
+        }
+      }
+    }
+    const hidden: string[] = [];
+    for (const fid of this.history.keys()) {
+      const stable = this.stableAcross(fid, win, sameContent);
+      if (!stable || stable.table !== table || stable.bad || stable.n === 0) continue;
+      if (answer.kind === 'missing' || !answer.rows.has(fid)) hidden.push(fid);
+    }
+    if (hidden.length && answer.kind === 'missing') {
+      findings.push({
+        rule: 'table-vanished',
+        table,
+        fid: hidden[0],
+        detail: `table ${table} does not exist, but ${hidden.length} file(s) have been in it unchanged for longer than the lag (${hidden.slice(0, 5).join(', ')})`,
+      });
+    } else {
+      for (const fid of hidden) {
+        findings.push({ rule: 'stable-rows-hidden', table, fid, detail: `${fid} has been in ${table} unchanged for longer than the lag (${this.lagMs} ms) but the answer does not show it` });
+      }
+    }
+    return findings;
+  }
+
+  /** The rules about `errors` of `GET /v1/tables/<t>` (or its 404). */
+  checkTableErrors(table: string, errors: ReadonlySet<string> | 'missing', win: Window): Finding[] {
+    const findings: Finding[] = [];
+    for (const fid of this.history.keys()) {
+      const stable = this.stableAcross(fid, win, sameFile);
+      if (!stable || stable.table !== table || !stable.path || (!stable.bad && stable.n === 0)) continue;
+      if (errors === 'missing') {
+        findings.push({ rule: 'table-vanished', table, fid, detail: `GET /v1/tables/${table} answers 404 but ${stable.path} has been in it unchanged for longer than the lag` });
+        break;
+      }
+      if (stable.bad && !errors.has(stable.path)) {
+        findings.push({ rule: 'unreadable-file-not-reported', table, fid, detail: `${stable.path} cannot be read and has been there for longer than the lag, but ${table}'s errors do not name it` });
+      }
+      if (!stable.bad && errors.has(stable.path)) {
+        findings.push({ rule: 'readable-file-reported', table, fid, detail: `${stable.path} is readable and unchanged for longer than the lag, but ${table}'s errors name it` });
+      }
+    }
+    return findings;
+  }
+
+  /** Differences between an answer and the folder now (empty when equal). */
+  diffNow(table: string, answer: TableAnswer): string[] {
+    const want = this.currentRows(table);
+    const got = answer.kind === 'rows' ? answer.rows : new Map<string, Rows>();
+    const out: string[] = [];
+    if (answer.kind === 'missing' && want.size) out.push(`table ${table} does not exist`);
+    for (const [fid, w] of want) {
+      const g = got.get(fid);
+      if (!g) out.push(`${fid}: missing (want n=${w.n} s=${w.s})`);
+      else if (g.n !== w.n || g.s !== w.s) out.push(`${fid}: n=${g.n} s=${g.s} (want n=${w.n} s=${w.s})`);
+    }
+    for (const [fid, g] of got) if (!want.has(fid)) out.push(`${fid}: n=${g.n} s=${g.s} shown but not in ${table} now`);
+    return out;
+  }
+
+  /** A fid's history, one line per state, times relative to `t0`. */
+  describe(fid: string, t0: number): string[] {
+    const rel = (t: number) => (t === Infinity ? 'now' : `${t - t0}`);
+    return this.statesOf(fid).map(
+      (s) =>
+        `    op#${s.op} [${rel(s.begin)}..${rel(s.settled)}]→[${rel(s.endBegin)}..${rel(s.end)}] ` +
+        (s.table === null ? 'not in any table' : `${s.table} ${s.path} ${s.bad ? 'UNREADABLE' : `n=${s.n} s=${s.s}`}`),
+    );
+  }
+}
+
+/**
+ * The writes to table `gamma`, in the order the API acknowledged them (one sender, so stream order). The
+ * value a key shows must be one it had after some prefix of the writes sent by the time the answer ended;
+ * files change without a transaction across them, so the answer as a whole need not be one prefix.
+ */
+export class WritesModel {
+  /** Per key: the values it took, with the number of writes after which it took each (null: absent). */
+  private readonly timeline = new Map<number, { after: number; v: string | null }[]>();
+  private readonly now = new Map<number, string>();
+  /** Writes accepted so far. */
+  count = 0;
+
+  constructor(base: ReadonlyMap<number, string>) {
+    for (const [id, v] of base) {
+      this.now.set(id, v);
+      this.timeline.set(id, [{ after: 0, v }]);
+    }
+  }
+
+  /**
+   * A write about to be sent: applied after the `count` writes before it. Registered before the request, so an
+   * answer can never see it "too early"; `retract` takes it back when the API did not queue it.
+   */
+  apply(op: 'upsert' | 'delete', rows: readonly { id: number; v?: string }[]): number {
+    this.count += 1;
+    for (const r of rows) {
+      const v = op === 'upsert' ? r.v! : null;
+      let t = this.timeline.get(r.id);
+      if (!t) this.timeline.set(r.id, (t = [{ after: 0, v: null }]));
+      t.push({ after: this.count, v });
+    }
+    this.recompute();
+    return this.count;
+  }
+
+  /** Takes back the last write (the API refused it, so it was not queued). */
+  retract(): void {
+    for (const t of this.timeline.values()) while (t.length && t.at(-1)!.after === this.count) t.pop();
+    this.count -= 1;
+    this.recompute();
+  }
+
+  private recompute(): void {
+    this.now.clear();
+    for (const [id, t] of this.timeline) {
+      const v = t.at(-1)?.v ?? null;
+      if (v !== null) this.now.set(id, v);
+    }
+  }
+
+  /** Every key's value after all accepted writes. */
+  current(): ReadonlyMap<number, string> {
+    return this.now;
+  }
+
+  check(rows: readonly { id: number; v: string }[], sentByEnd: number): Finding[] {
+    const findings: Finding[] = [];
+    const seen = new Set<number>();
+    for (const r of rows) {
+      if (seen.has(r.id)) findings.push({ rule: 'duplicate-key', table: 'gamma', detail: `key id=${r.id} shows more than once` });
+      seen.add(r.id);
+      const t = this.timeline.get(r.id) ?? [];
+      if (!t.some((x) => x.v === r.v && x.after <= sentByEnd)) {
+        findings.push({
+          rule: 'write-value-never-existed',
+          table: 'gamma',
+          detail: `id=${r.id} shows v=${JSON.stringify(r.v)}, which it never had after any of the first ${sentByEnd} writes (it had: ${t.map((x) => `${x.after}:${x.v}`).join(' ')})`,
+        });
+      }
+    }
+    return findings;
+  }
+
+  diffNow(rows: readonly { id: number; v: string }[]): string[] {
+    const out: string[] = [];
+    const got = new Map(rows.map((r) => [r.id, r.v]));
+    for (const [id, v] of this.now) if (got.get(id) !== v) out.push(`id=${id}: ${got.has(id) ? JSON.stringify(got.get(id)) : 'missing'} (want ${JSON.stringify(v)})`);
+    for (const [id, v] of got) if (!this.now.has(id)) out.push(`id=${id}: ${JSON.stringify(v)} shown but deleted`);
+    return out;
+  }
+}
