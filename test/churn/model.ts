@@ -4,7 +4,7 @@
  * Every data file has an identity (`fid`, written into each of its rows) that a rename or a move keeps. For
  * each identity the model keeps the history of its states — table, path, row count `n`, `sum(seq)` `s`,
  * unreadable or not — each with the window in which it began (the operation's start and end) and in which it
- * was replaced. ARCHITECTURE.md, "What a reader may see", becomes these rules for an answer that started at
+ * was replaced. The consistency model (README, "What a reader sees while files change") becomes these rules for an answer that started at
  * `start` and ended at `end`:
  *
  * - state-never-existed / state-too-old: every fid an answer shows in table t, with (n, s), is a state that
