@@ -1,8 +1,9 @@
 import { appendFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_REDIS_URL, deletePrefix, removeDir, rows, tempDir, uniquePrefix, waitFor, writeAtomic } from '../helpers.js';
+import { startRedisCluster, type RedisCluster } from '../redis-servers.js';
 import { startStack, type Stack } from './scenario.js';
 
 const LEASE_MS = 2_000;
@@ -99,4 +100,60 @@ describe('monitor failover', () => {
     for (const t of takeovers) expect(t).toBeLessThanOrEqual(2 * LEASE_MS);
     for (const g of gone) expect(g).toBeLessThanOrEqual(3 * HEARTBEAT_MS + 1_500);
   }, 120_000);
+});
+
+/**
+ * On a Redis Cluster, with a third monitor started just before the leader is SIGKILLed (a pod rescheduled as
+ * another dies): a new file is served within the lease TTL plus a few seconds, every round.
+ */
+describe('monitor failover on a Redis Cluster with a monitor starting', () => {
+  const prefix = uniquePrefix('clfo');
+  let work: string;
+  let dataDir: string;
+  let stack: Stack;
+  let cluster: RedisCluster;
+  let redis: Cluster;
+
+  beforeAll(async () => {
+    work = await tempDir('clfo');
+    dataDir = path.join(work, 'data');
+    await mkdir(path.join(dataDir, 't'), { recursive: true });
+    await writeFile(path.join(dataDir, 't', 'a.csv'), 'id,src\n1,a\n');
+    cluster = await startRedisCluster(path.join(work, 'redis'), 3, 0);
+    redis = new Cluster(cluster.nodes.split(',').map((n) => ({ host: '127.0.0.1', port: Number(n.split(':')[1]) })));
+    stack = await startStack({
+      label: 'clfo',
+      prefix,
+      dataDir,
+      work,
+      counts: { monitor: 2, cacher: 1, 'query-api': 1, exporter: 0, 'write-applier': 0 },
+      redisEnv: () => ({ FLASHDUCK_REDIS_URL: cluster.url }),
+      extraEnv: { MONITOR_LEASE_MS: String(LEASE_MS), FLASHDUCK_HEARTBEAT_MS: String(HEARTBEAT_MS) },
+    });
+    await waitFor('table served', async () => (await rows(stack.ports[0]!, 'SELECT count(*) AS n FROM t'))[0]?.n === 1, 60_000, 200);
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all((stack?.procs ?? []).map((p) => p.kill('SIGKILL')));
+    redis?.disconnect();
+    await cluster?.stop();
+    await removeDir(work);
+  });
+
+  it('serves a file added at the kill within the lease TTL plus 3 s, in every round', async () => {
+    const owner = async () => (await redis.get(`${prefix}:{lease:monitor}:owner`))?.split(':')[0] ?? null;
+    const visible: number[] = [];
+    for (let round = 1; round <= 4; round++) {
+      const leaderId = await waitFor('a leader', owner, 10_000, 50);
+      const leader = stack.instances.find((x) => x.id === leaderId && x.proc.alive)!;
+      await stack.start('monitor', 1 + round); // starting while the leader dies
+      await leader.proc.kill('SIGKILL');
+      const killedAt = Date.now();
+      await writeAtomic(path.join(dataDir, 't', `new-${round}.csv`), `id,src\n${100 + round},new\n`);
+      await waitFor(`new-${round}.csv served`, async () => (await rows(stack.ports[0]!, 'SELECT count(*) AS n FROM t'))[0]?.n === 1 + round, 60_000, 50);
+      visible.push(Date.now() - killedAt);
+    }
+    console.log(`cluster monitor failover: a file added at the kill was served after ${visible.join(' ms, ')} ms (lease TTL ${LEASE_MS} ms)`);
+    for (const v of visible) expect(v).toBeLessThanOrEqual(LEASE_MS + 3_000);
+  }, 240_000);
 });
