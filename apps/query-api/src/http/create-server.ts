@@ -154,25 +154,33 @@ export function createServer(deps: ServerDeps): express.Express {
     }
     const remaining = Math.max(10, config.timeoutMs - (Date.now() - startedAt));
     // Identical query, format and versions of the tables it may read: the same answer (no DuckDB), and the
-    // same ETag everywhere.
+    // same ETag everywhere. No await from taking the generation to runQuery's acquire, which pins it: a swap
+    // meanwhile would retire and close an unpinned one.
     const normalized = normalizeSql(sql);
-    const refs = await deps.references.parse(sql, normalized);
-    // No await from here to runQuery's acquire, which pins the generation: a swap meanwhile would retire and
-    // close an unpinned one.
-    const gen = served();
-    const tables = versionsRead(refs, gen.versions());
-    const key = resultKey(normalized, format, tables);
-    const etag = etagOf(key);
-    const ifNoneMatch = req.headers['if-none-match'];
     const cacheable = isCacheable(sql);
-    if (ifNoneMatch && cacheable && ifNoneMatch.split(/\s*,\s*/).includes(etag)) {
-      res.writeHead(304, { ETag: etag, 'Cache-Control': 'no-cache', 'X-FlashDuck-Tables': JSON.stringify(tables) }).end();
-      return;
+    const refs = deps.references.known(normalized);
+    const gen = served();
+    let tables: Record<string, number> | Promise<Record<string, number>>;
+    if (refs) {
+      tables = versionsRead(refs, gen.versions());
+      const key = resultKey(normalized, format, tables);
+      const etag = etagOf(key);
+      const ifNoneMatch = req.headers['if-none-match'];
+      if (ifNoneMatch && cacheable && ifNoneMatch.split(/\s*,\s*/).includes(etag)) {
+        res.writeHead(304, { ETag: etag, 'Cache-Control': 'no-cache', 'X-FlashDuck-Tables': JSON.stringify(tables) }).end();
+        return;
+      }
+      const hit = cacheable ? deps.cache.get(key) : undefined;
+      if (hit) return void sendResult(res, hit, 'hit', ifNoneMatch);
+    } else {
+      // A text this replica never parsed cannot be in its cache: the query runs while DuckDB's parser finds
+      // the tables it may read (in its own instance, in parallel).
+      const versions = gen.versions();
+      tables = deps.references.parse(sql, normalized).then((r) => versionsRead(r, versions));
     }
-    const hit = cacheable ? deps.cache.get(key) : undefined;
-    if (hit) return void sendResult(res, hit, 'hit', ifNoneMatch);
     const result = await runQuery(gen, sql, format, { ...config, timeoutMs: remaining }, tables);
-    const answer: CachedResult = { ...result, etag };
+    const key = resultKey(normalized, format, result.tables);
+    const answer: CachedResult = { ...result, etag: etagOf(key) };
     if (cacheable) deps.cache.set(key, answer);
     sendResult(res, answer, cacheable ? 'miss' : 'off', undefined);
   };

@@ -141,8 +141,8 @@ export async function runQuery(
   sql: string,
   format: ResultFormat,
   limits: QueryLimits,
-  /** The versions of the tables the statement may read (see versionsRead). */
-  tables: Record<string, number>,
+  /** The versions of the tables the statement may read (see versionsRead), or a promise of them. */
+  tablesRead: Record<string, number> | Promise<Record<string, number>>,
 ): Promise<QueryOutput> {
   const started = performance.now();
   const deadlineAt = Date.now() + limits.timeoutMs;
@@ -155,6 +155,7 @@ export async function runQuery(
   }, Math.max(1, deadlineAt - Date.now()));
   try {
     const prepared = await prepareReadOnly(conn, sql);
+    const tables = await tablesRead;
     try {
       const result = await prepared.stream();
       if (format === 'arrow' || format === 'parquet') {

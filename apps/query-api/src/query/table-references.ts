@@ -102,7 +102,13 @@ export class TableReferenceParser {
       await db.conn.run('SET lock_configuration=true');
       return db;
     });
-    const { conn } = await this.db;
+    let conn: DuckDBConnection;
+    try {
+      ({ conn } = await this.db);
+    } catch {
+      this.db = null;
+      return DYNAMIC; // no parser: every table's version keys the answer
+    }
     // One connection, one statement at a time.
     const run = this.queue.then(() => conn.runAndReadAll(`SELECT json_serialize_sql(${quoteLiteral(sql)})`));
     this.queue = run.catch(() => undefined);
