@@ -29,6 +29,15 @@ const vanished = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.c
 
 const MAX_DEPTH = 32;
 
+/** The fingerprint of the file at `absPath` now (through a symlink, as a scan records it), or null when it is gone. */
+export async function fingerprintNow(absPath: string): Promise<FileFingerprint | null> {
+  try {
+    return fingerprintOf(await stat(absPath));
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Identity of a file's content across a rename or a move: same inode on the same device, same size and mtime.
  * Equal identities under two names mean one file renamed (or hard-linked), not two files.

@@ -1,9 +1,10 @@
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import {
   fileIdentity,
   fileKindOf,
+  fingerprintNow,
   quoteIdent,
   quoteLiteral,
   type FileError,
@@ -123,7 +124,7 @@ export async function loadSources(input: LoadSourcesInput): Promise<LoadedSource
     // nothing to report. A file written meanwhile is reported by the monitor once it settles.
     let gone = false;
     const changedMeanwhile = async () => {
-      const now = await currentFingerprint(absPath);
+      const now = await fingerprintNow(absPath);
       gone ||= now === null;
       return !sameFingerprint(now, fp);
     };
@@ -180,16 +181,6 @@ export function renamedFragments(manifest: ReadonlyMap<string, FileFingerprint>,
     out.set(p, { ...f, path: p });
   }
   return out;
-}
-
-/** The fingerprint of the file at `absPath` now (through a symlink, as the monitor records it), or null when gone. */
-async function currentFingerprint(absPath: string): Promise<FileFingerprint | null> {
-  try {
-    const s = await stat(absPath);
-    return { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, dev: s.dev };
-  } catch {
-    return null;
-  }
 }
 
 function columnsOf(s: FileSource): { name: string; type: string }[] {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileKindOf, fsyncPath, walkDataDir, type FileFingerprint, type Logger, type TableMeta } from '@flashduck/core';
+import { fileKindOf, fingerprintNow, fsyncPath, walkDataDir, type FileFingerprint, type Logger, type TableMeta } from '@flashduck/core';
 import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 import { computeEffects, respell, type Write } from './effects.js';
 import { rewriteFiles, type TableFile } from './rewrite.js';
@@ -27,14 +27,6 @@ export interface ApplyDeps {
 const sameFile = (a: FileFingerprint | null, b: FileFingerprint | null) =>
   a === null || b === null ? a === b : a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
 
-async function fingerprint(abs: string): Promise<FileFingerprint | null> {
-  try {
-    const s = await stat(abs);
-    return { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, dev: s.dev };
-  } catch {
-    return null;
-  }
-}
 
 /** True when two files hold the same bytes (sizes first, then 1 MB at a time). */
 export async function sameBytes(a: string, b: string): Promise<boolean> {
@@ -148,7 +140,7 @@ export async function applyWrites(
       for (const r of rewritten) await fsyncPath(r.tmp, 'r+');
       const replacedDirs = new Set<string>();
       for (const r of rewritten) {
-        if (!sameFile(await fingerprint(r.file.abs), r.file.fingerprint)) {
+        if (!sameFile(await fingerprintNow(r.file.abs), r.file.fingerprint)) {
           throw new ConcurrentEditError(`${r.file.path} changed while the write was being prepared; applying again on its new content`);
         }
         if (!(await deps.stillLeased())) throw new LeaseLostError(`lost the apply lease of table ${table}; another applier continues`);
@@ -160,7 +152,7 @@ export async function applyWrites(
         }
         await rename(r.tmp, r.file.abs);
         replacedDirs.add(path.dirname(r.file.abs));
-        const after = await fingerprint(r.file.abs);
+        const after = await fingerprintNow(r.file.abs);
         if (after) changed.set(r.file.path, after);
       }
       for (const dir of replacedDirs) await fsyncPath(dir);
