@@ -1,4 +1,4 @@
-// `pnpm churn [--seed N] [--ops N] [--seconds N] [--replicas N] [--writes] [--kill] [--busy] [--lag-ms N] …`:
+// `pnpm churn [--seed N] [--ops N] [--seconds N] [--replicas N] [--writes] [--kill] [--redis-loss] [--busy] …`:
 // install and build as needed (like `npm test`), then run the seeded churn checker (test/churn/) once.
 // Every option is described by `pnpm churn --help`. Exits non-zero when a rule was broken.
 import { spawnSync } from 'node:child_process';

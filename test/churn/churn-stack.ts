@@ -1,11 +1,56 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { redisAnswers } from '@flashduck/cli';
 import { AppProcess, ROOT, flashduckEnv, freePort, waitFor } from '../helpers.js';
 
 export type ChurnComponent = 'monitor' | 'cacher' | 'query-api' | 'write-applier';
 
 /** Build lease of the cacher: after a SIGKILL, a new cacher can rebuild a table once this has run out. */
 export const CACHER_LEASE_MS = 1_500;
+
+/**
+ * A redis-server of the run's own (`--redis-loss`), on a free port, without persistence and without eviction
+ * (as test/faults/redis-forgets.int.test.ts runs it): killed and started again it comes back empty, as after a
+ * failover to an empty replica or a lost volume.
+ */
+export class PrivateRedis {
+  private proc: ChildProcess | null = null;
+
+  private constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<PrivateRedis> {
+    const redis = new PrivateRedis(await freePort());
+    await redis.up();
+    return redis;
+  }
+
+  /** Starts redis-server (empty) on the port. `startedAt`: when it was spawned; `answeringAt`: when it answered. */
+  async up(): Promise<{ startedAt: number; answeringAt: number }> {
+    const startedAt = Date.now();
+    this.proc = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
+      { stdio: 'ignore' },
+    );
+    await waitFor(`redis-server on port ${this.port}`, () => redisAnswers(this.url, 200), 15_000, 20);
+    return { startedAt, answeringAt: Date.now() };
+  }
+
+  /** SIGKILLs redis-server (all its data is gone); resolves with the time of the signal once it exited. */
+  async kill(): Promise<number> {
+    const p = this.proc;
+    const at = Date.now();
+    if (!p || p.exitCode !== null || p.signalCode !== null) return at;
+    const died = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await died;
+    return at;
+  }
+}
 
 /**
  * The processes of one churn run: a monitor, a cacher, N query-api replicas (each on its own port) and
@@ -34,11 +79,21 @@ export class ChurnStack {
     this.upSince = ports.map(() => 0);
   }
 
-  static async start(options: { prefix: string; dataDir: string; work: string; replicas: number; writes: boolean; busy: boolean; appsRoot?: string | undefined }): Promise<ChurnStack> {
+  static async start(options: {
+    prefix: string;
+    dataDir: string;
+    work: string;
+    replicas: number;
+    writes: boolean;
+    busy: boolean;
+    appsRoot?: string | undefined;
+    /** Redis to use (default: the shared test Redis). */
+    redisUrl?: string | undefined;
+  }): Promise<ChurnStack> {
     const ports: number[] = [];
     for (let i = 0; i < options.replicas; i++) ports.push(await freePort());
     const env: Record<string, string> = {
-      ...flashduckEnv(options.prefix, options.dataDir, options.work),
+      ...flashduckEnv(options.prefix, options.dataDir, options.work, options.redisUrl),
       FLASHDUCK_LOG_LEVEL: 'info',
       FLASHDUCK_HEARTBEAT_MS: '1000',
       FLASHDUCK_SHUTDOWN_MS: '5000',

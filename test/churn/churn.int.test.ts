@@ -3,9 +3,11 @@ import { DEFAULTS, replayCommand, type ChurnOptions } from './options.js';
 import { runChurn, type ChurnResult } from './run-churn.js';
 
 /**
- * The seeded churn checker (see model.ts for the rules) on a short budget. Both seeds are fixed, so the
+ * The seeded churn checker (see model.ts for the rules) on a short budget. The seeds are fixed, so the
  * operations are the same on every run: seed 3 has every kind of file operation (two rename storms among
- * them); seed 143 adds writes through the API and a SIGKILL of the cacher and of one replica.
+ * them); seed 143 adds writes through the API and a SIGKILL of the cacher and of one replica; seed 18 runs on a
+ * private Redis that is SIGKILLed after 10 operations and comes back empty (4 writes before it, 3 after it,
+ * three rename storms and slow writes around it).
  * `pnpm churn` runs longer and random seeds; a failure here prints the command that replays it.
  */
 function explain(r: ChurnResult): string {
@@ -22,6 +24,12 @@ describe('churn: every answer of every replica is a state the files really had',
 
   it('with writes through the API and a SIGKILL of the cacher and of a replica mid-run', async () => {
     const options: ChurnOptions = { ...DEFAULTS, seed: 143, ops: 30, seconds: 25, replicas: 2, writes: true, kill: true };
+    const r = await runChurn(options);
+    expect(r.violations, explain(r)).toBe(0);
+  }, 180_000);
+
+  it('with Redis killed mid-run and started again empty: replicas keep answering, versions start a new era, tables return whole', async () => {
+    const options: ChurnOptions = { ...DEFAULTS, seed: 18, ops: 25, seconds: 20, replicas: 2, writes: true, redisLoss: true };
     const r = await runChurn(options);
     expect(r.violations, explain(r)).toBe(0);
   }, 180_000);

@@ -11,13 +11,16 @@
  *   fid really had in t at some time within [start - lag, end].
  * - stable-rows-hidden / table-vanished: a fid whose rows in t have not changed (renames within t keep them)
  *   since before start - lag, and do not change until end, is shown, and its table exists.
- * - version-went-back: a replica never serves an older version of a table than it served before.
+ * - version-went-back: a replica never serves an older version of a table than it served before (nor, after a
+ *   loss of Redis's data, a version from before it once it served a rebuilt one).
  * - same-version-different-rows: a table version has one content, on every replica, cached or not.
  * - unreadable-file-not-reported / readable-file-reported: once the lag has passed, `errors` of the table
  *   names exactly its unreadable files.
  * - no-convergence: once the churn stops, every replica equals the folder within a bound.
  *
- * Time the cacher was down (a SIGKILL until its replacement can build) does not count towards the lag.
+ * Time the cacher was down (a SIGKILL until its replacement can build), or Redis (`--redis-loss`: from the kill
+ * until it answers again plus a recovery allowance), does not count towards the lag. Across a loss of Redis's
+ * data versions are compared within one era only (see VersionRules).
  */
 
 /** What the checker asks of a file's rows in one table. */
@@ -93,11 +96,17 @@ export class Model {
     return o;
   }
 
-  /** Milliseconds from `a` to `b` that count towards the lag. */
+  /** Milliseconds from `a` to `b` that count towards the lag (overlapping outages count once). */
   elapsed(a: number, b: number): number {
     if (b <= a) return b - a;
     let down = 0;
-    for (const o of this.outages) down += Math.max(0, Math.min(b, o.to) - Math.max(a, o.from));
+    let upTo = a;
+    for (const o of [...this.outages].sort((x, y) => x.from - y.from)) {
+      const from = Math.max(upTo, o.from);
+      const to = Math.min(b, o.to);
+      if (to > from) down += to - from;
+      upTo = Math.max(upTo, Math.min(b, o.to));
+    }
     return b - a - down;
   }
 
@@ -223,6 +232,25 @@ export class Model {
     return findings;
   }
 
+  /**
+   * The fids with rows in `table` unchanged (renames within it keep them) from before `since` until after
+   * `until`, with those rows: what every version of the table built in between holds.
+   */
+  unchangedAcross(table: string, since: number, until: number): Map<string, Rows> {
+    const out = new Map<string, Rows>();
+    for (const [fid, states] of this.history) {
+      for (let i = 0; i < states.length; i++) {
+        const first = states[i]!;
+        let j = i;
+        while (j + 1 < states.length && sameContent(states[j + 1]!, first)) j++;
+        const last = states[j]!;
+        if (first.table === table && !first.bad && first.n > 0 && first.settled <= since && last.endBegin > until) out.set(fid, { n: first.n, s: first.s });
+        i = j;
+      }
+    }
+    return out;
+  }
+
   /** Differences between an answer and the folder now (empty when equal). */
   diffNow(table: string, answer: TableAnswer): string[] {
     const want = this.currentRows(table);
@@ -249,6 +277,142 @@ export class Model {
   }
 }
 
+/** The builds an answer can come from: published before Redis lost its data, or rebuilt after. */
+export type Era = 'pre' | 'post';
+
+/** What one replica answered about one table, per era. */
+interface ReplicaTable {
+  /** Highest pre-loss version the replica answered with. */
+  preMax: number;
+  /** End of its first answer from a rebuilt version (null: none yet). */
+  postSince: number | null;
+  /** Highest rebuilt version it answered with. */
+  postMax: number;
+}
+
+/**
+ * version-went-back and same-version-different-rows, also across a loss of Redis's data.
+ *
+ * Without a loss: a replica never answers with an older version of a table than before, and a version has
+ * one content on every replica. When Redis loses its data the version numbers start again at 1 (README,
+ * "Redis is a cache of the folder"): the builds published before the loss and the rebuilt ones are two eras,
+ * and versions are compared only within one era; once a replica answered with a rebuilt version of a table
+ * it never answers with a pre-loss one of that table again. The era of an answer:
+ * - it ended before Redis was started again: pre (no rebuilt version existed yet);
+ * - `GET /v1/tables/<t>` carries the version's publish time (`updatedAt`): pre exactly when before the kill;
+ * - its version is above the table's last version published before the loss (read from Redis with writes
+ *   paused, right before the kill): post;
+ * - the replica answered with a rebuilt version of the table before: post (else it went back);
+ * - its version is below the highest pre-loss version the replica answered with: post (the one drop allowed,
+ *   and only once Redis was started again);
+ * - else (a number both eras have, the replica not yet known to have swapped): the content decides when one
+ *   era's content of that version is known (the pre content: pre; another: post); when neither is known the
+ *   answer is not recorded for either era.
+ */
+export class VersionRules {
+  private readonly tracks = new Map<string, ReplicaTable>();
+  private readonly contents = new Map<string, { canon: string; replica: number; form: string }>();
+  private loss: { killedAt: number; restartedAt: number; lastPre: ReadonlyMap<string, number> } | null = null;
+
+  /** Redis was killed at `killedAt`; `lastPre`: each table's version published last before that. */
+  redisLost(killedAt: number, lastPre: ReadonlyMap<string, number>): void {
+    this.loss = { killedAt, restartedAt: Infinity, lastPre };
+  }
+
+  /** Redis was started again (empty) at `at`: rebuilt versions may exist from here. */
+  redisRestarted(at: number): void {
+    if (this.loss) this.loss.restartedAt = at;
+  }
+
+  /** When replica `replica` first answered with a rebuilt version of `table` (null: not yet). */
+  rebuiltSince(replica: number, table: string): number | null {
+    return this.tracks.get(`${replica}|${table}`)?.postSince ?? null;
+  }
+
+  /** True when the replica answered with `table` (any version) before Redis lost its data. */
+  servedBeforeLoss(replica: number, table: string): boolean {
+    return (this.tracks.get(`${replica}|${table}`)?.preMax ?? 0) > 0;
+  }
+
+  private eraOf(table: string, version: number, win: Window, updatedAt: number | undefined): Era | null {
+    const loss = this.loss;
+    if (!loss || win.end < loss.restartedAt) return 'pre';
+    if (updatedAt !== undefined) return updatedAt < loss.killedAt ? 'pre' : 'post';
+    if (version > (loss.lastPre.get(table) ?? 0)) return 'post';
+    return null;
+  }
+
+  /**
+   * Judges one answer of replica `replica` with `table` at `version`; `canon` is its content (null: not a
+   * content answer), `updatedAt` the version's publish time when the answer carries it.
+   */
+  check(replica: number, table: string, version: number, canon: string | null, form: string, win: Window, updatedAt?: number): Finding[] {
+    const findings: Finding[] = [];
+    const key = `${replica}|${table}`;
+    let t = this.tracks.get(key);
+    if (!t) this.tracks.set(key, (t = { preMax: 0, postSince: null, postMax: 0 }));
+    const known = this.eraOf(table, version, win, updatedAt);
+    const back = (detail: string) => findings.push({ rule: 'version-went-back', table, detail: `replica ${replica} ${detail}` });
+    const contentOf = (era: Era) => (canon === null ? undefined : this.contents.get(`${table}|${era}|${version}`));
+    let era: Era | null;
+    if (t.postSince !== null) {
+      if (known === 'pre') {
+        era = 'pre';
+        back(`answered with ${table} version ${version} published before Redis lost its data, after it had answered with rebuilt version ${t.postMax}`);
+      } else {
+        era = 'post';
+        if (version < t.postMax) back(`served ${table} rebuilt version ${version} after rebuilt version ${t.postMax}`);
+        else t.postMax = version;
+      }
+    } else if (known === 'pre') {
+      era = 'pre';
+      if (version < t.preMax) back(`served ${table} version ${version} after version ${t.preMax}`);
+      else t.preMax = version;
+    } else if (known === 'post' || version < t.preMax) {
+      era = 'post';
+    } else {
+      const pre = contentOf('pre');
+      const post = contentOf('post');
+      if (canon === null) era = null;
+      else if (pre?.canon === canon) era = 'pre';
+      else if (post?.canon === canon) era = 'post';
+      else if (pre && post) {
+        era = null;
+        findings.push({
+          rule: 'same-version-different-rows',
+          table,
+          detail: `${table} version ${version} answered by replica ${replica} (${form}) with [${canon}], neither its content before Redis lost its data [${pre.canon}] nor its rebuilt content [${post.canon}]`,
+        });
+      } else if (pre) era = 'post';
+      else if (post) era = 'pre';
+      else era = null;
+      if (era === 'pre') t.preMax = version;
+    }
+    if (era === 'post' && t.postSince === null) {
+      t.postSince = win.end;
+      t.postMax = version;
+    }
+    if (era && canon !== null) {
+      const first = contentOf(era);
+      if (!first) this.contents.set(`${table}|${era}|${version}`, { canon, replica, form });
+      else if (first.canon !== canon) {
+        const pre = era === 'post' ? contentOf('pre') : undefined;
+        if (pre?.canon === canon && known !== 'post') {
+          back(`answered with ${table} version ${version} as published before Redis lost its data ([${canon}]) after it had answered with rebuilt versions (rebuilt version ${version} is [${first.canon}])`);
+        } else {
+          const which = this.loss ? (era === 'pre' ? ' (published before Redis lost its data)' : ' (rebuilt)') : '';
+          findings.push({
+            rule: 'same-version-different-rows',
+            table,
+            detail: `${table} version ${version}${which} answered differently: replica ${first.replica} (${first.form}) gave [${first.canon}], replica ${replica} (${form}) gave [${canon}]`,
+          });
+        }
+      }
+    }
+    return findings;
+  }
+}
+
 /**
  * The writes to table `gamma`, in the order the API acknowledged them (one sender, so stream order). The
  * value a key shows must be one it had after some prefix of the writes sent by the time the answer ended;
@@ -260,6 +424,13 @@ export class WritesModel {
   private readonly now = new Map<number, string>();
   /** Writes accepted so far. */
   count = 0;
+  /**
+   * Writes (by number) that may or may not be applied: queued, and not yet applied when Redis lost its data
+   * (README: writes queued and not yet applied are lost with it). Every other accepted write must be applied.
+   */
+  readonly uncertain = new Set<number>();
+  /** The uncertain writes applied in the outcome the last answer equal to one was (null: none yet). */
+  lastOutcome: number[] | null = null;
 
   constructor(base: ReadonlyMap<number, string>) {
     for (const [id, v] of base) {
@@ -322,11 +493,42 @@ export class WritesModel {
     return findings;
   }
 
-  diffNow(rows: readonly { id: number; v: string }[]): string[] {
-    const out: string[] = [];
-    const got = new Map(rows.map((r) => [r.id, r.v]));
-    for (const [id, v] of this.now) if (got.get(id) !== v) out.push(`id=${id}: ${got.has(id) ? JSON.stringify(got.get(id)) : 'missing'} (want ${JSON.stringify(v)})`);
-    for (const [id, v] of got) if (!this.now.has(id)) out.push(`id=${id}: ${JSON.stringify(v)} shown but deleted`);
+  /** The table after every accepted write except the uncertain ones not in `applied`. */
+  private outcome(applied: ReadonlySet<number>): Map<number, string> {
+    const out = new Map<number, string>();
+    for (const [id, t] of this.timeline) {
+      const last = t.filter((x) => !this.uncertain.has(x.after) || applied.has(x.after)).at(-1);
+      if (last?.v != null) out.set(id, last.v);
+    }
     return out;
+  }
+
+  private static diff(want: ReadonlyMap<number, string>, got: ReadonlyMap<number, string>): string[] {
+    const out: string[] = [];
+    for (const [id, v] of want) if (got.get(id) !== v) out.push(`id=${id}: ${got.has(id) ? JSON.stringify(got.get(id)) : 'missing'} (want ${JSON.stringify(v)})`);
+    for (const [id, v] of got) if (!want.has(id)) out.push(`id=${id}: ${JSON.stringify(v)} shown but deleted`);
+    return out;
+  }
+
+  /**
+   * Differences between an answer and the table after every accepted write (empty when equal). With
+   * uncertain writes: equal to the outcome of some subset of them (each applied whole or not at all).
+   */
+  diffNow(rows: readonly { id: number; v: string }[]): string[] {
+    const got = new Map(rows.map((r) => [r.id, r.v]));
+    if (this.uncertain.size === 0) return WritesModel.diff(this.now, got);
+    const u = [...this.uncertain].sort((a, b) => a - b);
+    if (u.length > 16) throw new Error(`${u.length} uncertain writes: too many subsets to try`);
+    let best: string[] | null = null;
+    for (let mask = 0; mask < 1 << u.length; mask++) {
+      const applied = u.filter((_, i) => mask & (1 << i));
+      const d = WritesModel.diff(this.outcome(new Set(applied)), got);
+      if (d.length === 0) {
+        this.lastOutcome = applied;
+        return [];
+      }
+      if (!best || d.length < best.length) best = d;
+    }
+    return [...best!, `(no subset of the writes lost with Redis's data, #${u.join(', #')}, gives the answer; closest shown)`];
   }
 }

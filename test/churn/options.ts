@@ -12,6 +12,11 @@ export interface ChurnOptions {
   readonly writes: boolean;
   /** SIGKILL the cacher once and one query-api once mid-run, and restart them. */
   readonly kill: boolean;
+  /**
+   * Run on a private redis-server (no persistence) and SIGKILL it once mid-run; it is started again empty on
+   * the same port 1–2 s later while the churn and the queries go on.
+   */
+  readonly redisLoss: boolean;
   /** Run a CPU-busy process beside the stack (contention). */
   readonly busy: boolean;
   /** The lag bound: how long a file's state may take to show, and how long an old state may still show. */
@@ -33,25 +38,29 @@ export const DEFAULTS: Omit<ChurnOptions, 'seed'> = {
   replicas: 2,
   writes: false,
   kill: false,
+  redisLoss: false,
   busy: false,
   lagMs: 8_000,
   convergeMs: 15_000,
   verbose: false,
 };
 
-const USAGE = `usage: pnpm churn [--seed N] [--ops N] [--seconds N] [--replicas N] [--writes] [--kill] [--busy]
-                  [--lag-ms N] [--converge-ms N] [--apps-root DIR] [--verbose]
+const USAGE = `usage: pnpm churn [--seed N] [--ops N] [--seconds N] [--replicas N] [--writes] [--kill] [--redis-loss]
+                  [--busy] [--lag-ms N] [--converge-ms N] [--apps-root DIR] [--verbose]
   --seed N         seeds the operations (default: random; printed, with the command that replays it)
   --ops N          file operations (default ${DEFAULTS.ops}; with only --seconds: 3 per second)
   --seconds N      time budget of the churn (default ${DEFAULTS.seconds}; with only --ops: 0.3 s per operation)
   --replicas N     query-api processes (default ${DEFAULTS.replicas})
   --writes         mix in upserts/deletes through the API (table gamma, with a write-applier)
   --kill           SIGKILL the cacher and one query-api once mid-run, and restart them
+  --redis-loss     run on a private redis-server (no persistence) instead of the shared one; SIGKILL it once
+                   mid-run and start it again EMPTY on the same port 1-2 s later, churn and queries going on
+                   (replicas keep answering; versions restart at 1; queued unapplied writes may be lost)
   --busy           run a CPU-busy process beside the stack
   --lag-ms N       the lag bound (default ${DEFAULTS.lagMs})
   --converge-ms N  how long replicas may take to equal the folder after the churn (default ${DEFAULTS.convergeMs})
   --apps-root DIR  start apps/<app>/dist/main.js from another checkout (e.g. a copy with an injected bug)
-  --verbose        print every operation as it runs`;
+  --verbose        print every operation as it runs, and write the log file even when the run passes`;
 
 /** Parses command-line style arguments (`--seed 5 --writes`). Throws with the usage on a bad argument. */
 export function parseChurnArgs(argv: readonly string[]): ChurnOptions {
@@ -75,6 +84,7 @@ export function parseChurnArgs(argv: readonly string[]): ChurnOptions {
       case '--apps-root': o.appsRoot = value(); break;
       case '--writes': o.writes = true; break;
       case '--kill': o.kill = true; break;
+      case '--redis-loss': o.redisLoss = true; break;
       case '--busy': o.busy = true; break;
       case '--verbose': o.verbose = true; break;
       case '--help': case '-h': throw new Error(USAGE);
@@ -99,6 +109,7 @@ export function replayCommand(o: ChurnOptions): string {
   const parts = ['pnpm churn', `--seed ${o.seed}`, `--ops ${o.ops}`, `--seconds ${o.seconds}`, `--replicas ${o.replicas}`];
   if (o.writes) parts.push('--writes');
   if (o.kill) parts.push('--kill');
+  if (o.redisLoss) parts.push('--redis-loss');
   if (o.busy) parts.push('--busy');
   parts.push(`--lag-ms ${o.lagMs}`);
   if (o.convergeMs !== DEFAULTS.convergeMs) parts.push(`--converge-ms ${o.convergeMs}`);

@@ -2,12 +2,25 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { TEST_REDIS_URL, deletePrefix, removeDir, tempDir, uniquePrefix } from '../helpers.js';
-import { ChurnStack } from './churn-stack.js';
-import { Model, WritesModel, type Finding, type Rows, type TableAnswer, type Window } from './model.js';
+import { createKeys } from '@flashduck/core';
+import { Redis } from 'ioredis';
+import { TEST_REDIS_URL, compareStreamIds, deletePrefix, removeDir, tempDir, uniquePrefix } from '../helpers.js';
+import { ChurnStack, PrivateRedis } from './churn-stack.js';
+import { Model, VersionRules, WritesModel, type Finding, type Rows, type TableAnswer, type Window } from './model.js';
 import { replayCommand, type ChurnOptions } from './options.js';
 import { Prng } from './prng.js';
-import { CHURN_TABLES, WRITES_BASE_KEYS, WRITES_TABLE, Workload, type OpRecord, type WorkloadHooks } from './workload.js';
+import { CHURN_TABLES, WRITES_BASE_KEYS, WRITES_TABLE, Workload, type KillTarget, type OpRecord, type WorkloadHooks } from './workload.js';
+
+/**
+ * `--redis-loss`: how long after Redis answers again the lag clock still stands still. Redis comes back empty:
+ * the monitor records every table again, the cacher reads every file again (its stored fragments went with
+ * Redis) and rebuilds every table, and the replicas fetch the rebuilt versions. Measured on a two-core machine
+ * shared with other work (test/churn/README.md): every replica answered with a rebuilt version of every table,
+ * whole, 0.8–1.6 s after Redis answered again (also with --busy); 3 s is about twice that, and hides no more.
+ */
+export const REDIS_RECOVERY_MS = 3_000;
+/** `--redis-loss`: GET /v1/status must answer within this while Redis is down. */
+const STATUS_DEADLINE_MS = 3_000;
 
 /** A broken rule, with everything needed to understand and replay it. */
 export interface Violation extends Finding {
@@ -104,7 +117,7 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
   const replay = replayCommand(options);
   out(
     `churn: seed=${options.seed} ops=${options.ops} seconds=${options.seconds} replicas=${options.replicas}` +
-      `${options.writes ? ' writes' : ''}${options.kill ? ' kill' : ''}${options.busy ? ' busy' : ''} lag=${options.lagMs}ms\n  replay: ${replay}`,
+      `${options.writes ? ' writes' : ''}${options.kill ? ' kill' : ''}${options.redisLoss ? ' redis-loss' : ''}${options.busy ? ' busy' : ''} lag=${options.lagMs}ms\n  replay: ${replay}`,
   );
   const prefix = uniquePrefix('churn');
   const dataDir = await tempDir('churn-data');
@@ -112,6 +125,7 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
   const duck = await DuckDBInstance.create(':memory:');
   const conn = await duck.connect();
   let stack: ChurnStack | undefined;
+  let redis: PrivateRedis | undefined;
   const model = new Model(options.lagMs);
   const writes = new WritesModel(new Map(Array.from({ length: WRITES_BASE_KEYS }, (_, i) => [i + 1, `b${i + 1}`])));
   let writesUncertain = false;
@@ -120,10 +134,28 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
   const stats = { queries: 0, skipped: 0, byForm: {} as Record<string, number>, maxStaleMs: 0, maxDelayMs: 0, convergeMs: -1 };
   const firstSeen = new Set<string>();
   let nonces = 0;
-  const maxVersion = new Map<string, number>();
-  const versionContent = new Map<string, { canon: string; replica: number; form: Form }>();
+  const versions = new VersionRules();
+  /** `--redis-loss`: what happened when (ms since the epoch), and what it measured. */
+  const loss: {
+    killedAt: number;
+    restartedAt: number;
+    backAt: number;
+    lastPre: Map<string, number>;
+    lostWrites: number[];
+    /** Writes refused (503) while Redis was down. */
+    refused: number;
+    status: string[];
+    /** Tables that had no readable file at some time since the kill (may then leave a replica). */
+    emptied: Set<string>;
+    /** Per replica|table: end of the first rebuilt answer showing every file unchanged since before the kill. */
+    wholeAt: Map<string, number>;
+  } = { killedAt: Infinity, restartedAt: Infinity, backAt: Infinity, lastPre: new Map(), lostWrites: [], refused: 0, status: [], emptied: new Set(), wholeAt: new Map() };
+  /** Stream id of each write the API queued, by its number in the writes model. */
+  const writeIds = new Map<number, string>();
   const killReplica = options.replicas > 1 ? 1 + (options.seed % (options.replicas - 1)) : 0;
   const pending: Promise<void>[] = [];
+  /** `--redis-loss`: the restart of redis-server (awaited before the final kill, so none outlives the run). */
+  let redisBack: Promise<void> | undefined;
   let t0 = Date.now();
   let workload: Workload | undefined;
 
@@ -188,26 +220,37 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
     }
   };
 
-  const checkVersion = (replica: number, table: string, version: unknown, canon: string | null, form: Form): Finding[] => {
+  /** version-went-back and same-version-different-rows (per era when Redis lost its data: see VersionRules). */
+  const checkVersion = (replica: number, table: string, version: unknown, canon: string | null, form: Form, win: Window, updatedAt?: unknown): Finding[] => {
     if (typeof version !== 'number') return [];
-    const findings: Finding[] = [];
-    const k = `${replica}|${table}`;
-    const prev = maxVersion.get(k) ?? 0;
-    if (version < prev) findings.push({ rule: 'version-went-back', table, detail: `replica ${replica} served ${table} version ${version} after version ${prev}` });
-    else maxVersion.set(k, version);
-    if (canon !== null) {
-      const vk = `${table}@${version}`;
-      const first = versionContent.get(vk);
-      if (!first) versionContent.set(vk, { canon, replica, form });
-      else if (first.canon !== canon) {
-        findings.push({
-          rule: 'same-version-different-rows',
-          table,
-          detail: `${table} version ${version} answered differently: replica ${first.replica} (${first.form}) gave [${first.canon}], replica ${replica} (${form}) gave [${canon}]`,
-        });
-      }
+    const published = typeof updatedAt === 'string' ? Date.parse(updatedAt) : undefined;
+    return versions.check(replica, table, version, canon, form, win, Number.isFinite(published) ? published : undefined);
+  };
+
+  /**
+   * While Redis is away and until a replica has a rebuilt version of a table, it answers from the version it
+   * holds: "does not exist" (or 404) is wrong then, whatever the lag. Not for a replica (re)started since the
+   * kill (it holds nothing), nor for a table that had no readable file at some time since the kill (a
+   * complete record without it may drop it).
+   */
+  const vanishedDuringLoss = (replica: number, table: string, win: Window): Finding[] =>
+    win.end >= loss.killedAt &&
+    versions.rebuiltSince(replica, table) === null &&
+    versions.servedBeforeLoss(replica, table) &&
+    stack!.upSince[replica]! < loss.killedAt &&
+    !loss.emptied.has(table)
+      ? [{ rule: 'table-vanished', table, detail: `replica ${replica} answered that ${table} does not exist after Redis lost its data, before it had a rebuilt version of it (it must keep serving the version it holds)` }]
+      : [];
+
+  /** `--redis-loss` measure: a rebuilt answer of `table` showing every file unchanged since before the kill. */
+  const noteWhole = (replica: number, table: string, rows: ReadonlyMap<string, Rows>, win: Window) => {
+    const key = `${replica}|${table}`;
+    if (loss.wholeAt.has(key) || versions.rebuiltSince(replica, table) === null) return;
+    for (const [fid, want] of model.unchangedAcross(table, loss.killedAt, win.end)) {
+      const got = rows.get(fid);
+      if (!got || got.n !== want.n || got.s !== want.s) return;
     }
-    return findings;
+    loss.wholeAt.set(key, win.end);
   };
 
   /**
@@ -245,7 +288,13 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
     if (form === 'errors') {
       const errors = res.status === 404 ? ('missing' as const) : new Set(((res.body?.errors ?? []) as { file: string }[]).map((e) => e.file));
       const answer = () => (errors === 'missing' ? '404' : `version ${res.body?.version}, errors: ${[...errors].join(', ') || 'none'}`);
-      judgeAll([...model.checkTableErrors(table, errors, win), ...(errors === 'missing' ? [] : checkVersion(r, table, res.body?.version, null, form))], answer);
+      judgeAll(
+        [
+          ...model.checkTableErrors(table, errors, win),
+          ...(errors === 'missing' ? vanishedDuringLoss(r, table, win) : checkVersion(r, table, res.body?.version, null, form, win, res.body?.updatedAt)),
+        ],
+        answer,
+      );
       const want = model.currentBadPaths(table);
       const got = errors === 'missing' ? new Set<string>() : errors;
       if (errors === 'missing' && model.hasFiles(table) && want.size) return [`${where}: 404, want errors ${[...want].join(', ')}`];
@@ -260,7 +309,7 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
       }
       const rows = (res.body.rows as { id: unknown; v: unknown }[]).map((x) => ({ id: Number(x.id), v: String(x.v) }));
       const canon = rows.map((x) => `${x.id}=${x.v}`).join(' ');
-      judgeAll([...writes.check(rows, sentByEnd), ...checkVersion(r, table, res.body.tables?.[table], canon, form)], () => `version ${res.body.tables?.[table]}: ${canon}`);
+      judgeAll([...writes.check(rows, sentByEnd), ...checkVersion(r, table, res.body.tables?.[table], canon, form, win)], () => `version ${res.body.tables?.[table]}: ${canon}`);
       return writesUncertain ? [] : writes.diffNow(rows).map((d) => `${where}: ${d}`);
     }
 
@@ -274,7 +323,10 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
       if (judge && !unjudgeable) measure(r, table, rows, win);
     } else answer = { kind: 'missing' };
     const findings = model.checkTableAnswer(table, answer, win);
-    if (answer.kind === 'rows') findings.push(...checkVersion(r, table, version, canonical(answer.rows), form));
+    if (answer.kind === 'rows') {
+      findings.push(...checkVersion(r, table, version, canonical(answer.rows), form, win));
+      if (judge && !unjudgeable && win.start >= loss.backAt) noteWhole(r, table, answer.rows, win);
+    } else findings.push(...vanishedDuringLoss(r, table, win));
     judgeAll(findings, () => (answer.kind === 'missing' ? 'table does not exist' : `${typeof version === 'number' ? `version ${version}` : 'no version in the answer'}; ${describeRows(answer.rows)}`));
     return model.diffNow(table, answer).map((d) => `${where}: ${d}`);
   };
@@ -302,7 +354,7 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
 
   try {
     const hooks: WorkloadHooks = {};
-    const killAt = new Map<number, 'cacher' | 'query-api'>();
+    const killAt = new Map<number, KillTarget>();
     workload = new Workload(dataDir, new Prng(options.seed), model, conn, hooks, { writes: options.writes, killAt });
     await workload.seed();
     if (options.writes) {
@@ -310,10 +362,11 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
       const base = [...writes.current()].map(([id, v]) => `${id},${v}`).join('\n');
       await writeFile(path.join(dataDir, WRITES_TABLE, 'base.csv'), `id,v\n${base}\n`);
     }
-    stack = await ChurnStack.start({ prefix, dataDir, work, replicas: options.replicas, writes: options.writes, busy: options.busy, appsRoot: options.appsRoot });
+    if (options.redisLoss) redis = await PrivateRedis.start();
+    stack = await ChurnStack.start({ prefix, dataDir, work, replicas: options.replicas, writes: options.writes, busy: options.busy, appsRoot: options.appsRoot, redisUrl: redis?.url });
     const startupDiffs = await converge(Date.now() + 120_000, false);
     if (startupDiffs.length) throw new Error(`the stack did not serve the initial files within 120 s:\n  ${startupDiffs.slice(0, 20).join('\n  ')}`);
-    out(`  stack up in ${Date.now() - started} ms (ports ${stack.ports.join(', ')})`);
+    out(`  stack up in ${Date.now() - started} ms (ports ${stack.ports.join(', ')}${redis ? `; private Redis on port ${redis.port}` : ''})`);
 
     // From here on every answer is judged.
     const s = stack;
@@ -321,6 +374,13 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
       killAt.set(Math.max(1, Math.floor(options.ops * 0.3)), 'cacher');
       killAt.set(Math.max(2, Math.floor(options.ops * 0.55)), 'query-api');
     }
+    // Early enough that most of the churn (and the writes) runs on the rebuilt Redis; between the two kills.
+    if (options.redisLoss) {
+      let at = Math.max(3, Math.floor(options.ops * 0.42));
+      while (killAt.has(at)) at += 1;
+      killAt.set(at, 'redis');
+    }
+    const outageNow = (t: number) => t >= loss.killedAt && t < loss.backAt;
     hooks.sendWrite = async (op, rows) => {
       if (s.down[0]) return 'skipped: replica 0 is down';
       writes.apply(op, rows);
@@ -332,15 +392,99 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
           signal: AbortSignal.timeout(30_000),
         });
         const body = await res.text();
-        if (res.status === 202) return `queued ${(JSON.parse(body) as { writeId: string }).writeId}`;
+        if (res.status === 202) {
+          const writeId = (JSON.parse(body) as { writeId: string }).writeId;
+          writeIds.set(writes.count, writeId.slice(WRITES_TABLE.length + 1));
+          return `queued ${writeId}`;
+        }
         writes.retract();
+        // Refused while Redis is away: not sent. 503 is the answer that says so; anything else is not.
+        if (outageNow(Date.now()) && res.status === 503) loss.refused += 1;
+        else if (outageNow(Date.now())) {
+          violate(
+            { rule: 'unexpected-answer', table: WRITES_TABLE, detail: `a write sent while Redis was down was answered HTTP ${res.status} (want 503): ${body.slice(0, 300)}` },
+            { replica: 0, form: 'gamma', sql: `POST /v1/tables/${WRITES_TABLE}/${op}`, win: { start: Date.now(), end: Date.now() }, answer: body.slice(0, 300) },
+          );
+        }
         return `refused: HTTP ${res.status} ${body.slice(0, 200)}`;
       } catch (err) {
         writesUncertain = true;
         return `no answer (${(err as Error).message}): unknown whether it was queued; the final gamma check is off`;
       }
     };
+    /**
+     * Redis loses its data: with writes paused (so nothing is published or applied meanwhile), read each
+     * table's last published version and which queued writes were applied, then SIGKILL redis-server. Every
+     * replica's /v1/status must answer within its deadline that Redis is unreachable; 1–2 s later redis-server
+     * starts again, empty, on the same port. The operations and the queries go on throughout.
+     */
+    const loseRedis = async (r: PrivateRedis): Promise<string> => {
+      const keys = createKeys(prefix);
+      const client = new Redis(r.url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+      client.on('error', () => undefined);
+      await client.connect();
+      await client.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+      const tables = [...CHURN_TABLES, ...(options.writes ? [WRITES_TABLE] : [])];
+      for (const t of tables) {
+        const json = await client.hget(keys.tableMeta(t), 'json');
+        if (json) loss.lastPre.set(t, (JSON.parse(json) as { version: number }).version);
+      }
+      const states = options.writes ? await client.hgetall(keys.tableWriteState(WRITES_TABLE)) : {};
+      const appliedUpTo = options.writes ? await client.get(keys.tableWritesApplied(WRITES_TABLE)) : null;
+      const unknown = CHURN_TABLES.filter((t) => !loss.lastPre.has(t));
+      // Every era judgement leans on these numbers: without them the run cannot judge (a checker problem).
+      if (unknown.length) throw new Error(`no snapshot metadata of ${unknown.join(', ')} in Redis (${keys.tableMeta(unknown[0]!)} json) before the kill`);
+      loss.killedAt = await r.kill();
+      client.disconnect();
+      versions.redisLost(loss.killedAt, loss.lastPre);
+      const outage = model.addOutage(loss.killedAt);
+      for (const t of CHURN_TABLES) if (model.currentRows(t).size === 0) loss.emptied.add(t);
+      for (const [n, id] of writeIds) {
+        const status = states[id] ? (JSON.parse(states[id]) as { status: string }).status : 'unknown';
+        if (status === 'applied' || (appliedUpTo && compareStreamIds(id, appliedUpTo) <= 0)) continue;
+        writes.uncertain.add(n);
+        loss.lostWrites.push(n);
+      }
+      const statusChecks = s.ports.map(async (port, i) => {
+        if (s.down[i]) return;
+        const asked = Date.now();
+        let what: string;
+        let ok = false;
+        try {
+          const res = await fetch(`http://127.0.0.1:${port}/v1/status`, { signal: AbortSignal.timeout(STATUS_DEADLINE_MS) });
+          const body = (await res.json()) as { redis?: { reachable?: boolean; error?: string } };
+          const ms = Date.now() - asked;
+          ok = res.status === 200 && body.redis?.reachable === false && ms <= STATUS_DEADLINE_MS;
+          what = `HTTP ${res.status} in ${ms} ms, reachable=${body.redis?.reachable}${ok ? '' : ` (${JSON.stringify(body).slice(0, 300)})`}`;
+        } catch (err) {
+          what = `no answer within ${STATUS_DEADLINE_MS} ms (${(err as Error).message})`;
+        }
+        loss.status.push(`replica ${i}: ${what}`);
+        if (!ok) {
+          violate(
+            { rule: 'status-during-outage', detail: `replica ${i}: GET /v1/status while Redis was down: ${what} (want 200 within ${STATUS_DEADLINE_MS} ms with redis.reachable false)` },
+            { replica: i, form: 'errors', sql: 'GET /v1/status', win: { start: asked, end: Date.now() }, answer: what },
+          );
+        }
+      });
+      const downMs = 1_000 + new Prng(options.seed ^ 0x2545f491).int(0, 1_000);
+      pending.push(
+        (redisBack = (async () => {
+          // Started again only once the status checks answered: "unreachable" is then the only right answer.
+          await Promise.all([sleep(downMs), ...statusChecks]);
+          loss.restartedAt = Date.now();
+          versions.redisRestarted(loss.restartedAt);
+          const { answeringAt } = await r.up();
+          loss.backAt = answeringAt;
+          outage.to = answeringAt + REDIS_RECOVERY_MS;
+          out(`  Redis started again (empty) ${rel(loss.restartedAt)} ms into the churn, ${loss.restartedAt - loss.killedAt} ms after the kill; answering after ${answeringAt - loss.restartedAt} ms`);
+        })()),
+      );
+      const lost = loss.lostWrites.length ? `; writes queued and not applied, which may be lost: #${loss.lostWrites.join(', #')}` : '';
+      return `SIGKILL redis-server (port ${r.port}; last versions ${[...loss.lastPre].map(([t, v]) => `${t}@${v}`).join(', ')}${lost}); started again empty in ${downMs} ms`;
+    };
     hooks.kill = async (component) => {
+      if (component === 'redis') return redis ? await loseRedis(redis) : 'no private Redis';
       if (component === 'cacher') {
         const { killedAt, recovered } = await s.killCacher();
         const outage = model.addOutage(killedAt);
@@ -400,6 +544,7 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
         if (wait > 0) await sleep(wait);
         const op = await workload.step(i);
         done += 1;
+        if (Date.now() >= loss.killedAt) for (const t of CHURN_TABLES) if (model.currentRows(t).size === 0) loss.emptied.add(t);
         if (options.verbose) out(`  op ${fmtOp(op)}`);
       }
       for (const op of await workload.finish(options.ops)) {
@@ -420,6 +565,47 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
       );
     } else stats.convergeMs = Date.now() - lastOpEnd;
 
+    let lossSummary = '';
+    if (options.redisLoss && loss.killedAt === Infinity) {
+      violate(
+        { rule: 'redis-loss-not-run', detail: `the time budget ran out before operation #${[...killAt].find(([, k]) => k === 'redis')?.[0]}, the Redis kill: the fault was not injected` },
+        { replica: -1, form: 'plain', sql: '', win: { start: Date.now(), end: Date.now() }, answer: '' },
+      );
+    } else if (options.redisLoss) {
+      // Every replica serves a rebuilt version of every table: asked by GET /v1/tables/<t>, whose publish time
+      // tells the era, where the answers so far did not tell.
+      const tables = [...CHURN_TABLES, ...(options.writes ? [WRITES_TABLE] : [])];
+      for (let r = 0; r < s.ports.length; r++) {
+        for (const t of tables) {
+          if (versions.rebuiltSince(r, t) === null && !s.down[r]) await askAndJudge(r, 'errors', t, true);
+          if (versions.rebuiltSince(r, t) === null && (t === WRITES_TABLE || model.hasFiles(t))) {
+            violate(
+              { rule: 'not-rebuilt', table: t, detail: `replica ${r} never answered with a version of ${t} rebuilt after Redis lost its data` },
+              { replica: r, form: 'errors', sql: `GET /v1/tables/${t}`, win: { start: Date.now(), end: Date.now() }, answer: '' },
+            );
+          }
+        }
+      }
+      const since = (at: number | null | undefined) => (at == null ? 'never' : `${at - loss.backAt}ms`);
+      const latest = (xs: (number | null | undefined)[]) => (xs.some((x) => x == null) ? null : Math.max(...(xs as number[])));
+      const rebuilt = latest(s.ports.flatMap((_p, r) => tables.map((t) => versions.rebuiltSince(r, t))));
+      const whole = latest(s.ports.flatMap((_p, r) => CHURN_TABLES.map((t) => loss.wholeAt.get(`${r}|${t}`))));
+      const outcome = writes.lastOutcome;
+      const lostWrites = loss.lostWrites.length
+        ? `#${loss.lostWrites.join(', #')}${outcome ? ` (${loss.lostWrites.map((n) => `#${n} ${outcome.includes(n) ? 'applied' : 'lost'}`).join(', ')})` : ''}`
+        : 'none';
+      lossSummary =
+        ` redisLoss=(down ${loss.restartedAt - loss.killedAt}ms; after Redis answered again: every table rebuilt on every replica ${since(rebuilt)}, whole ${since(whole)}; ` +
+        `writes queued and not applied at the kill: ${lostWrites}; writes refused while down: ${loss.refused}; status during the outage: ${loss.status.join('; ')})`;
+      out(
+        `  Redis loss: killed ${rel(loss.killedAt)} ms into the churn, started again ${loss.restartedAt - loss.killedAt} ms later, answering after ${loss.backAt - loss.restartedAt} ms; ` +
+          `first rebuilt / first whole rebuilt answer after that, per replica/table: ` +
+          s.ports
+            .flatMap((_p, r) => tables.map((t) => `${r}/${t} ${since(versions.rebuiltSince(r, t))}${t === WRITES_TABLE ? '' : ` / ${since(loss.wholeAt.get(`${r}|${t}`))}`}`))
+            .join(', '),
+      );
+    }
+
     const durationMs = Date.now() - started;
     const kinds = Object.entries(workload.counts)
       .sort(([a], [b]) => a.localeCompare(b))
@@ -437,6 +623,8 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
         if (v.expected.length) out(`    states of ${v.fid} (made by op [start..end] → replaced [start..end]):\n${v.expected.join('\n')}`);
         if (v.recentOps.length) out(`    last operations before the answer ended:\n      ${v.recentOps.join('\n      ')}`);
       }
+    }
+    if (list.length || options.verbose) {
       const logFile = path.join(os.tmpdir(), `flashduck-churn-${options.seed}-${process.pid}.log`);
       await writeFile(logFile, `${replay}\n\n== operations (ms since ${new Date(t0).toISOString()})\n${workload.log.map(fmtOp).join('\n')}\n\n== processes\n${stack.logs()}\n`);
       out(`\n  operations and process logs: ${logFile}`);
@@ -446,15 +634,17 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
       `churn summary: seed=${options.seed} operations=${done} (${kinds}) queries=${stats.queries} ` +
       `(${Object.entries(stats.byForm).map(([f, n]) => `${f} ${n}`).join(', ')}; ${stats.skipped} skipped while a replica restarted) ` +
       `violations=${violations}${byRule ? ` (${byRule})` : ''} duration=${(durationMs / 1000).toFixed(1)}s ` +
-      `converged=${stats.convergeMs >= 0 ? `${stats.convergeMs}ms` : 'no'} maxStale=${stats.maxStaleMs}ms maxDelay=${stats.maxDelayMs}ms` +
+      `converged=${stats.convergeMs >= 0 ? `${stats.convergeMs}ms` : 'no'} maxStale=${stats.maxStaleMs}ms maxDelay=${stats.maxDelayMs}ms${lossSummary}` +
       `${writesUncertain ? ' (a write got no answer: final gamma check skipped)' : ''}`;
     out(summary);
     return { options, ops: done, queries: stats.queries, violations, distinct: list, durationMs, summary };
   } finally {
     await stack?.stop().catch(() => undefined);
+    await redisBack?.catch(() => undefined);
+    await redis?.kill();
     conn.closeSync();
     duck.closeSync();
-    await deletePrefix(TEST_REDIS_URL, prefix).catch(() => undefined);
+    if (!options.redisLoss) await deletePrefix(TEST_REDIS_URL, prefix).catch(() => undefined);
     await removeDir(dataDir);
     await removeDir(work);
   }

@@ -40,12 +40,18 @@ export interface OpRecord {
   readonly end: number;
 }
 
+/** What a kill operation kills. */
+export type KillTarget = 'cacher' | 'query-api' | 'redis';
+
 /** What the workload needs from the runner besides the file system. */
 export interface WorkloadHooks {
   /** Sends one write through the API; true when it was queued (202). */
   sendWrite?: (op: 'upsert' | 'delete', rows: { id: number; v?: string }[]) => Promise<string>;
-  /** SIGKILLs and restarts a component ('cacher' or 'query-api'); returns what it did. */
-  kill?: (component: 'cacher' | 'query-api') => Promise<string>;
+  /**
+   * SIGKILLs and restarts a component ('cacher' or 'query-api'), or kills Redis ('redis': it comes back empty
+   * later, while the operations go on); returns what it did.
+   */
+  kill?: (component: KillTarget) => Promise<string>;
 }
 
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
@@ -85,7 +91,7 @@ export class Workload {
     private readonly model: Model,
     private readonly duck: DuckDBConnection,
     private readonly hooks: WorkloadHooks,
-    private readonly options: { writes: boolean; killAt: ReadonlyMap<number, 'cacher' | 'query-api'> },
+    private readonly options: { writes: boolean; killAt: ReadonlyMap<number, KillTarget> },
     private readonly now: () => number = Date.now,
   ) {}
 

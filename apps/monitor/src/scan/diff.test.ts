@@ -47,6 +47,14 @@ describe('keepUnlisted (a listing during which the folder changed)', () => {
   it('takes a file listed under its new name as renamed, never as two files', () => {
     expect([...keepUnlisted(m([['t/a.csv', fp(1)]]), m([['t/b.csv', fp(1)]])).keys()]).toEqual(['t/b.csv']);
   });
+  it('takes a file listed under two names in one walk (moved between two folders meanwhile) as one file', () => {
+    expect([...keepUnlisted(m([['t/sub/a.csv', fp(1)]]), m([['t/sub/a.csv', fp(1)], ['t/a.csv', fp(1)]])).keys()]).toEqual(['t/sub/a.csv']);
+    expect(keepUnlisted(m([]), m([['t/x.csv', fp(5)], ['t/sub/x.csv', fp(5)]])).size).toBe(1);
+  });
+  it('keeps hard links that stable listings recorded', () => {
+    const both = m([['t/a.csv', fp(1)], ['t/b.csv', fp(1)]]);
+    expect(keepUnlisted(both, both).size).toBe(2);
+  });
   it('records new and changed files at once', () => {
     const got = keepUnlisted(m([['t/a.csv', fp(1)]]), m([['t/a.csv', fp(1, 20)], ['t/c.csv', fp(3)]]));
     expect(Object.fromEntries(got)).toEqual({ 't/a.csv': fp(1, 20), 't/c.csv': fp(3) });

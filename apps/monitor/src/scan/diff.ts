@@ -53,13 +53,24 @@ export function isEmptyDiff(d: ManifestDiff): boolean {
 }
 
 /**
- * `listed` plus every file of `recorded` the listing lacks, unless the listing has that file under another name
- * (renamed: same {@link fileIdentity}). For a listing during which the folder changed: a file moved or renamed
- * meanwhile may be missing from it although it is there.
+ * What to record of a listing during which the folder changed: a file moved or renamed meanwhile may be missing
+ * from it although it is there, or be in it twice (listed in one folder, moved, listed again in another). So:
+ * - a file listed under several names (same {@link fileIdentity}) keeps the names already recorded, or one name
+ *   when none is (hard links recorded before stay, since both were listed by stable listings);
+ * - a recorded file the listing lacks stays recorded, unless the listing has it under another name (renamed).
+ * New and changed files are recorded at once.
  */
 export function keepUnlisted(recorded: ReadonlyMap<string, FileFingerprint>, listed: ReadonlyMap<string, FileFingerprint>): Map<string, FileFingerprint> {
-  const seen = new Set([...listed.values()].map(fileIdentity));
-  const out = new Map(listed);
-  for (const [p, fp] of recorded) if (!out.has(p) && !seen.has(fileIdentity(fp))) out.set(p, fp);
+  const byIdentity = new Map<string, string[]>();
+  for (const [p, fp] of listed) {
+    const id = fileIdentity(fp);
+    byIdentity.set(id, [...(byIdentity.get(id) ?? []), p]);
+  }
+  const out = new Map<string, FileFingerprint>();
+  for (const paths of byIdentity.values()) {
+    const kept = paths.length > 1 ? paths.filter((p) => recorded.has(p)) : paths;
+    for (const p of kept.length ? kept : [[...paths].sort()[0]!]) out.set(p, listed.get(p)!);
+  }
+  for (const [p, fp] of recorded) if (!listed.has(p) && !byIdentity.has(fileIdentity(fp))) out.set(p, fp);
   return out;
 }

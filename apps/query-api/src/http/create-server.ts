@@ -163,7 +163,7 @@ export function createServer(deps: ServerDeps): express.Express {
     let tables: Record<string, number> | Promise<Record<string, number>>;
     if (refs) {
       tables = versionsRead(refs, gen.versions());
-      const key = resultKey(normalized, format, tables);
+      const key = resultKey(normalized, format, tables, (t) => gen.publishedAt(t));
       const etag = etagOf(key);
       const ifNoneMatch = req.headers['if-none-match'];
       if (ifNoneMatch && cacheable && ifNoneMatch.split(/\s*,\s*/).includes(etag)) {
@@ -179,7 +179,7 @@ export function createServer(deps: ServerDeps): express.Express {
       tables = deps.references.parse(sql, normalized).then((r) => versionsRead(r, versions));
     }
     const result = await runQuery(gen, sql, format, { ...config, timeoutMs: remaining }, tables);
-    const key = resultKey(normalized, format, result.tables);
+    const key = resultKey(normalized, format, result.tables, (t) => gen.publishedAt(t));
     const answer: CachedResult = { ...result, etag: etagOf(key) };
     if (cacheable) deps.cache.set(key, answer);
     sendResult(res, answer, cacheable ? 'miss' : 'off', undefined);

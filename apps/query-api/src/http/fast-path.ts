@@ -36,7 +36,7 @@ export function createFastPath(deps: { config: QueryApiConfig; catalog: Catalog;
     // A query text not parsed yet goes to the full app, which parses it.
     const refs = deps.references.known(normalized);
     if (!refs) return false;
-    const key = resultKey(normalized, format, versionsRead(refs, gen.versions()));
+    const key = resultKey(normalized, format, versionsRead(refs, gen.versions()), (t) => gen.publishedAt(t));
     const hit = deps.cache.get(key);
     if (!hit) {
       const ifNoneMatch = req.headers['if-none-match'];

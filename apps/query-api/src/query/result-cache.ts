@@ -40,11 +40,14 @@ export function isCacheable(sql: string): boolean {
   return !VOLATILE.test(sql.replace(/'(?:[^']|'')*'/g, "''"));
 }
 
-/** The identity of an answer: query text, format and the version of every table it reads. */
-export function resultKey(normalized: string, format: string, tables: Record<string, number>): string {
+/**
+ * The identity of an answer: query text, format and the build of every table it reads — its version and its
+ * publish time (`publishedAt`), since version numbers start again after Redis lost its data.
+ */
+export function resultKey(normalized: string, format: string, tables: Record<string, number>, publishedAt: (table: string) => number | undefined): string {
   const versions = Object.entries(tables)
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([t, v]) => `${t}@${v}`)
+    .map(([t, v]) => `${t}@${v}.${publishedAt(t) ?? 0}`)
     .join(',');
   return `${format}\n${versions}\n${normalized}`;
 }

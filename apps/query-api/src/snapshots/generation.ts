@@ -71,6 +71,11 @@ export class Generation {
     return new Map([...this.tables].map(([n, t]) => [n, t.meta.version]));
   }
 
+  /** When the served version of a table was published (with its version, it names one build). */
+  publishedAt(table: string): number | undefined {
+    return this.tables.get(table)?.meta.updatedAt;
+  }
+
   /** Files this generation reads. */
   files(): string[] {
     return [...this.tables.values()].flatMap((t) => (t.dbFile ? [t.dbFile] : []));
