@@ -52,6 +52,24 @@ describe('result cache and ETags', () => {
     expect((await after.json()).rows).toEqual([{ n: 3 }]);
   });
 
+  it('answers POST bodies the same whether the cache answers or the full app does', async () => {
+    const bad = await fetch(url('/v1/query'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"sql": "SELECT 1",' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error).toMatchObject({ code: 'bad_request', message: expect.stringMatching(/not valid JSON/) });
+    const noSql = await fetch(url('/v1/query'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"format": "csv"}' });
+    expect(noSql.status).toBe(400);
+    expect((await noSql.json()).error.message).toMatch(/needs "sql"/);
+    const sql = 'SELECT count(*) AS n FROM sales WHERE id > 0';
+    const miss = await post(sql, { 'x-test': 'miss' });
+    expect(miss.headers.get('x-flashduck-cache')).toBe('miss');
+    const hit = await fetch(url('/v1/query'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql, format: 'json' }) });
+    expect(hit.headers.get('x-flashduck-cache')).toBe('hit');
+    expect(await hit.text()).toBe(await miss.text());
+    const csv = await fetch(url('/v1/query'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql, format: 'csv' }) });
+    expect(csv.headers.get('x-flashduck-cache')).toBe('miss'); // another format, another answer
+    expect(await csv.text()).toMatch(/^n\n\d+\n$/);
+  });
+
   it('never caches a query with a volatile function', async () => {
     const a = await get('SELECT random() AS r');
     const b = await get('SELECT random() AS r');

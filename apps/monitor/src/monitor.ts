@@ -165,11 +165,12 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
     const record = await readFolderRecord(redis, keys);
     let recording: string | null = null;
     if (record.state !== 'complete') {
-      if (record.state === 'missing' && manifests.size > 0) {
-        stateLost.inc();
-        log.warn({ tables: manifests.size }, 'Redis holds no record of the folder (it lost its data): recording every table again');
-      }
+      const known = manifests.size;
       manifests = await loadManifests();
+      if (record.state === 'missing' && known > 0 && manifests.size === 0) {
+        stateLost.inc();
+        log.warn({ tables: known }, 'Redis holds no record of the folder (it lost its data): recording every table again');
+      } else log.info({ record: record.state, tables: manifests.size }, 'recording the folder in Redis');
       recording = randomUUID();
       await beginFolderRecord(redis, keys, recording, now());
     }

@@ -128,7 +128,8 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
     (req, res) => {
       // Which replica answered (behind a Service or load balancer).
       res.setHeader('X-FlashDuck-Instance', config.instanceId);
-      if (!fastPath(req, res)) app(req, res);
+      const toApp = () => void app(req, res);
+      if (!fastPath.serve(req, res, toApp)) toApp();
     },
   );
   await new Promise<void>((resolve, reject) => {

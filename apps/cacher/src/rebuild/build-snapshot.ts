@@ -23,8 +23,7 @@ export const SNAP = 'snap';
 /** Schema inside the snapshot file holding one table per source file; the served table is a view over them. */
 export const PARTS = 'parts';
 
-const sameFingerprint = (a: FileFingerprint | null, b: FileFingerprint) =>
-  a !== null && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino && a.dev === b.dev;
+const sameFingerprint = (a: FileFingerprint | null, b: FileFingerprint) => a !== null && fileIdentity(a) === fileIdentity(b);
 
 /** Where the rows of one file come from in this build. */
 export type FileSource =
@@ -60,11 +59,6 @@ export interface LoadSourcesInput {
 export const partNameOf = (fragmentId: string) => `p_${fragmentId.replace(/[^A-Za-z0-9]/g, '_')}`;
 export const partRef = (part: string, catalog = SNAP) => `${quoteIdent(catalog)}.${PARTS}.${quoteIdent(part)}`;
 
-/**
- * Loads every file's rows into its own part table of the snapshot file. An unchanged file comes from
- * its stored fragment; a new or changed file is read (that is the only reading of data files); a file
- * that fails keeps the rows of its last readable version. Files load in parallel, one per connection.
- */
 export interface LoadedSources {
   readonly sources: FileSource[];
   /**
@@ -77,6 +71,11 @@ export interface LoadedSources {
 /** A reader error that says the file was not there (moved or renamed while it was opened), not that it is bad. */
 const MISSING_FILE = /No such file or directory|ENOENT|No files found that match the pattern/i;
 
+/**
+ * Loads every file's rows into its own part table of the snapshot file. An unchanged file comes from
+ * its stored fragment; a new or changed file is read (that is the only reading of data files); a file
+ * that fails keeps the rows of its last readable version. Files load in parallel, one per connection.
+ */
 export async function loadSources(input: LoadSourcesInput): Promise<LoadedSources> {
   const { manifest, fragments } = input;
   const fragDir = path.join(input.workDir, 'fragments');

@@ -15,6 +15,7 @@ import type { Catalog } from '../snapshots/catalog.js';
 import { enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
 import { requireScope } from './auth.js';
 import { compareWithFiles, consoleStatus } from './console-data.js';
+import type { PreparsedRequest } from './fast-path.js';
 import { tableDetail, tableSummary } from './tables-view.js';
 
 export interface ServerDeps {
@@ -93,6 +94,8 @@ export function createServer(deps: ServerDeps): express.Express {
   });
 
   app.use('/v1', express.json({ limit: config.maxBodyBytes }));
+  // A body the fast path read and found not to be JSON: the same answer as express's own parse error.
+  app.use('/v1', (req, _res, next) => next((req as PreparsedRequest).bodyError));
 
   const served = () => {
     const gen = catalog.generation;
