@@ -36,8 +36,9 @@ const jobLatency = histogram('flashduck_cacher_job_latency_seconds', 'Time from 
 const partsReused = counter('flashduck_cacher_parts_reused_total', 'Part tables kept from the previous snapshot file (files not re-read nor reloaded)');
 const badMessages = counter('flashduck_cacher_bad_messages_total', 'Scan diffs that failed to decode (dead-lettered)');
 
-/** Pause before building again a table whose files changed while they were read. */
+/** Pause before building again a table whose files were gone while they were read (doubling up to the max). */
 const BUILD_AGAIN_MS = 300;
+const BUILD_AGAIN_MAX_MS = 5_000;
 
 export interface CacherDeps {
   readonly config: CacherConfig;
@@ -89,10 +90,24 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
     },
   });
 
-  /** Enqueues another build of a generation, after a pause for the files that were changing to settle. */
+  /**
+   * Enqueues another build of a generation whose files were gone while they were read, after a pause that
+   * doubles while it keeps happening (a file that stays gone is in the monitor's next diff; until then this
+   * only retries).
+   */
+  const deferrals = new Map<string, number>();
   async function buildAgain(table: string, gen: number): Promise<void> {
+    const n = deferrals.get(table) ?? 0;
+    deferrals.set(table, n + 1);
     const diff: ScanDiff = { v: 1, table, gen, at: Date.now(), added: [], removed: [], modified: [], renamed: [], files: 0 };
-    await diffQueue.add('scan-diff', diff, { jobId: `${table}-${gen}-again-${Date.now()}`, delay: BUILD_AGAIN_MS, removeOnComplete: 100, removeOnFail: 100, attempts: 10, backoff: { type: 'exponential', delay: 500 } });
+    await diffQueue.add('scan-diff', diff, {
+      jobId: `${table}-${gen}-again-${n}`,
+      delay: Math.min(BUILD_AGAIN_MS * 2 ** n, BUILD_AGAIN_MAX_MS),
+      removeOnComplete: 100,
+      removeOnFail: 100,
+      attempts: 10,
+      backoff: { type: 'exponential', delay: 500 },
+    });
   }
 
   async function buildWithLease(table: string): Promise<RebuildResult | 'busy'> {
@@ -105,6 +120,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
     try {
       const result = await rebuildTable({ redis, keys, config, log, exportQueue, reader, buildAgain }, table, lease);
       rebuildsTotal.inc({ outcome: result.outcome });
+      if (result.outcome !== 'deferred') deferrals.delete(table);
       if (result.outcome === 'published') {
         rebuildSeconds.observe(result.ms / 1000);
         snapshotBytes.set({ table }, result.bytes);

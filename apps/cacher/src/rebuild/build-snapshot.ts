@@ -63,7 +63,7 @@ export interface LoadedSources {
   readonly sources: FileSource[];
   /**
    * Files that were gone while they were read (renamed or deleted meanwhile, even if back as they were by the
-   * end): served from their last stored rows, or not yet. A snapshot built with such files must be built again.
+   * end): a snapshot built now would not show the manifest's generation, so it must be built again.
    */
   readonly changing: string[];
 }

@@ -44,6 +44,7 @@ export interface RebuildDeps {
 
 export type RebuildResult =
   | { outcome: 'skipped'; reason: string }
+  | { outcome: 'deferred'; reason: string }
   | { outcome: 'published'; version: number; rows: number; bytes: number; errors: number; ms: number; filesRead: number; partsReused: number }
   | { outcome: 'dropped' }
   | { outcome: 'refused' };
@@ -222,6 +223,15 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       existingParts,
       newFragmentId: (index) => `f${version}-${index}`,
     });
+    if (changing.length) {
+      // A file was gone while it was read (renamed or deleted meanwhile, perhaps back as it was by now): this
+      // build does not show the manifest's generation, so it is not published. The previous version keeps
+      // serving, and the table is built again shortly (a file renamed away and back leaves the monitor nothing
+      // to report; a file that stays gone is in the monitor's next diff).
+      log.info({ gen: state.gen, files: changing.slice(0, 10) }, 'files were gone while they were read; building the table again');
+      await deps.buildAgain(table, state.gen);
+      return { outcome: 'deferred', reason: `${changing.length} file(s) were gone while they were read` };
+    }
     const used = new Set(sources.flatMap((s) => (s.kind === 'failed' ? [] : [s.part])));
     for (const p of existingParts) if (!used.has(p)) await db.conn.run(`DROP TABLE ${SNAP}.${PARTS}.${quoteIdent(p)}`);
     const reusedParts = [...existingParts].filter((p) => used.has(p)).length;
@@ -257,10 +267,6 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       stored = await writeBlobFromFile(redis, keys, table, blob, snapshotFile, config.chunkBytes);
     }
 
-    // Files that changed while they were read are served from their last stored rows (or not yet): the snapshot
-    // is published, but as behind its manifest, and built again shortly (a file renamed away and back leaves the
-    // monitor nothing to report).
-    const builtFrom = changing.length ? state.gen - 1 : state.gen;
     const meta: TableMeta = {
       v: 1,
       table,
@@ -274,17 +280,13 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       files,
       errors,
       conflicts: [...schema.conflicts],
-      sourceGen: builtFrom,
+      sourceGen: state.gen,
       buildMs: Date.now() - started,
       updatedAt: Date.now(),
       engine: DUCKDB_ENGINE_VERSION,
     };
     const published = Date.now();
-    if (!(await publish(deps, table, lease, meta, builtFrom, member))) return { outcome: 'refused' };
-    if (changing.length) {
-      log.info({ version, files: changing.slice(0, 10) }, 'files changed while they were read; building the table again');
-      await deps.buildAgain(table, state.gen);
-    }
+    if (!(await publish(deps, table, lease, meta, state.gen, member))) return { outcome: 'refused' };
     // The table set is in another slot: its own step (idempotent; restores a table a drop raced with).
     await redis.sadd(keys.tables, table);
     log.info(
