@@ -175,7 +175,7 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
       await beginFolderRecord(redis, keys, recording, now());
     }
     const started = now();
-    const { files, refused, changing } = await walkDataDir(config.dataDir);
+    const { files, refused, changing, everyTableChanging } = await walkDataDir(config.dataDir);
     const t = now();
     const current = new Map<string, Manifest>();
     const present = new Set<string>();
@@ -203,7 +203,7 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
     for (const table of new Set([...manifests.keys(), ...current.keys()])) {
       const before = manifests.get(table) ?? new Map<string, FileFingerprint>();
       let after = current.get(table) ?? new Map<string, FileFingerprint>();
-      if (changing.has(table)) {
+      if (everyTableChanging || changing.has(table)) {
         // Its folder changed while it was listed: a file moved or renamed meanwhile may be missing from the
         // listing although it is there. What the listing shows is recorded (new and changed files go on), but a
         // recorded file it lacks stays recorded until a listing that nothing changed during says it is gone.

@@ -23,6 +23,8 @@ export interface ScanResult {
    * Their listing may lack a file that exists (moved or renamed after the listing): list them again.
    */
   readonly changing: ReadonlySet<string>;
+  /** The data folder itself changed during the walk: every table, listed or not, may be missing a file. */
+  readonly everyTableChanging: boolean;
 }
 
 const vanished = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' || (err as NodeJS.ErrnoException | undefined)?.code === 'ENOTDIR';
@@ -65,6 +67,7 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
   const refused: ScannedFile[] = [];
   const visited = new Set<string>();
   const changing = new Set<string>();
+  let everything = false;
   const listed: { dir: string; rel: string; mtimeNs: bigint; ino: bigint }[] = [];
   const changed = (rel: string) => {
     // A data file's table, or the table a folder belongs to.
@@ -80,10 +83,8 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
     try {
       // The folder's mtime before its listing: if it differs after the walk, an entry was added, removed or
       // renamed while the table was being listed (a move between two of its folders leaves no other trace).
-      if (rel) {
-        const s = await stat(dir, { bigint: true });
-        listed.push({ dir, rel, mtimeNs: s.mtimeNs, ino: s.ino });
-      }
+      const s = await stat(dir, { bigint: true });
+      listed.push({ dir, rel, mtimeNs: s.mtimeNs, ino: s.ino });
       entries = await readdir(dir, { withFileTypes: true });
     } catch (err) {
       // Removed or renamed while scanning: its files may be elsewhere now. Unreadable: the next scan tries again.
@@ -140,11 +141,16 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
     await Promise.all(
       listed.slice(i, i + STAT_BATCH).map(async (d) => {
         const s = await stat(d.dir, { bigint: true }).catch(() => null);
-        if (!s || s.mtimeNs !== d.mtimeNs || s.ino !== d.ino) changed(d.rel);
+        if (s && s.mtimeNs === d.mtimeNs && s.ino === d.ino) return;
+        // The data folder itself holds single-file tables and every table's folder: a change there (a file moved
+        // between `<table>.<ext>` and `<table>/…`) may touch any table.
+        if (d.rel) changed(d.rel);
+        else everything = true;
       }),
     );
   }
   files.sort((a, b) => a.path.localeCompare(b.path));
   refused.sort((a, b) => a.path.localeCompare(b.path));
-  return { files, refused, changing };
+  if (everything) for (const f of [...files, ...refused]) changing.add(f.table);
+  return { files, refused, changing, everyTableChanging: everything };
 }
