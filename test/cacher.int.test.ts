@@ -34,9 +34,9 @@ describe('snapshot formats', () => {
     await removeDir(seedDir);
   });
 
-  it('serves the same rows and types from duckdb, parquet, json and arrow snapshots', async () => {
+  it('serves the same rows and types from parts stored as parquet, duckdb, json and arrow', async () => {
     const results: unknown[] = [];
-    for (const format of ['duckdb', 'parquet', 'json', 'arrow']) {
+    for (const format of ['parquet', 'duckdb', 'json', 'arrow']) {
       const stack = await startStack(`fmt-${format}`, { CACHER_SNAPSHOT_FORMAT: format }, async (dir) => {
         await mkdir(path.join(dir, 'typed'));
         await writeFile(path.join(dir, 'typed', 'a.parquet'), await import('node:fs/promises').then((fs) => fs.readFile(path.join(seedDir, 'typed.parquet'))));
@@ -82,15 +82,16 @@ describe('cacher rebuilds', () => {
     return Object.fromEntries(Object.entries(raw).map(([p, j]) => [p, (decode(Fragment, j) as { ok: true; value: Fragment }).value]));
   };
 
-  it('stores a large snapshot in several chunks and serves it whole', async () => {
+  it('stores a large part in several chunks and serves it whole', async () => {
     await writeAtomic(path.join(stack.dataDir, 'wide.csv'), `n,s\n${Array.from({ length: 5000 }, (_, i) => `${i},row-${i}-${'x'.repeat(20)}`).join('\n')}\n`);
     await waitFor('wide served', async () => (await rows(port, 'SELECT count(*) AS n, sum(n) AS s FROM wide'))[0]?.n === 5000);
     const meta = await info('wide');
-    expect(meta.snapshot.chunks).toBeGreaterThan(1);
+    expect(meta.snapshot.parts).toHaveLength(1);
+    expect(meta.snapshot.parts[0].chunks).toBeGreaterThan(1);
     expect(await rows(port, 'SELECT sum(n) AS s FROM wide')).toEqual([{ s: (4999 * 5000) / 2 }]);
   });
 
-  it('re-reads only the file that changed; the others come from their stored fragments', async () => {
+  it('re-reads only the file that changed, as one new part; the others keep their parts', async () => {
     await mkdir(path.join(stack.dataDir, 'parts'));
     for (const n of [1, 2, 3]) await writeAtomic(path.join(stack.dataDir, 'parts', `p${n}.csv`), `k,v\n${n},${n * 10}\n`);
     await waitFor('parts served', async () => (await rows(port, 'SELECT count(*) AS n FROM parts'))[0]?.n === 3);
@@ -99,15 +100,15 @@ describe('cacher rebuilds', () => {
     const reusedBefore = await reused();
     await appendFile(path.join(stack.dataDir, 'parts', 'p2.csv'), '22,220\n');
     await waitFor('parts updated', async () => (await rows(port, 'SELECT count(*) AS n FROM parts'))[0]?.n === 4);
-    // The cacher stores the new fragments (and counts reused parts) just after it publishes the snapshot.
-    await waitFor('fragments stored', async () => (await fragments('parts'))['parts/p2.csv']!.blob !== before['parts/p2.csv']!.blob && (await reused()) > reusedBefore);
+    // The fragment index is replaced in the same step as the version it describes.
     const after = await fragments('parts');
-    expect(after['parts/p1.csv']!.blob).toBe(before['parts/p1.csv']!.blob);
-    expect(after['parts/p3.csv']!.blob).toBe(before['parts/p3.csv']!.blob);
-    expect(after['parts/p2.csv']!.blob).not.toBe(before['parts/p2.csv']!.blob);
+    expect(after['parts/p1.csv']!.part!.id).toBe(before['parts/p1.csv']!.part!.id);
+    expect(after['parts/p3.csv']!.part!.id).toBe(before['parts/p3.csv']!.part!.id);
+    expect(after['parts/p2.csv']!.part!.id).not.toBe(before['parts/p2.csv']!.part!.id);
     expect(after['parts/p2.csv']!.rows).toBe(2);
-    // The two unchanged files' part tables were kept from the previous snapshot file, not reloaded.
+    // The two unchanged files' parts were listed again, not read nor stored again.
     expect((await reused()) - reusedBefore).toBe(2);
+    expect((await info('parts')).snapshot.parts.map((p: { id: string }) => p.id).sort()).toEqual(Object.values(after).map((f) => f.part!.id).sort());
   });
 
   it('reads nothing for a renamed file: its fragment moves to the new name', async () => {
@@ -126,8 +127,8 @@ describe('cacher rebuilds', () => {
       const f = await fragments('moved');
       return f['moved/renamed.csv'] && !f['moved/m1.csv'] ? f : undefined;
     });
-    expect(after['moved/renamed.csv']!.blob).toBe(before['moved/m1.csv']!.blob); // not read again
-    expect(after['moved/m2.csv']!.blob).toBe(before['moved/m2.csv']!.blob);
+    expect(after['moved/renamed.csv']!.part!.id).toBe(before['moved/m1.csv']!.part!.id); // not read again
+    expect(after['moved/m2.csv']!.part!.id).toBe(before['moved/m2.csv']!.part!.id);
   });
 
   it('keeps the rows of a file that becomes unreadable until it is fixed, and says so', async () => {

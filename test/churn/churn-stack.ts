@@ -103,6 +103,10 @@ export class ChurnStack {
       CACHER_LEASE_MS: String(CACHER_LEASE_MS),
       CACHER_RECONCILE_MS: '500',
       CACHER_READ_PARALLELISM: '2',
+      // Merges all the time (a table of more than 3 parts is merged) and parts collected 3 s after they leave
+      // the current version: answers are checked across merges and collection, not only across builds.
+      CACHER_MERGE_MAX_PARTS: '3',
+      CACHER_RETAIN_MS: '3000',
       // One DuckDB thread per process, as a pod with a one-core limit would run: the stack shares two cores.
       CACHER_THREADS: '1',
       QUERY_THREADS: '1',

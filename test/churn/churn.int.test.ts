@@ -20,6 +20,7 @@ describe('churn: every answer of every replica is a state the files really had',
     const options: ChurnOptions = { ...DEFAULTS, seed: 3, ops: 40, seconds: 30, replicas: 2 };
     const r = await runChurn(options);
     expect(r.violations, explain(r)).toBe(0);
+    expect(r.merges, 'answers were checked across merges').toBeGreaterThan(0);
   }, 180_000);
 
   it('with writes through the API and a SIGKILL of the cacher and of a replica mid-run', async () => {

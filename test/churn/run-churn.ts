@@ -43,6 +43,8 @@ export interface ChurnResult {
   readonly violations: number;
   readonly distinct: readonly Violation[];
   readonly durationMs: number;
+  /** Versions merges published during the run. */
+  readonly merges: number;
   readonly summary: string;
 }
 
@@ -629,15 +631,17 @@ export async function runChurn(options: ChurnOptions, out: (line: string) => voi
       await writeFile(logFile, `${replay}\n\n== operations (ms since ${new Date(t0).toISOString()})\n${workload.log.map(fmtOp).join('\n')}\n\n== processes\n${stack.logs()}\n`);
       out(`\n  operations and process logs: ${logFile}`);
     }
+    // Versions published by merges during the run (each one checked like any other version).
+    const merges = (stack.logs().match(/parts merged/g) ?? []).length;
     const byRule = [...groups.entries()].map(([k, g]) => `${k.replace('|', ' via ')} ${g.count}`).join(', ');
     const summary =
       `churn summary: seed=${options.seed} operations=${done} (${kinds}) queries=${stats.queries} ` +
       `(${Object.entries(stats.byForm).map(([f, n]) => `${f} ${n}`).join(', ')}; ${stats.skipped} skipped while a replica restarted) ` +
       `violations=${violations}${byRule ? ` (${byRule})` : ''} duration=${(durationMs / 1000).toFixed(1)}s ` +
-      `converged=${stats.convergeMs >= 0 ? `${stats.convergeMs}ms` : 'no'} maxStale=${stats.maxStaleMs}ms maxDelay=${stats.maxDelayMs}ms${lossSummary}` +
+      `converged=${stats.convergeMs >= 0 ? `${stats.convergeMs}ms` : 'no'} maxStale=${stats.maxStaleMs}ms maxDelay=${stats.maxDelayMs}ms merges=${merges}${lossSummary}` +
       `${writesUncertain ? ' (a write got no answer: final gamma check skipped)' : ''}`;
     out(summary);
-    return { options, ops: done, queries: stats.queries, violations, distinct: list, durationMs, summary };
+    return { options, ops: done, queries: stats.queries, violations, distinct: list, durationMs, merges, summary };
   } finally {
     await stack?.stop().catch(() => undefined);
     await redisBack?.catch(() => undefined);

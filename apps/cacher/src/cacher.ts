@@ -20,20 +20,25 @@ import {
 } from '@flashduck/core';
 import type { CacherConfig } from './config.js';
 import { rebuildTable, type RebuildResult } from './rebuild/rebuild-table.js';
-import { collectRetired } from './store/fragments.js';
+import { mergeTable } from './rebuild/merge.js';
+import { collectRetired, currentParts } from './store/fragments.js';
+import { PartCache } from '@flashduck/core/duckdb';
 import { InProcessReader, ReaderPool, type FileReader } from './rebuild/reader-pool.js';
 import os from 'node:os';
 import path from 'node:path';
 
 const rebuildsTotal = counter('flashduck_cacher_rebuilds_total', 'Table rebuilds by outcome', ['outcome']);
 const rebuildSeconds = histogram('flashduck_cacher_rebuild_duration_seconds', 'Duration of a published rebuild', [], [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]);
-const snapshotBytes = gauge('flashduck_cacher_snapshot_bytes', 'Bytes of the current snapshot', ['table']);
+const snapshotBytes = gauge('flashduck_cacher_snapshot_bytes', 'Bytes of the parts the current version lists', ['table']);
+const snapshotParts = gauge('flashduck_cacher_snapshot_parts', 'Parts the current version lists', ['table']);
+const partBytesWritten = counter('flashduck_cacher_part_bytes_written_total', 'Bytes of new parts written to Redis (builds and merges)');
+const mergesTotal = counter('flashduck_cacher_merges_total', 'Merges of parts by outcome', ['outcome']);
 const snapshotRows = gauge('flashduck_cacher_snapshot_rows', 'Rows of the current snapshot', ['table']);
 const snapshotVersion = gauge('flashduck_cacher_snapshot_version', 'Version of the current snapshot', ['table']);
 const fileErrors = gauge('flashduck_cacher_file_errors', 'Files of a table that could not be read', ['table']);
 const queueDepth = gauge('flashduck_cacher_queue_depth', 'Scan diffs waiting for the cacher', ['state']);
 const jobLatency = histogram('flashduck_cacher_job_latency_seconds', 'Time from scan diff to the start of its rebuild');
-const partsReused = counter('flashduck_cacher_parts_reused_total', 'Part tables kept from the previous snapshot file (files not re-read nor reloaded)');
+const partsReused = counter('flashduck_cacher_parts_reused_total', 'Parts a new version kept from the one before (their files were not read again)');
 const badMessages = counter('flashduck_cacher_bad_messages_total', 'Scan diffs that failed to decode (dead-lettered)');
 
 /** Pause before building again a table whose files were gone while they were read (doubling up to the max). */
@@ -78,6 +83,16 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
   pool?.warm();
   const reader: FileReader = pool ?? new InProcessReader(path.join(config.workDir, `reads-${process.pid}`));
   let building = 0;
+  // Parts this cacher stored or fetched, per table, kept on disk for merges.
+  const caches = new Map<string, PartCache>();
+  const cacheOf = (table: string) => {
+    let c = caches.get(table);
+    if (!c) {
+      c = new PartCache({ redis, keys, dir: path.join(config.workDir, 'parts', table), duckdb: { threads: config.threads } });
+      caches.set(table, c);
+    }
+    return c;
+  };
 
   const heartbeat = new HeartbeatPublisher(redis, keys, log, {
     component: 'cacher',
@@ -118,19 +133,25 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
     }, Math.max(200, Math.floor(config.leaseMs / 3)));
     building += 1;
     try {
-      const result = await rebuildTable({ redis, keys, config, log, exportQueue, reader, buildAgain }, table, lease);
+      const keepPart = (t: string, part: { id: string }, file: string) => cacheOf(t).adopt(part, file);
+      const result = await rebuildTable({ redis, keys, config, log, exportQueue, reader, buildAgain, keepPart }, table, lease);
       rebuildsTotal.inc({ outcome: result.outcome });
       if (result.outcome !== 'deferred') deferrals.delete(table);
       if (result.outcome === 'published') {
         rebuildSeconds.observe(result.ms / 1000);
         snapshotBytes.set({ table }, result.bytes);
+        snapshotParts.set({ table }, result.parts);
+        partBytesWritten.inc(result.written);
+        mergeSoon(table);
         snapshotRows.set({ table }, result.rows);
         snapshotVersion.set({ table }, result.version);
         fileErrors.set({ table }, result.errors);
         partsReused.inc(result.partsReused);
         lastBuild = { table, ...result, at: Date.now() };
       } else if (result.outcome === 'dropped') {
-        for (const g of [snapshotBytes, snapshotRows, snapshotVersion, fileErrors]) g.remove({ table });
+        for (const g of [snapshotBytes, snapshotParts, snapshotRows, snapshotVersion, fileErrors]) g.remove({ table });
+        await caches.get(table)?.retain(new Set());
+        caches.delete(table);
       }
       heartbeat.touch();
       return result;
@@ -139,6 +160,43 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
       clearInterval(renew);
       await lease.release().catch(() => undefined);
     }
+  }
+
+  /**
+   * Background merges: after a table's build, its small parts are merged (one table at a time per cacher,
+   * again while there is more to merge). A merge failing is logged and tried again after the next build.
+   */
+  const mergeWanted = new Set<string>();
+  let merging: Promise<void> | null = null;
+  let stoppingMerges = false;
+  const policy = { maxParts: config.mergeMaxParts, maxBytes: config.mergeMaxBytes, excludedShare: 0.25 };
+  function mergeSoon(table: string): void {
+    if (!config.merge) return;
+    mergeWanted.add(table);
+    merging ??= (async () => {
+      while (mergeWanted.size && !stoppingMerges) {
+        const next = [...mergeWanted][0]!;
+        mergeWanted.delete(next);
+        try {
+          const r = await mergeTable({ redis, keys, config, log, exportQueue, cache: cacheOf, policy }, next);
+          mergesTotal.inc({ outcome: r.outcome });
+          if (r.outcome === 'merged') {
+            snapshotParts.set({ table: next }, r.parts);
+            snapshotVersion.set({ table: next }, r.version);
+            partBytesWritten.inc(r.bytes);
+            mergeWanted.add(next);
+            heartbeat.touch();
+          }
+          const current = await currentParts(redis, keys, next);
+          await cacheOf(next).retain(new Set(current.map((p) => p.id)));
+        } catch (err) {
+          mergesTotal.inc({ outcome: 'failed' });
+          log.warn({ err, table: next }, 'merge failed; the table keeps its parts until the next try');
+        }
+      }
+    })().finally(() => {
+      merging = null;
+    });
   }
 
   const supervised = superviseWorker({
@@ -184,7 +242,16 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
         const diff: ScanDiff = { v: 1, table, gen: Number(gen), at: Date.now(), added: [], removed: [], modified: [], renamed: [], files: 0 };
         await diffQueue.add('scan-diff', diff, { jobId: `${table}-${gen}-reconcile-${bucket}`, removeOnComplete: 100, removeOnFail: 100, attempts: 10, backoff: { type: 'exponential', delay: 500 } });
       }
-      await collectRetired(redis, keys, table, config.retainMs, Date.now());
+      // Collection takes the build lease: no build may claim a part while it is being deleted.
+      const lease = new Lease(redis, { owner: keys.tableBuildLease(table), epoch: keys.tableBuildEpoch(table) }, config.leaseMs, config.instanceId);
+      if (await lease.tryAcquire()) {
+        try {
+          await collectRetired(redis, keys, table, config.retainMs, Date.now());
+        } finally {
+          await lease.release().catch(() => undefined);
+        }
+      }
+      mergeSoon(table);
     }
   }
   const reconcile = () => {
@@ -211,6 +278,8 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
     stop() {
       stopping ??= (async () => {
         clearInterval(timer);
+        stoppingMerges = true;
+        await merging;
         // Worker.close waits for the running build: it either publishes or leaves the diff to be redone.
         await supervised.close();
         await reconciling;

@@ -16,6 +16,10 @@ export interface CacherConfig extends CommonConfig {
   readonly threads: number | undefined;
   readonly workDir: string;
   readonly metricsPort: number | undefined;
+  /** Merge small parts in the background. */
+  readonly merge: boolean;
+  readonly mergeMaxParts: number;
+  readonly mergeMaxBytes: number;
 }
 
 /** Reads the cacher's settings; throws a ConfigError naming every bad variable. */
@@ -23,7 +27,7 @@ export function loadCacherConfig(env: NodeJS.ProcessEnv): CacherConfig {
   const r = new EnvReader(env);
   return r.finish({
     ...readCommonConfig(r),
-    snapshotFormat: r.oneOf('CACHER_SNAPSHOT_FORMAT', SNAPSHOT_FORMATS, 'duckdb'),
+    snapshotFormat: r.oneOf('CACHER_SNAPSHOT_FORMAT', SNAPSHOT_FORMATS, 'parquet'),
     chunkBytes: r.int('CACHER_CHUNK_BYTES', 32 * 1024 * 1024, { min: 1024, max: 512 * 1024 * 1024 - 1 }),
     concurrency: r.int('CACHER_CONCURRENCY', 1, { min: 1, max: 64 }),
     readParallelism: r.int('CACHER_READ_PARALLELISM', 4, { min: 1, max: 64 }),
@@ -36,5 +40,8 @@ export function loadCacherConfig(env: NodeJS.ProcessEnv): CacherConfig {
     threads: r.optionalInt('CACHER_THREADS', { min: 1 }),
     workDir: path.resolve(r.string('CACHER_WORK_DIR', path.join(os.tmpdir(), 'flashduck-cacher'))),
     metricsPort: r.optionalInt('CACHER_METRICS_PORT', { min: 0, max: 65_535 }),
+    merge: r.bool('CACHER_MERGE', true),
+    mergeMaxParts: r.int('CACHER_MERGE_MAX_PARTS', 16, { min: 1, max: 10_000 }),
+    mergeMaxBytes: r.int('CACHER_MERGE_MAX_BYTES', 256 * 1024 * 1024, { min: 1024 }),
   });
 }

@@ -4,16 +4,14 @@ import path from 'node:path';
 import {
   TableMeta,
   decode,
-  quoteIdent,
   quoteLiteral,
-  readBlobToFile,
   replaceDurably,
   writeFileDurably,
   type Keys,
   type Logger,
   type RedisClient,
 } from '@flashduck/core';
-import { closeDuckDB, materializeSnapshot, openDuckDB } from '@flashduck/core/duckdb';
+import { PartCache, closeDuckDB, openDuckDB, partsSelectSql } from '@flashduck/core/duckdb';
 import type { Compression } from './config.js';
 
 const TEMP_MARK = '.tmp-';
@@ -72,9 +70,10 @@ export async function readMeta(redis: RedisClient, keys: Keys, table: string): P
 }
 
 /**
- * Writes one snapshot as a Parquet file with DuckDB's writer: to a hidden temp file beside `out`,
- * fsynced, then renamed over `out` (so readers see the old file or the new one, never a part), and
- * the folder fsynced. `mayReplace` is asked right before the rename (the export lease).
+ * Writes one table version as a Parquet file with DuckDB's writer, reading its parts from a local part cache
+ * (`<workDir>/parts/<table>`: an export fetches only the parts the last one did not have): to a hidden temp
+ * file beside `out`, fsynced, then renamed over `out` (so readers see the old file or the new one, never a
+ * part), and the folder fsynced. `mayReplace` is asked right before the rename (the export lease).
  */
 export async function writeParquet(
   redis: RedisClient,
@@ -83,35 +82,40 @@ export async function writeParquet(
   out: string,
   options: ParquetOptions,
   mayReplace: () => Promise<boolean> = async () => true,
-): Promise<{ rows: number; bytes: number; fetchMs: number; copyMs: number }> {
-  if (!meta.blob || meta.columns.length === 0) throw new Error(`table ${meta.table} has no readable rows to export (see its errors)`);
+): Promise<{ rows: number; bytes: number; fetchMs: number; copyMs: number; fetchedBytes: number }> {
+  if (meta.parts.length === 0 || meta.columns.length === 0) throw new Error(`table ${meta.table} has no readable rows to export (see its errors)`);
   const work = path.join(options.workDir, `${meta.table}-v${meta.version}-${randomBytes(3).toString('hex')}`);
   await mkdir(work, { recursive: true });
   await mkdir(path.dirname(out), { recursive: true });
-  const dbFile = path.join(work, 'snapshot.duckdb');
-  const source = meta.format === 'duckdb' ? dbFile : path.join(work, `snapshot.${meta.format}`);
+  const cache = new PartCache({ redis, keys, dir: path.join(options.workDir, 'parts', meta.table), duckdb: { threads: options.threads } });
   const tmp = tempNameFor(out);
   const db = await openDuckDB({ threads: options.threads, memoryLimitMb: options.memoryLimitMb, tempDir: path.join(work, 'spill') });
   try {
     const t0 = Date.now();
-    await readBlobToFile(redis, keys, { table: meta.table, id: meta.blob, chunks: meta.chunks }, source);
-    if (meta.format !== 'duckdb') await materializeSnapshot({ format: meta.format, source, dbFile, table: meta.table, columns: meta.columns });
+    const files = new Map<string, string>();
+    for (const p of meta.parts) files.set(p.id, (await cache.ensure(p)).file);
+    const select = partsSelectSql(meta.parts, meta.columns, (p) => files.get(p.id)!)!;
     const t1 = Date.now();
-    await db.conn.run(`ATTACH ${quoteLiteral(dbFile)} AS snap (READ_ONLY)`);
     const codec = options.compression === 'uncompressed' ? 'uncompressed' : options.compression;
     const r = await db.conn.runAndReadAll(
-      `COPY (SELECT * FROM snap.main.${quoteIdent(meta.table)}) TO ${quoteLiteral(tmp)} (FORMAT parquet, COMPRESSION ${codec}, ROW_GROUP_SIZE ${options.rowGroupSize})`,
+      `COPY (${select}) TO ${quoteLiteral(tmp)} (FORMAT parquet, COMPRESSION ${codec}, ROW_GROUP_SIZE ${options.rowGroupSize})`,
     );
     const rows = Number(r.getRowsJS()[0]?.[0] ?? 0);
     const t2 = Date.now();
     if (!(await mayReplace())) throw new Error(`lost the export lease of table ${meta.table}; another exporter writes it`);
     await replaceDurably(tmp, out);
-    return { rows, bytes: (await stat(out)).size, fetchMs: t1 - t0, copyMs: t2 - t1 };
+    return { rows, bytes: (await stat(out)).size, fetchMs: t1 - t0, copyMs: t2 - t1, fetchedBytes: cache.fetchedBytes };
   } finally {
     closeDuckDB(db);
     await rm(tmp, { force: true });
     await rm(work, { recursive: true, force: true });
+    await cache.retain(new Set(meta.parts.map((p) => p.id))).catch(() => undefined);
   }
+}
+
+/** Removes the local part cache of a dropped table. */
+export async function removePartCache(workDir: string, table: string): Promise<void> {
+  await rm(path.join(workDir, 'parts', table), { recursive: true, force: true });
 }
 
 export interface ExportResult {
@@ -122,6 +126,8 @@ export interface ExportResult {
   readonly ms: number;
   readonly fetchMs: number;
   readonly copyMs: number;
+  /** Bytes of parts fetched from Redis for this export (parts the previous export of the table did not have). */
+  readonly fetchedBytes: number;
   readonly path: string;
 }
 
@@ -137,7 +143,7 @@ export async function exportTable(
   const started = Date.now();
   const out = path.join(deps.exportDir, `${meta.table}.parquet`);
   await removeStaleTemps(out);
-  const { rows, bytes, fetchMs, copyMs } = await writeParquet(deps.redis, deps.keys, meta, out, deps.options, mayReplace);
+  const { rows, bytes, fetchMs, copyMs, fetchedBytes } = await writeParquet(deps.redis, deps.keys, meta, out, deps.options, mayReplace);
   const manifest: ExportManifest = {
     table: meta.table,
     version: meta.version,
@@ -162,7 +168,7 @@ export async function exportTable(
     ms: String(ms),
     path: out,
   });
-  return { table: meta.table, version: meta.version, rows, bytes, ms, fetchMs, copyMs, path: out };
+  return { table: meta.table, version: meta.version, rows, bytes, ms, fetchMs, copyMs, fetchedBytes, path: out };
 }
 
 /** Removes a dropped table's export and manifest. */

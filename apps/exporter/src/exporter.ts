@@ -23,7 +23,7 @@ import {
   type TableMeta,
 } from '@flashduck/core';
 import type { ExporterConfig } from './config.js';
-import { exportTable, readMeta, removeExport, type ExportResult } from './export-table.js';
+import { exportTable, readMeta, removeExport, removePartCache, type ExportResult } from './export-table.js';
 
 const exportsTotal = counter('flashduck_exporter_exports_total', 'Exports by outcome', ['outcome']);
 const exportSeconds = histogram('flashduck_exporter_export_duration_seconds', 'Time to write one export', [], [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120]);
@@ -102,7 +102,7 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
       last = { ...result, at: Date.now() };
       heartbeat.touch();
       log.info(
-        { table: meta.table, version: meta.version, rows: result.rows, bytes: result.bytes, ms: result.ms, fetchMs: result.fetchMs, copyMs: result.copyMs, compression: config.compression },
+        { table: meta.table, version: meta.version, rows: result.rows, bytes: result.bytes, ms: result.ms, fetchMs: result.fetchMs, copyMs: result.copyMs, fetchedBytes: result.fetchedBytes, compression: config.compression },
         'export written',
       );
       return result;
@@ -116,6 +116,7 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
       // one Redis forgot (it lost its data: the monitor records the folder again and the table is rebuilt).
       if (!(await isTableGone(redis, keys, table))) return false;
       const removed = await removeExport(redis, keys, config.exportDir, table);
+      await removePartCache(config.workDir, table);
       exportedVersion.remove({ table });
       exportBytes.remove({ table });
       if (removed) {

@@ -1,5 +1,5 @@
 export * from './atomic-files.js';
-export * from './blob.js';
+export * from './parts.js';
 export * from './component.js';
 export * from './config.js';
 export * from './data-files.js';

@@ -12,13 +12,18 @@ describe('createKeys', () => {
       k.tableSeq('orders'),
       k.tableRetired('orders'),
       k.tableFragments('orders'),
-      k.blobChunk('orders', 'v3', 0),
       k.tableBuildLease('orders'),
       k.tableBuildEpoch('orders'),
       k.tableWrites('orders'),
     ];
     expect(new Set(perTable.map(hashTagOf))).toEqual(new Set(['orders']));
     expect(new Set(perTable).size).toBe(perTable.length);
+  });
+
+  it('keys a part by its own id, so the parts of one table spread over the cluster', () => {
+    expect(k.partChunk('ab12', 0)).toBe('fd:{part:ab12}:0');
+    expect(hashTagOf(k.partChunk('ab12', 0))).toBe(hashTagOf(k.partChunk('ab12', 7)));
+    expect(hashTagOf(k.partChunk('ab12', 0))).not.toBe(hashTagOf(k.partChunk('cd34', 0)));
   });
 
   it('keeps a lease owner and its epoch in one slot, apart from tables', () => {

@@ -13,11 +13,14 @@
  * fd:{lease:<name>}:epoch        STRING fencing counter
  * fd:{orders}:files              HASH   path → FileFingerprint      writer: monitor leader; reader: cacher
  * fd:{orders}:state              HASH   gen, epoch, scannedAt       writer: monitor leader; readers: cacher, status
- * fd:{orders}:meta               HASH   current snapshot + metadata writer: cacher (publish script); readers: query-api, exporter, cli
  * fd:{orders}:seq                STRING snapshot version counter    writer: cacher
- * fd:{orders}:retired            ZSET   version → retired-at ms     writer: cacher (publish script, garbage collection)
- * fd:{orders}:frags              HASH   path → Fragment             writer/reader: cacher
- * fd:{orders}:blob:<id>:<i>      STRING chunk i of blob <id> (snapshot "v<version>", fragment "f<n>")
+ * fd:{orders}:meta               HASH   current version: its list of parts + metadata   writer: cacher (publish script); readers: query-api, exporter, cli
+ * fd:{orders}:frags              HASH   path → Fragment (the part and member holding the file's rows)   writer/reader: cacher
+ * fd:{orders}:retired            ZSET   "<part id>:<chunks>" → when it left the current version (collected after a grace period)
+ * fd:{part:<id>}:<i>             STRING chunk i of part <id> (content-addressed; hashes on its own id, so on Redis Cluster
+ *                                       a table's parts spread over every node)   writer: cacher; readers: query-api, exporter, cacher
+ * fd:{orders}:merge              STRING merge lease "<token>|<epoch>"   writer: cacher
+ * fd:{orders}:merge-epoch        STRING merge lease fencing counter
  * fd:{orders}:build              STRING rebuild lease "<token>|<epoch>"   writer: cacher
  * fd:{orders}:build-epoch        STRING rebuild lease fencing counter
  * fd:{orders}:exported           HASH   last export: version, rows, bytes, at, path, ms   writer: exporter; readers: status, console
@@ -57,8 +60,10 @@ export interface Keys {
   tableSeq(table: string): string;
   tableRetired(table: string): string;
   tableFragments(table: string): string;
-  /** Chunk `index` of blob `id` of a table. */
-  blobChunk(table: string, id: string, index: number): string;
+  /** Chunk `index` of part `id` (keyed by the part alone: it is not in its table's slot). */
+  partChunk(id: string, index: number): string;
+  tableMergeLease(table: string): string;
+  tableMergeEpoch(table: string): string;
   tableBuildLease(table: string): string;
   tableBuildEpoch(table: string): string;
   tableExported(table: string): string;
@@ -114,7 +119,9 @@ export function createKeys(prefix: string): Keys {
     tableSeq: (table) => t(table, 'seq'),
     tableRetired: (table) => t(table, 'retired'),
     tableFragments: (table) => t(table, 'frags'),
-    blobChunk: (table, id, index) => t(table, `blob:${id}:${index}`),
+    partChunk: (id, index) => `${prefix}:{part:${id}}:${index}`,
+    tableMergeLease: (table) => t(table, 'merge'),
+    tableMergeEpoch: (table) => t(table, 'merge-epoch'),
     tableBuildLease: (table) => t(table, 'build'),
     tableBuildEpoch: (table) => t(table, 'build-epoch'),
     tableExported: (table) => t(table, 'exported'),

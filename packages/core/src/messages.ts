@@ -63,8 +63,12 @@ export const Heartbeat = z.object({
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
-/** Snapshot formats the cacher can store. */
-export const SNAPSHOT_FORMATS = ['duckdb', 'parquet', 'arrow', 'json'] as const;
+/**
+ * Encodings a part can be stored in (`CACHER_SNAPSHOT_FORMAT`): zstd/snappy Parquet (the default), Arrow IPC,
+ * newline-delimited JSON, or a DuckDB database file. Replicas, the exporter and merges turn every encoding
+ * into local Parquet once, when the part is fetched.
+ */
+export const SNAPSHOT_FORMATS = ['parquet', 'arrow', 'json', 'duckdb'] as const;
 export type SnapshotFormat = (typeof SNAPSHOT_FORMATS)[number];
 
 export const ColumnInfo = z.object({ name: z.string(), type: z.string(), files: z.array(z.string()).optional() });
@@ -84,38 +88,68 @@ export const SnapshotFile = z.object({
 });
 export type SnapshotFile = z.infer<typeof SnapshotFile>;
 
-/** Stored in `meta`: the table's current snapshot (one atomic step replaces it). */
+/**
+ * An immutable part: the rows of one source file, or of several merged (then a column `__fd_member` numbers
+ * each row's member file, 0 … members-1). Stored once in Redis under its content address, whatever versions
+ * list it.
+ */
+export const PartRef = z.object({
+  /** Content address: a hash of the table name and the stored bytes. */
+  id: z.string().regex(/^[0-9a-f]{16,64}$/),
+  /** How the bytes are encoded. */
+  format: z.enum(SNAPSHOT_FORMATS),
+  chunks: z.number().int().positive(),
+  bytes: z.number().int().nonnegative(),
+  /** Rows stored (every member's). */
+  rows: z.number().int().nonnegative(),
+  /** Member files whose rows the part holds (1 for a part read from one file). */
+  members: z.number().int().positive(),
+  columns: z.array(z.object({ name: z.string(), type: z.string() })),
+});
+export type PartRef = z.infer<typeof PartRef>;
+
+/** A part as one table version lists it. */
+export const TablePart = PartRef.extend({
+  /** Members whose rows this version does not serve (their file changed or left since the merge). */
+  exclude: z.array(z.number().int().nonnegative()).optional(),
+});
+export type TablePart = z.infer<typeof TablePart>;
+
+/** Stored in `meta`: the table's current version, a list of parts (one atomic step replaces it). */
 export const TableMeta = z.object({
-  v: z.literal(1),
+  v: z.literal(2),
   table: z.string(),
   version: z.number().int().positive(),
-  format: z.enum(SNAPSHOT_FORMATS),
-  /** Blob id of the snapshot bytes. */
-  blob: z.string(),
-  chunks: z.number().int().nonnegative(),
+  parts: z.array(TablePart),
+  /** Bytes of every part listed (what a replica holds for this version). */
   bytes: z.number().int().nonnegative(),
   rows: z.number().int().nonnegative(),
   columns: z.array(ColumnInfo),
   files: z.array(SnapshotFile),
   errors: z.array(FileError),
   conflicts: z.array(z.unknown()),
-  /** Manifest generation the snapshot was built from. */
+  /** Manifest generation the version was built from. */
   sourceGen: z.number().int().nonnegative(),
   buildMs: z.number(),
   updatedAt: z.number(),
-  /** DuckDB library version that wrote a `duckdb` snapshot (its storage format must be readable). */
+  /** What made this version: a build from the folder, or a merge of parts (same rows as the version before). */
+  cause: z.enum(['build', 'merge']).optional(),
+  /** DuckDB library version that wrote the parts. */
   engine: z.string(),
 });
 export type TableMeta = z.infer<typeof TableMeta>;
 
-/** Stored in `frags`: a file's rows as read once, reused while the file is unchanged or unreadable. */
+/**
+ * Stored in `frags`: where a file's rows are, as read once, reused while the file is unchanged or unreadable.
+ * A fragment without a part only remembers that this version of the file failed to read.
+ */
 export const Fragment = z.object({
-  v: z.literal(1),
+  v: z.literal(2),
   path: z.string(),
   fingerprint: FileFingerprint,
-  blob: z.string(),
-  chunks: z.number().int().nonnegative(),
-  bytes: z.number().int().nonnegative(),
+  /** The part holding the file's rows, and the file's member number in it. */
+  part: PartRef.optional(),
+  member: z.number().int().nonnegative(),
   rows: z.number().int().nonnegative(),
   columns: z.array(z.object({ name: z.string(), type: z.string() })),
   format: z.string(),

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlobMissingError, HeartbeatPublisher, Lease, createKeys, createLogger, deleteBlob, readBlobToFile, readHeartbeats, writeBlobFromFile } from '../src/index.js';
+import { HeartbeatPublisher, Lease, PartMissingError, createKeys, createLogger, deletePart, fetchPart, readHeartbeats, storePart } from '../src/index.js';
 import { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '../src/testing/index.js';
 
 describe('Redis building blocks', () => {
@@ -42,24 +42,27 @@ describe('Redis building blocks', () => {
     expect(await b.holder()).toBeNull();
   });
 
-  it('stores a file as chunks and reads it back byte for byte', async () => {
+  it('stores a part as chunks under its content address and reads it back byte for byte', async () => {
     const src = path.join(dir, 'src.bin');
     const bytes = Buffer.alloc(10_000);
     for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31) % 251;
     await writeFile(src, bytes);
-    const stored = await writeBlobFromFile(redis, keys, 'orders', 'v1', src, 3_000);
-    expect(stored).toEqual({ chunks: 4, bytes: 10_000 });
+    const stored = await storePart(redis, keys, 'orders', src, 3_000);
+    expect(stored).toMatchObject({ chunks: 4, bytes: 10_000, written: 10_000 });
+    // The same bytes again are the same part, not written twice; another table's copy is its own part.
+    expect(await storePart(redis, keys, 'orders', src, 3_000)).toEqual({ ...stored, written: 0 });
+    expect((await storePart(redis, keys, 'other', src, 3_000)).id).not.toBe(stored.id);
     const out = path.join(dir, 'out.bin');
-    await readBlobToFile(redis, keys, { table: 'orders', id: 'v1', chunks: 4 }, out);
+    expect(await fetchPart(redis, keys, stored, out)).toBe(10_000);
     expect(Buffer.compare(await readFile(out), bytes)).toBe(0);
-    await deleteBlob(redis, keys, { table: 'orders', id: 'v1', chunks: 4 });
-    await expect(readBlobToFile(redis, keys, { table: 'orders', id: 'v1', chunks: 4 }, out)).rejects.toBeInstanceOf(BlobMissingError);
+    await deletePart(redis, keys, stored);
+    await expect(fetchPart(redis, keys, stored, out)).rejects.toBeInstanceOf(PartMissingError);
   });
 
   it('stores an empty file as one empty chunk', async () => {
     const src = path.join(dir, 'empty.bin');
     await writeFile(src, '');
-    expect(await writeBlobFromFile(redis, keys, 'orders', 'v2', src, 3_000)).toEqual({ chunks: 1, bytes: 0 });
+    expect(await storePart(redis, keys, 'orders', src, 3_000)).toMatchObject({ chunks: 1, bytes: 0 });
   });
 
   it('shows live heartbeats and forgets an instance whose TTL passed', async () => {

@@ -1,35 +1,33 @@
 import { randomUUID } from 'node:crypto';
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Queue } from 'bullmq';
 import {
   FileFingerprint,
+  Fragment,
   LuaScript,
   SnapshotEvent,
   TableMeta,
   decode,
   encode,
-  quoteIdent,
-  quoteLiteral,
-  readBlobToFile,
   retiredMember,
-  writeBlobFromFile,
-  type Fragment,
+  storePart,
   type Keys,
   type Lease,
   type Logger,
+  type PartRef,
   type RedisClient,
+  type StoredPart,
 } from '@flashduck/core';
-import type { DuckDBConnection } from '@duckdb/node-api';
-import { DUCKDB_ENGINE_VERSION, closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
+import { DUCKDB_ENGINE_VERSION, closeDuckDB, encodePart, openDuckDB, storedColumns } from '@flashduck/core/duckdb';
 import type { CacherConfig } from '../config.js';
-import { collectRetired, encodeFragment, fetchFragment, parseFragments } from '../store/fragments.js';
-import { PARTS, SNAP, assembleView, describeSources, exportSnapshotFile, loadSources } from './build-snapshot.js';
+import { collectRetired, parseFragments } from '../store/fragments.js';
+import { describeSources, readSources, tableSchema, versionParts, type StoredFragment } from './sources.js';
 import type { FileReader } from './reader-pool.js';
 
-const publishScript = LuaScript.load('snapshot-publish-3');
-/** Score for a blob written but not yet referenced: collected only if the writer died before committing. */
-const PROVISIONAL_MS = 24 * 60 * 60 * 1000;
+const publishScript = LuaScript.load('version-publish-4');
+/** Score for a part written but not yet referenced: collected only if the writer died before committing. */
+export const PROVISIONAL_MS = 24 * 60 * 60 * 1000;
 
 export interface RebuildDeps {
   readonly redis: RedisClient;
@@ -40,16 +38,18 @@ export interface RebuildDeps {
   readonly reader: FileReader;
   /** Builds the table again shortly (files changed while they were read). */
   readonly buildAgain: (table: string, gen: number) => Promise<void>;
+  /** Called with the local Parquet file of a part this build stored (kept for merges), before it is deleted. */
+  readonly keepPart?: (table: string, part: PartRef, file: string) => Promise<void>;
 }
 
 export type RebuildResult =
   | { outcome: 'skipped'; reason: string }
   | { outcome: 'deferred'; reason: string }
-  | { outcome: 'published'; version: number; rows: number; bytes: number; errors: number; ms: number; filesRead: number; partsReused: number }
+  | { outcome: 'published'; version: number; rows: number; bytes: number; written: number; parts: number; errors: number; ms: number; filesRead: number; partsReused: number }
   | { outcome: 'dropped' }
   | { outcome: 'refused' };
 
-interface TableState {
+export interface TableState {
   manifest: Map<string, FileFingerprint>;
   /** False when Redis holds no manifest generation for the table (it lost its data): nothing to build from. */
   recorded: boolean;
@@ -59,9 +59,8 @@ interface TableState {
   current: TableMeta | null;
 }
 
-async function readState(deps: RebuildDeps, table: string): Promise<TableState> {
-  const { redis, keys, log } = deps;
-  // One slot, one transaction: the manifest and its generation are read together.
+/** Reads a table's manifest, fragment index and current version in one transaction (one slot). */
+export async function readTableState(redis: RedisClient, keys: Keys, log: Logger, table: string): Promise<TableState> {
   const res = await redis
     .multi()
     .hgetall(keys.tableFiles(table))
@@ -80,109 +79,105 @@ async function readState(deps: RebuildDeps, table: string): Promise<TableState> 
   }
   const [sourceGen, metaJson] = res[3]![1] as [string | null, string | null];
   const meta = metaJson ? decode(TableMeta, metaJson) : null;
+  if (meta && !meta.ok) log.warn({ table, error: meta.error }, 'current version unreadable (written by another release?); building the table again');
   return {
     manifest,
     recorded: res[1]![1] !== null,
     gen: Number(res[1]![1] ?? 0),
     fragments: parseFragments(res[2]![1] as Record<string, string>, log),
-    builtGen: sourceGen === null ? -1 : Number(sourceGen),
+    // A version this release cannot read is built again.
+    builtGen: sourceGen === null || (meta && !meta.ok) ? -1 : Number(sourceGen),
     current: meta?.ok ? meta.value : null,
   };
 }
 
-async function publish(
-  deps: RebuildDeps,
+/**
+ * Publishes a version (or a drop, `meta` null) with the fragment index that goes with it, if the caller still
+ * holds the build lease and no newer generation is current. Parts the previous version listed and this one
+ * does not are retired (collected after the grace period).
+ */
+export async function publishVersion(
+  deps: Pick<RebuildDeps, 'redis' | 'keys' | 'config' | 'exportQueue'>,
   table: string,
   lease: Lease,
   meta: TableMeta | null,
   gen: number,
-  member: string,
+  fragments: ReadonlyMap<string, Fragment>,
+  provisional: readonly StoredPart[],
 ): Promise<boolean> {
   const { redis, keys } = deps;
   const now = Date.now();
   const event: SnapshotEvent = { v: 1, type: meta ? 'snapshot' : 'dropped', table, version: meta?.version ?? 0, sourceGen: gen, builtBy: deps.config.instanceId, at: now };
+  const index: Record<string, string> = {};
+  for (const [p, f] of fragments) index[p] = encode(Fragment, f);
   const ok = await publishScript.run(
     redis,
-    [keys.tableMeta(table), keys.tableRetired(table), keys.tableBuildLease(table)],
-    [lease.token, meta ? encode(TableMeta, meta) : '', meta?.version ?? 0, gen, now, keys.events, encode(SnapshotEvent, event), member],
+    [keys.tableMeta(table), keys.tableRetired(table), keys.tableBuildLease(table), keys.tableFragments(table)],
+    [
+      lease.token,
+      meta ? encode(TableMeta, meta) : '',
+      meta?.version ?? 0,
+      gen,
+      now,
+      keys.events,
+      encode(SnapshotEvent, event),
+      (meta?.parts ?? []).map(retiredMember).join(' '),
+      JSON.stringify(index),
+      provisional.map(retiredMember).join(' '),
+    ],
   );
   if (Number(ok) !== 1) return false;
-  await deps.exportQueue.add('snapshot', event, { jobId: `${table}-${meta ? `v${meta.version}` : `drop-${gen}`}` });
+  await deps.exportQueue.add('snapshot', event, { jobId: `${table}-${meta ? `v${meta.version}-${meta.updatedAt}` : `drop-${gen}`}` });
   return true;
 }
 
-/** Where the cacher keeps the last snapshot file it built of each table, to start the next build from. */
-const lastFile = (config: CacherConfig, table: string) => path.join(config.workDir, 'last', `${table}.duckdb`);
-
 /**
- * Puts the current version's snapshot file at `file`: the copy this cacher kept, or else the stored
- * `duckdb` snapshot from Redis. False when there is none to start from (the build starts empty).
+ * Stores a local Parquet file as a part of `table` (encoded as the configured format first). The part is marked
+ * provisional in the retired set before its bytes are written, so it is collected only if no version ever lists it.
  */
-async function previousSnapshot(deps: RebuildDeps, table: string, current: TableMeta | null, file: string): Promise<boolean> {
-  if (!current || current.engine !== DUCKDB_ENGINE_VERSION) return false;
-  const kept = lastFile(deps.config, table);
-  try {
-    // Version numbers start again after Redis lost its data: the publish time tells builds apart.
-    if ((await readFile(`${kept}.version`, 'utf8')) === `${current.version}@${current.updatedAt}`) {
-      await copyFile(kept, file);
-      return true;
+export async function storeNewPart(
+  deps: Pick<RebuildDeps, 'redis' | 'keys' | 'config'>,
+  table: string,
+  file: string,
+  shape: { rows: number; members: number; columns: { name: string; type: string }[] },
+  workDir: string,
+): Promise<{ part: PartRef; written: number }> {
+  const { redis, keys, config } = deps;
+  let stored = file;
+  if (config.snapshotFormat !== 'parquet') {
+    stored = `${file}.${config.snapshotFormat}`;
+    const db = await openDuckDB({ threads: 1, tempDir: path.join(workDir, 'spill') });
+    try {
+      await encodePart(db.conn, file, config.snapshotFormat, stored, storedColumns(shape));
+    } finally {
+      closeDuckDB(db);
     }
-  } catch {
-    /* nothing kept */
   }
-  if (current.format !== 'duckdb' || !current.blob) return false;
   try {
-    await readBlobToFile(deps.redis, deps.keys, { table, id: current.blob, chunks: current.chunks }, file);
-    return true;
-  } catch {
-    await rm(file, { force: true });
-    return false;
+    const s = await storePart(redis, keys, table, stored, config.chunkBytes, (p) => redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, retiredMember(p)));
+    return { part: { id: s.id, format: config.snapshotFormat, chunks: s.chunks, bytes: s.bytes, ...shape }, written: s.written };
+  } finally {
+    if (stored !== file) await rm(stored, { force: true });
   }
-}
-
-/** Keeps the snapshot file just published for the next build of the table. */
-async function keepForNextBuild(config: CacherConfig, table: string, meta: TableMeta, file: string): Promise<void> {
-  const kept = lastFile(config, table);
-  await mkdir(path.dirname(kept), { recursive: true });
-  await rename(file, kept);
-  await writeFile(`${kept}.version`, `${meta.version}@${meta.updatedAt}`);
-}
-
-async function mostlyFree(conn: DuckDBConnection): Promise<boolean> {
-  const r = await conn.runAndReadAll(`SELECT total_blocks, free_blocks FROM pragma_database_size() WHERE database_name = '${SNAP}'`);
-  const [total, free] = (r.getRowsJS()[0] ?? [0, 0]).map(Number) as [number, number];
-  return total > 64 && free * 2 > total;
-}
-
-async function compactInto(conn: DuckDBConnection, file: string, tmp: string): Promise<void> {
-  await conn.run(`ATTACH ${quoteLiteral(file)} AS old_snap (READ_ONLY)`);
-  await conn.run(`ATTACH ${quoteLiteral(tmp)} AS new_snap`);
-  await conn.run('COPY FROM DATABASE old_snap TO new_snap');
-  await conn.run('DETACH old_snap');
-  await conn.run('DETACH new_snap');
-  await rename(tmp, file);
 }
 
 /**
- * Rebuilds one table's snapshot from its current manifest, if it is behind. The caller holds the
- * table's build lease; publishing checks it again (a build that lost its lease publishes nothing).
+ * Rebuilds one table's version from its current manifest, if it is behind. The caller holds the table's build
+ * lease; publishing checks it again (a build that lost its lease publishes nothing). Only new and changed files
+ * are read and stored, each as one new part; every other file's rows stay in the part that already holds them.
  */
 export async function rebuildTable(deps: RebuildDeps, table: string, lease: Lease): Promise<RebuildResult> {
   const { redis, keys, config } = deps;
   const log = deps.log.child({ table });
   const started = Date.now();
-  const state = await readState(deps, table);
+  const state = await readTableState(redis, keys, deps.log, table);
   // A diff whose manifest Redis no longer holds (it lost its data meanwhile) must not drop the table: the
   // monitor records the folder again and sends a diff of its own.
   if (!state.recorded) return { outcome: 'skipped', reason: 'Redis holds no manifest of the table (the monitor records it again)' };
   if (state.builtGen >= state.gen) return { outcome: 'skipped', reason: `snapshot already built from generation ${state.builtGen}` };
 
   if (state.manifest.size === 0) {
-    if (!(await publish(deps, table, lease, null, state.gen, ''))) return { outcome: 'refused' };
-    const retire = [...state.fragments.values()].filter((f) => f.chunks > 0).flatMap((f) => [Date.now(), retiredMember(f.blob, f.chunks)]);
-    const tx = redis.multi().del(keys.tableFragments(table));
-    if (retire.length) tx.zadd(keys.tableRetired(table), ...retire);
-    await tx.exec();
+    if (!(await publishVersion(deps, table, lease, null, state.gen, new Map(), []))) return { outcome: 'refused' };
     await redis.srem(keys.tables, table);
     log.info({ gen: state.gen }, 'table dropped (no files left)');
     return { outcome: 'dropped' };
@@ -191,37 +186,15 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
   log.info({ gen: state.gen, files: state.manifest.size }, 'rebuild started');
   const workDir = path.join(config.workDir, `${table}-${randomUUID().slice(0, 8)}`);
   await mkdir(workDir, { recursive: true });
-  const db = await openDuckDB({ memoryLimitMb: config.memoryLimitMb, threads: config.threads, tempDir: path.join(workDir, 'spill') });
-  const conns = [db.conn];
   try {
-    for (let i = 1; i < config.readParallelism; i++) {
-      const conn = await db.instance.connect();
-      await conn.run(`SET TimeZone='UTC'`);
-      conns.push(conn);
-    }
-    // The snapshot is a DuckDB file: a part table per source file and a view that unions them. It starts
-    // from the previous version's file when there is one, so unchanged files' parts are kept as they are.
     const version = await redis.incr(keys.tableSeq(table));
-    const snapFile = path.join(workDir, 'snapshot.duckdb');
-    const reused = await previousSnapshot(deps, table, state.current, snapFile);
-    await db.conn.run(`ATTACH ${quoteLiteral(snapFile)} AS ${SNAP}`);
-    await db.conn.run(`CREATE SCHEMA IF NOT EXISTS ${SNAP}.${PARTS}`);
-    const existingParts = new Set(
-      reused
-        ? (await db.conn.runAndReadAll(`SELECT table_name FROM duckdb_tables() WHERE database_name = '${SNAP}' AND schema_name = '${PARTS}'`)).getRowsJS().map((r) => String(r[0]))
-        : [],
-    );
-    await db.conn.run(`DROP VIEW IF EXISTS ${SNAP}.main.${quoteIdent(table)}`);
-    const { sources, changing } = await loadSources({
-      conns,
+    const { sources, changing } = await readSources({
       dataDir: config.dataDir,
       workDir,
       manifest: state.manifest,
       fragments: state.fragments,
-      fetchFragment: (fragment, file) => fetchFragment(redis, keys, table, fragment, file),
       reader: deps.reader,
-      existingParts,
-      newFragmentId: (index) => `f${version}-${index}`,
+      parallelism: config.readParallelism,
     });
     if (changing.length) {
       // A file was gone while it was read (renamed or deleted meanwhile, perhaps back as it was by now): this
@@ -232,50 +205,44 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       await deps.buildAgain(table, state.gen);
       return { outcome: 'deferred', reason: `${changing.length} file(s) were gone while they were read` };
     }
-    const used = new Set(sources.flatMap((s) => (s.kind === 'failed' ? [] : [s.part])));
-    for (const p of existingParts) if (!used.has(p)) await db.conn.run(`DROP TABLE ${SNAP}.${PARTS}.${quoteIdent(p)}`);
-    const reusedParts = [...existingParts].filter((p) => used.has(p)).length;
-    const loadedAt = Date.now();
-    const { schema, createView } = assembleView(sources, table);
-    if (createView) await db.conn.run(createView);
-    const compact = reused && (await mostlyFree(db.conn));
-    await db.conn.run(`DETACH ${SNAP}`); // checkpoints: the file is complete and self-contained
-    // A file reused many times accumulates free blocks: past half free, it is copied into a fresh one.
-    if (compact) await compactInto(db.conn, snapFile, path.join(workDir, 'compact.duckdb'));
-    const checkpointedAt = Date.now();
-    const { files, errors } = describeSources(sources);
-    let rows = files.reduce((n, f) => n + f.rows, 0);
-    let built = false;
-    const attachBuilt = async () => {
-      if (!built) await db.conn.run(`ATTACH ${quoteLiteral(snapFile)} AS built (READ_ONLY)`);
-      built = true;
-    };
+    const readAt = Date.now();
 
-    const blob = `v${version}`;
-    let stored = { chunks: 0, bytes: 0 };
-    let member = '';
-    if (createView) {
-      let snapshotFile = snapFile;
-      if (config.snapshotFormat !== 'duckdb') {
-        await attachBuilt();
-        snapshotFile = path.join(workDir, `snapshot.${config.snapshotFormat}`);
-        rows = await exportSnapshotFile(db.conn, 'built', table, config.snapshotFormat, snapshotFile, schema.columns);
+    // Every file read now becomes one new part (stored before the version that lists it is published).
+    const fragments = new Map<string, Fragment>();
+    const holding: StoredFragment[] = [];
+    const provisional: StoredPart[] = [];
+    const fresh: { file: string; part: PartRef }[] = [];
+    let written = 0;
+    for (const s of sources) {
+      if (s.kind === 'fresh') {
+        const stored = await storeNewPart(deps, table, s.file, { rows: s.rows, members: 1, columns: s.columns }, workDir);
+        written += stored.written;
+        provisional.push(stored.part);
+        fresh.push({ file: s.file, part: stored.part });
+        const f: StoredFragment = { v: 2, path: s.path, fingerprint: s.fingerprint, part: stored.part, member: 0, rows: s.rows, columns: s.columns, format: s.format };
+        fragments.set(s.path, f);
+        holding.push(f);
+      } else if (s.kind === 'cached') {
+        fragments.set(s.path, s.fragment);
+        holding.push(s.fragment);
+      } else if (s.kind === 'stale') {
+        fragments.set(s.path, { ...s.fragment, failed: s.failed });
+        holding.push(s.fragment);
+      } else {
+        fragments.set(s.path, { v: 2, path: s.path, fingerprint: s.fingerprint, member: 0, rows: 0, columns: [], format: 'unknown', failed: { fingerprint: s.fingerprint, message: s.message } });
       }
-      const size = (await stat(snapshotFile)).size;
-      member = retiredMember(blob, Math.max(1, Math.ceil(size / config.chunkBytes)));
-      await redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, member);
-      stored = await writeBlobFromFile(redis, keys, table, blob, snapshotFile, config.chunkBytes);
     }
-
+    const storedAt = Date.now();
+    const schema = tableSchema(sources);
+    const parts = schema.columns.length ? versionParts(holding) : [];
+    const { files, errors } = describeSources(sources);
     const meta: TableMeta = {
-      v: 1,
+      v: 2,
       table,
       version,
-      format: config.snapshotFormat,
-      blob: createView ? blob : '',
-      chunks: stored.chunks,
-      bytes: stored.bytes,
-      rows,
+      parts,
+      bytes: parts.reduce((n, p) => n + p.bytes, 0),
+      rows: files.reduce((n, f) => n + f.rows, 0),
       columns: schema.columns.map((c) => ({ name: c.name, type: c.type, files: [...c.files] })),
       files,
       errors,
@@ -283,83 +250,51 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       sourceGen: state.gen,
       buildMs: Date.now() - started,
       updatedAt: Date.now(),
+      cause: 'build',
       engine: DUCKDB_ENGINE_VERSION,
     };
+    if (!(await publishVersion(deps, table, lease, meta, state.gen, fragments, provisional))) return { outcome: 'refused' };
     const published = Date.now();
-    if (!(await publish(deps, table, lease, meta, state.gen, member))) return { outcome: 'refused' };
     // The table set is in another slot: its own step (idempotent; restores a table a drop raced with).
     await redis.sadd(keys.tables, table);
+    const reused = new Set(parts.map((p) => p.id));
+    for (const f of fresh) reused.delete(f.part.id);
     log.info(
       {
         version,
         gen: state.gen,
-        rows,
-        bytes: stored.bytes,
-        files: files.length,
+        rows: meta.rows,
+        parts: parts.length,
+        bytes: meta.bytes,
+        written,
+        filesRead: fresh.length,
+        partsReused: reused.size,
         errors: errors.length,
         ms: published - started,
-        loadMs: loadedAt - started,
-        checkpointMs: checkpointedAt - loadedAt,
-        storeMs: published - checkpointedAt,
+        readMs: readAt - started,
+        storeMs: storedAt - readAt,
+        publishMs: published - storedAt,
       },
       'snapshot published',
     );
-
-    // Fragments of the files read now (the readers wrote them), stored after the publish so a later build
-    // reuses them instead of reading those files again.
-    const newFragments = new Map<string, { fragment: Fragment; member: string }>();
-    for (const s of sources) {
-      if (s.kind !== 'fresh') continue;
-      const id = s.fragmentId;
-      const file = s.fragmentFile;
-      const size = (await stat(file)).size;
-      const fm = retiredMember(id, Math.max(1, Math.ceil(size / config.chunkBytes)));
-      await redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, fm);
-      const saved = await writeBlobFromFile(redis, keys, table, id, file, config.chunkBytes);
-      newFragments.set(s.path, {
-        member: fm,
-        fragment: { v: 1, path: s.path, fingerprint: s.fingerprint, blob: id, chunks: saved.chunks, bytes: saved.bytes, rows: s.rows, columns: s.columns, format: s.format },
-      });
-    }
-    const now = Date.now();
-
-    // Commit the fragment index: new fragments replace old ones, failures are remembered by fingerprint.
-    const tx = redis.multi();
-    for (const [p, { fragment, member: fm }] of newFragments) {
-      tx.hset(keys.tableFragments(table), p, encodeFragment(fragment));
-      tx.zrem(keys.tableRetired(table), fm);
-      const old = state.fragments.get(p);
-      if (old && old.chunks > 0) tx.zadd(keys.tableRetired(table), now, retiredMember(old.blob, old.chunks));
-    }
-    for (const s of sources) {
-      // A renamed file's fragment moves to its new path (its blob stays: see below).
-      if (s.kind === 'cached' && !state.fragments.has(s.path)) tx.hset(keys.tableFragments(table), s.path, encodeFragment(s.fragment));
-      if (s.kind === 'stale') tx.hset(keys.tableFragments(table), s.path, encodeFragment({ ...s.fragment, failed: s.failed }));
-      if (s.kind === 'failed') {
-        tx.hset(
-          keys.tableFragments(table),
-          s.path,
-          encodeFragment({ v: 1, path: s.path, fingerprint: s.fingerprint, blob: '', chunks: 0, bytes: 0, rows: 0, columns: [], format: 'unknown', failed: { fingerprint: s.fingerprint, message: s.message } }),
-        );
-      }
-    }
-    const stillUsed = new Set(sources.flatMap((s) => (s.kind === 'cached' || s.kind === 'stale' ? [s.fragment.blob] : [])));
-    for (const [p, old] of state.fragments) {
-      if (state.manifest.has(p)) continue;
-      tx.hdel(keys.tableFragments(table), p);
-      if (old.chunks > 0 && !stillUsed.has(old.blob)) tx.zadd(keys.tableRetired(table), now, retiredMember(old.blob, old.chunks));
-    }
-    await tx.exec();
-    await collectRetired(redis, keys, table, config.retainMs, now);
-
-    const ms = published - started;
-    await keepForNextBuild(config, table, meta, snapFile);
-    log.info({ version, filesRead: newFragments.size, partsReused: reusedParts, fragmentsMs: Date.now() - published }, 'fragments stored');
     for (const e of errors) log.warn({ file: e.file, reason: e.message }, 'file could not be read');
-    return { outcome: 'published', version, rows, bytes: stored.bytes, errors: errors.length, ms, filesRead: newFragments.size, partsReused: reusedParts };
+    if (deps.keepPart && config.snapshotFormat === 'parquet') {
+      for (const f of fresh) await deps.keepPart(table, f.part, f.file).catch(() => undefined);
+    }
+    await collectRetired(redis, keys, table, config.retainMs, Date.now());
+    return {
+      outcome: 'published',
+      version,
+      rows: meta.rows,
+      bytes: meta.bytes,
+      written,
+      parts: parts.length,
+      errors: errors.length,
+      ms: published - started,
+      filesRead: fresh.length,
+      partsReused: reused.size,
+    };
   } finally {
-    for (const c of conns.slice(1)) c.closeSync();
-    closeDuckDB(db);
     await rm(workDir, { recursive: true, force: true });
   }
 }

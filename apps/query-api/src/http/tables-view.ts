@@ -26,9 +26,10 @@ export function tableDetail(meta: TableMeta) {
     ...tableSummary(meta),
     columns: meta.columns.map((c) => ({ name: c.name, type: c.type, files: c.files ?? [] })),
     snapshot: {
-      format: meta.format,
+      format: meta.parts[0]?.format ?? null,
       bytes: meta.bytes,
-      chunks: meta.chunks,
+      parts: meta.parts.map((p) => ({ id: p.id, rows: p.rows, bytes: p.bytes, chunks: p.chunks, members: p.members, ...(p.exclude?.length ? { excluded: p.exclude.length } : {}) })),
+      cause: meta.cause ?? 'build',
       buildMs: meta.buildMs,
       sourceGeneration: meta.sourceGen,
       engine: meta.engine,

@@ -15,8 +15,8 @@ describe('tables a statement may read (DuckDB parser)', () => {
   it.each([
     ['SELECT * FROM orders', { orders: 3 }],
     ['select * from ORDERS o join "customers" c on c.id = o.customer_id', { customers: 7, orders: 3 }],
-    ['SELECT * FROM fd_orders.orders', { orders: 3 }],
-    ['SELECT * FROM fd_orders.main.orders', { orders: 3 }],
+    ['SELECT * FROM memory.orders', { orders: 3 }],
+    ['SELECT * FROM memory.main.orders', { orders: 3 }],
     ['SELECT (SELECT max(amount) FROM orders) AS m', { orders: 3 }],
     ['WITH recent AS (SELECT * FROM orders) SELECT count(*) FROM recent', { orders: 3 }],
     ['DESCRIBE customers', { customers: 7 }],
@@ -30,7 +30,7 @@ describe('tables a statement may read (DuckDB parser)', () => {
     ['SHOW TABLES', ALL],
     ['SELECT count(*) FROM range(10)', ALL],
     ['SELECT * FROM nosuchtable', ALL],
-    ['SELECT * FROM fd_events.orders', ALL],
+    ['SELECT * FROM other.orders', ALL],
     ['EXPLAIN SELECT * FROM orders', ALL],
     ['SELECT FROM WHERE', ALL],
   ])('%s may read %j', async (sql, expected) => {

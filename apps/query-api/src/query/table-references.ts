@@ -1,7 +1,7 @@
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { quoteLiteral } from '@flashduck/core';
 import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
-import { catalogOf } from '../snapshots/generation.js';
+import { SERVED_CATALOG } from '../snapshots/generation.js';
 
 /**
  * What a statement can read, as DuckDB's own parser sees it: the tables it names, or `dynamic` when it can
@@ -50,10 +50,10 @@ export function referencesOf(serialized: string): TableReferences {
   const tables = new Set<string>();
   for (const r of refs) {
     if (!r.schema && !r.catalog && ctes.has(r.table)) continue;
-    // A served table is `t`, `main.t`, `fd_t.t` or `fd_t.main.t`; anything else is a catalog view or unknown.
-    // (`fd_t.t` parses as schema `fd_t`; DuckDB resolves it as the catalog.)
-    if (r.schema && r.schema !== 'main' && !(r.schema === catalogOf(r.table) && !r.catalog)) return DYNAMIC;
-    if (r.catalog && r.catalog !== catalogOf(r.table)) return DYNAMIC;
+    // A served table is `t`, `main.t`, `memory.t` or `memory.main.t`; anything else is a catalog view or unknown.
+    // (`memory.t` parses as schema `memory`; DuckDB resolves it as the catalog.)
+    if (r.schema && r.schema !== 'main' && !(r.schema === SERVED_CATALOG && !r.catalog)) return DYNAMIC;
+    if (r.catalog && r.catalog !== SERVED_CATALOG) return DYNAMIC;
     tables.add(r.table);
   }
   return { tables: [...tables].sort(), dynamic: false };

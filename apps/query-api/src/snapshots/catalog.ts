@@ -1,23 +1,26 @@
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  BlobMissingError,
+  PartMissingError,
   SnapshotEvent,
   gauge,
   readTableMetas,
   type TableMeta,
   counter,
   histogram,
-  readBlobToFile,
   type Keys,
   type Logger,
   type RedisClient,
 } from '@flashduck/core';
-import { materializeSnapshot } from '@flashduck/core/duckdb';
+import { PartCache, partsSelectSql } from '@flashduck/core/duckdb';
 import { Generation, type ServedTable } from './generation.js';
 
 const swapsTotal = counter('flashduck_query_snapshot_swaps_total', 'Snapshot generations put into service');
 const loadSeconds = histogram('flashduck_query_snapshot_load_seconds', 'Time to fetch and prepare one table version', [], [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60]);
+const partBytesFetched = counter('flashduck_query_part_bytes_fetched_total', 'Bytes of parts fetched from Redis (parts this replica did not have)');
+const partsFetched = counter('flashduck_query_parts_fetched_total', 'Parts fetched from Redis');
+const partsReused = counter('flashduck_query_parts_reused_total', 'Parts a new table version reused from the local part cache');
+const servedParts = gauge('flashduck_query_served_parts', 'Parts of the table version this replica serves', ['table']);
 const loadErrors = counter('flashduck_query_snapshot_load_errors_total', 'Table versions that could not be loaded', ['table']);
 const servedVersion = gauge('flashduck_query_served_version', 'Snapshot version this replica serves', ['table']);
 const servedRows = gauge('flashduck_query_served_rows', 'Rows this replica serves', ['table']);
@@ -53,10 +56,20 @@ export class Catalog {
   private readonly failedVersions = new Map<string, string>();
   private readonly listeners = new Set<(e: SnapshotEvent) => void>();
   private forgetting = false;
+  private readonly parts: PartCache;
+  /** Versions a refresh is preparing: their parts stay until the generation serving them is in service. */
+  private preparing: TableMeta[] = [];
   /** The last refresh completed: the replica has loaded what Redis announced at least once. */
   loaded = false;
 
-  constructor(private readonly o: CatalogOptions) {}
+  constructor(private readonly o: CatalogOptions) {
+    this.parts = new PartCache({ redis: o.redis, keys: o.keys, dir: path.join(o.cacheDir, 'parts'), duckdb: { threads: o.threads } });
+  }
+
+  /** Bytes and parts fetched from Redis, and parts reused, since the replica started. */
+  partStats(): { fetchedBytes: number; fetchedParts: number; reusedParts: number } {
+    return { fetchedBytes: this.parts.fetchedBytes, fetchedParts: this.parts.fetchedParts, reusedParts: this.parts.reusedParts };
+  }
 
   /** The generation new queries use. */
   get generation(): Generation | null {
@@ -106,34 +119,42 @@ export class Catalog {
     return metas;
   }
 
-  private fileFor(meta: TableMeta, ext: string): string {
-    return path.join(this.o.cacheDir, `${meta.table}.${buildId(meta)}.${ext}`);
-  }
-
-  private async prepare(meta: TableMeta): Promise<string | null> {
-    if (!meta.blob || meta.columns.length === 0) return null;
+  /** Fetches the parts of a version this replica lacks (a few at a time) and returns how to serve it. */
+  private async prepare(meta: TableMeta): Promise<ServedTable> {
     const started = Date.now();
-    const dbFile = this.fileFor(meta, 'duckdb');
-    const source = meta.format === 'duckdb' ? dbFile : this.fileFor(meta, meta.format);
-    await rm(dbFile, { force: true });
-    await rm(`${dbFile}.wal`, { force: true });
-    await readBlobToFile(this.o.redis, this.o.keys, { table: meta.table, id: meta.blob, chunks: meta.chunks }, source);
-    if (meta.format !== 'duckdb') {
-      try {
-        await materializeSnapshot({ format: meta.format, source, dbFile, table: meta.table, columns: meta.columns, duckdb: { threads: this.o.threads } });
-      } finally {
-        await rm(source, { force: true });
-      }
-    }
+    const files = new Map<string, string>();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(4, meta.parts.length) }, async () => {
+        while (next < meta.parts.length) {
+          const part = meta.parts[next++]!;
+          const { file, fetched } = await this.parts.ensure(part);
+          if (fetched) {
+            partBytesFetched.inc(fetched);
+            partsFetched.inc();
+          } else partsReused.inc();
+          files.set(part.id, file);
+        }
+      }),
+    );
     loadSeconds.observe((Date.now() - started) / 1000);
-    return dbFile;
+    return { meta, select: partsSelectSql(meta.parts, meta.columns, (p) => files.get(p.id)!), files: [...files.values()] };
   }
 
   private async refreshOnce(): Promise<void> {
-    const { log } = this.o;
     const started = Date.now();
     await mkdir(this.o.cacheDir, { recursive: true });
     const metas = await this.readMetas();
+    this.preparing = [...metas.values()];
+    try {
+      await this.refreshWith(metas, started);
+    } finally {
+      this.preparing = [];
+    }
+  }
+
+  private async refreshWith(metas: Map<string, TableMeta>, started: number): Promise<void> {
+    const { log } = this.o;
     const served = this.current?.tables ?? new Map<string, ServedTable>();
     const next = new Map<string, ServedTable>();
     const changes: SnapshotEvent[] = [];
@@ -148,11 +169,10 @@ export class Catalog {
         continue;
       }
       try {
-        const dbFile = await this.prepare(meta);
-        next.set(name, { meta, dbFile });
+        next.set(name, await this.prepare(meta));
         changes.push({ v: 1, type: 'snapshot', table: name, version: meta.version, at: Date.now() });
       } catch (err) {
-        if (err instanceof BlobMissingError) {
+        if (err instanceof PartMissingError) {
           // Superseded and collected while we fetched it: the next refresh takes the newer version.
           this.again = true;
         } else {
@@ -186,6 +206,7 @@ export class Catalog {
   private async swap(tables: Map<string, ServedTable>): Promise<void> {
     const gen = await Generation.create(this.nextId++, tables, {
       connections: this.o.connections,
+      partsDir: this.parts.dir,
       memoryLimitMb: this.o.memoryLimitMb,
       threads: this.o.threads,
     });
@@ -200,25 +221,20 @@ export class Catalog {
     swapsTotal.inc();
     servedVersion.reset();
     servedRows.reset();
+    servedParts.reset();
     for (const [name, t] of tables) {
       servedVersion.set({ table: name }, t.meta.version);
       servedRows.set({ table: name }, t.meta.rows);
+      servedParts.set({ table: name }, t.meta.parts.length);
     }
   }
 
-  /** Deletes local snapshot files no live generation reads. */
+  /** Deletes local parts no live generation reads. */
   private async removeUnusedFiles(): Promise<void> {
-    const used = new Set([...this.live].flatMap((g) => g.files()));
-    let entries: string[] = [];
-    try {
-      entries = await readdir(this.o.cacheDir);
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const full = path.join(this.o.cacheDir, e);
-      if (!used.has(full) && !used.has(full.replace(/\.wal$/, ''))) await rm(full, { force: true }).catch(() => undefined);
-    }
+    const used = new Set([...this.live].flatMap((g) => [...g.tables.values()].flatMap((t) => t.meta.parts.map((p) => p.id))));
+    // A refresh may be fetching parts for the next generation: keep those too.
+    for (const t of this.preparing) for (const p of t.parts) used.add(p.id);
+    await this.parts.retain(used);
   }
 
   /** Retires every generation and deletes the local files. */

@@ -5,18 +5,20 @@ import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 /** A table as one generation serves it. */
 export interface ServedTable {
   readonly meta: TableMeta;
-  /** Local DuckDB database file with the table, or null when the table has no columns to serve. */
-  readonly dbFile: string | null;
+  /** The SELECT over the local part files that serves the table, or null when it has no columns to serve. */
+  readonly select: string | null;
+  /** Local part files the table reads. */
+  readonly files: readonly string[];
 }
 
-/** Catalog alias of a table's attached database file. */
-export const catalogOf = (table: string) => `fd_${table}`;
+/** The catalog served tables live in (DuckDB's in-memory database). */
+export const SERVED_CATALOG = 'memory';
 
 /**
- * One set of table versions, served by its own DuckDB instance: every table's file attached
- * READ_ONLY, a fixed pool of connections whose search path resolves bare table names, then
- * external access disabled and configuration locked. User SQL can read those tables and nothing
- * else. A query holds the generation (reference count) so a swap never breaks it; the instance
+ * One set of table versions, served by its own DuckDB instance: every table a view over its parts' local
+ * Parquet files (so a new generation reuses unchanged parts without copying them), file access limited to the
+ * part cache, then external access disabled and configuration locked. User SQL can read those tables and
+ * nothing else. A query holds the generation (reference count) so a swap never breaks it; the instance
  * closes when the last query on a retired generation ends.
  */
 export class Generation {
@@ -38,23 +40,20 @@ export class Generation {
   static async create(
     id: number,
     tables: ReadonlyMap<string, ServedTable>,
-    options: { connections: number; memoryLimitMb?: number | undefined; threads?: number | undefined },
+    options: { connections: number; partsDir: string; memoryLimitMb?: number | undefined; threads?: number | undefined },
   ): Promise<Generation> {
     const db = await openDuckDB({ memoryLimitMb: options.memoryLimitMb, threads: options.threads });
     try {
-      const served: string[] = [];
+      // Parquet footers are read once per generation, not once per query.
+      await db.conn.run('SET parquet_metadata_cache=true');
+      await db.conn.run(`SET allowed_directories=[${quoteLiteral(`${options.partsDir}/`)}]`);
       for (const [name, t] of tables) {
-        if (!t.dbFile) continue;
-        await db.conn.run(`ATTACH ${quoteLiteral(t.dbFile)} AS ${quoteIdent(catalogOf(name))} (READ_ONLY)`);
-        served.push(`${quoteIdent(catalogOf(name))}.main`);
+        if (t.select) await db.conn.run(`CREATE VIEW ${SERVED_CATALOG}.main.${quoteIdent(name)} AS ${t.select}`);
       }
       const connections: DuckDBConnection[] = [];
       for (let i = 0; i < options.connections; i++) {
         const conn = await db.instance.connect();
         await conn.run(`SET TimeZone='UTC'`);
-        // search_path is per connection and cannot change after the lock below, so every pooled
-        // connection gets it now.
-        if (served.length) await conn.run(`SET search_path=${quoteLiteral(served.join(','))}`);
         connections.push(conn);
       }
       await db.conn.run('SET enable_external_access=false');
@@ -76,9 +75,9 @@ export class Generation {
     return this.tables.get(table)?.meta.updatedAt;
   }
 
-  /** Files this generation reads. */
+  /** Local part files this generation reads. */
   files(): string[] {
-    return [...this.tables.values()].flatMap((t) => (t.dbFile ? [t.dbFile] : []));
+    return [...this.tables.values()].flatMap((t) => t.files);
   }
 
   /**

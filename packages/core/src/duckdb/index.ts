@@ -1,4 +1,4 @@
 export * from './engine.js';
 export * from './json-values.js';
 export * from './arrow.js';
-export * from './snapshot-files.js';
+export * from './parts.js';

@@ -1,0 +1,186 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  Lease,
+  quoteIdent,
+  quoteLiteral,
+  type Fragment,
+  type TableMeta,
+  type TablePart,
+} from '@flashduck/core';
+import { MEMBER_COLUMN, PartCache, closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
+import { collectRetired } from '../store/fragments.js';
+import { publishVersion, readTableState, storeNewPart, type RebuildDeps } from './rebuild-table.js';
+import { versionParts, type StoredFragment } from './sources.js';
+
+/** When and how much to merge. */
+export interface MergePolicy {
+  /** A table with more parts than this gets its small parts merged. */
+  readonly maxParts: number;
+  /** A merged part grows up to about this many bytes; parts this big are not merged again. */
+  readonly maxBytes: number;
+  /** A part with at least this share of its rows' members excluded is rewritten without them. */
+  readonly excludedShare: number;
+}
+
+const signature = (p: TablePart) => JSON.stringify(p.columns.map((c) => [c.name, c.type]));
+
+/**
+ * The parts to merge next, or null when the table needs no merge. Like a tiered LSM/MergeTree policy: parts
+ * with the same columns are merged smallest first, up to `maxBytes`, while the table has more than `maxParts`;
+ * a merged part whose members are mostly excluded is rewritten without them whatever the count.
+ */
+export function planMerge(parts: readonly TablePart[], policy: MergePolicy): TablePart[] | null {
+  const wasteful = parts.filter((p) => p.members > 1 && (p.exclude?.length ?? 0) >= Math.max(1, p.members * policy.excludedShare));
+  const groups = new Map<string, TablePart[]>();
+  for (const p of parts) {
+    if (p.bytes >= policy.maxBytes / 2 && !wasteful.includes(p)) continue;
+    groups.set(signature(p), [...(groups.get(signature(p)) ?? []), p]);
+  }
+  let best: TablePart[] | null = null;
+  for (const group of groups.values()) {
+    const sorted = [...group].sort((a, b) => a.bytes - b.bytes || a.id.localeCompare(b.id));
+    const pick: TablePart[] = [];
+    let bytes = 0;
+    for (const p of sorted) {
+      if (pick.length >= 2 && bytes + p.bytes > policy.maxBytes) break;
+      pick.push(p);
+      bytes += p.bytes;
+    }
+    const needed = parts.length > policy.maxParts ? pick.length >= 2 : pick.some((p) => wasteful.includes(p));
+    if (needed && (!best || pick.length > best.length)) best = pick;
+  }
+  return best;
+}
+
+/** One file's rows going into a merged part: where they are now, and their member number in the merged part. */
+export interface MergeMember {
+  readonly path: string;
+  readonly part: TablePart;
+  readonly member: number;
+}
+
+/** The files whose rows the inputs hold (one member per file, even when two files share a part), numbered anew. */
+export function mergeMembers(inputs: readonly TablePart[], fragments: ReadonlyMap<string, Fragment>): MergeMember[] {
+  const byId = new Map(inputs.map((p) => [p.id, p]));
+  const out: MergeMember[] = [];
+  for (const [p, f] of [...fragments].sort(([a], [b]) => a.localeCompare(b))) {
+    const part = f.part ? byId.get(f.part.id) : undefined;
+    if (part) out.push({ path: p, part, member: f.member });
+  }
+  return out;
+}
+
+/** The SELECT that writes a merged part: every member's rows, numbered by its place in `members`. */
+export function mergeSelectSql(members: readonly MergeMember[], fileOf: (p: TablePart) => string): string {
+  const columns = members[0]!.part.columns.map((c) => quoteIdent(c.name)).join(', ');
+  const selects: string[] = [];
+  const multi = new Map<string, { part: TablePart; cases: [number, number][] }>();
+  members.forEach((m, index) => {
+    const from = `read_parquet(${quoteLiteral(fileOf(m.part))})`;
+    if (m.part.members === 1) {
+      selects.push(`SELECT ${columns}, ${index}::INTEGER AS ${MEMBER_COLUMN} FROM ${from}`);
+      return;
+    }
+    const g = multi.get(m.part.id) ?? { part: m.part, cases: [] };
+    g.cases.push([m.member, index]);
+    multi.set(m.part.id, g);
+  });
+  for (const { part, cases } of multi.values()) {
+    const from = `read_parquet(${quoteLiteral(fileOf(part))})`;
+    const when = cases.map(([from, to]) => `WHEN ${from} THEN ${to}`).join(' ');
+    selects.push(
+      `SELECT ${columns}, (CASE ${quoteIdent(MEMBER_COLUMN)} ${when} END)::INTEGER AS ${MEMBER_COLUMN} FROM ${from} WHERE ${quoteIdent(MEMBER_COLUMN)} IN (${cases.map(([m]) => m).join(', ')})`,
+    );
+  }
+  return selects.join('\nUNION ALL\n');
+}
+
+export type MergeResult =
+  | { outcome: 'none' }
+  | { outcome: 'busy' }
+  | { outcome: 'superseded'; reason: string }
+  | { outcome: 'merged'; version: number; inputs: number; files: number; parts: number; bytes: number; rows: number; ms: number };
+
+/**
+ * Merges a table's small parts into one (off the request path: it reads stored parts, never data files), then
+ * publishes a version with the same rows and fewer parts. Only the publish step takes the build lease, briefly:
+ * a build of new files never waits for a merge. Files that changed while the merge ran simply stay out of the
+ * merged part (their members are excluded).
+ */
+export async function mergeTable(
+  deps: Pick<RebuildDeps, 'redis' | 'keys' | 'config' | 'log' | 'exportQueue'> & { cache: (table: string) => PartCache; policy: MergePolicy },
+  table: string,
+): Promise<MergeResult> {
+  const { redis, keys, config } = deps;
+  const log = deps.log.child({ table, task: 'merge' });
+  const mergeLease = new Lease(redis, { owner: keys.tableMergeLease(table), epoch: keys.tableMergeEpoch(table) }, Math.max(config.leaseMs, 60_000), config.instanceId);
+  if (!(await mergeLease.tryAcquire())) return { outcome: 'busy' };
+  const started = Date.now();
+  const workDir = path.join(config.workDir, `${table}-merge-${randomUUID().slice(0, 8)}`);
+  try {
+    const before = await readTableState(redis, keys, log, table);
+    const inputs = before.current ? planMerge(before.current.parts, deps.policy) : null;
+    if (!before.current || !inputs) return { outcome: 'none' };
+    const members = mergeMembers(inputs, before.fragments);
+    if (members.length === 0) return { outcome: 'none' };
+    await mkdir(workDir, { recursive: true });
+    const cache = deps.cache(table);
+    const files = new Map<string, string>();
+    for (const p of inputs) files.set(p.id, (await cache.ensure(p)).file);
+    const out = path.join(workDir, 'merged.parquet');
+    const db = await openDuckDB({ memoryLimitMb: config.memoryLimitMb, threads: config.threads, tempDir: path.join(workDir, 'spill') });
+    let rows: number;
+    try {
+      const r = await db.conn.runAndReadAll(
+        `COPY (${mergeSelectSql(members, (p) => files.get(p.id)!)}) TO ${quoteLiteral(out)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`,
+      );
+      rows = Number(r.getRowsJS()[0]?.[0] ?? 0);
+    } finally {
+      closeDuckDB(db);
+    }
+    const { part: merged } = await storeNewPart(deps, table, out, { rows, members: members.length, columns: inputs[0]!.columns }, workDir);
+    if (config.snapshotFormat === 'parquet') await cache.adopt(merged, out).catch(() => undefined);
+
+    // Publish under the build lease, against the version current now.
+    const lease = new Lease(redis, { owner: keys.tableBuildLease(table), epoch: keys.tableBuildEpoch(table) }, config.leaseMs, config.instanceId);
+    const deadline = Date.now() + 10_000;
+    while (!(await lease.tryAcquire())) {
+      if (Date.now() > deadline) return { outcome: 'superseded', reason: 'builds held the table for 10 s' };
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    try {
+      const now = await readTableState(redis, keys, log, table);
+      const current = now.current;
+      if (!current) return { outcome: 'superseded', reason: 'the table was dropped' };
+      const listed = new Set(current.parts.map((p) => p.id));
+      if (!inputs.every((p) => listed.has(p.id))) return { outcome: 'superseded', reason: 'a merged part left the table meanwhile' };
+      if ((await redis.exists(keys.partChunk(merged.id, merged.chunks - 1))) !== 1) return { outcome: 'superseded', reason: 'the merged part was collected' };
+      // A file still where it was when the merge began takes its member of the merged part; a file that changed
+      // meanwhile keeps its own new part (its member stays excluded).
+      const index = new Map(members.map((m, i) => [`${m.path}|${m.part.id}/${m.member}`, i]));
+      const fragments = new Map<string, Fragment>();
+      const holding: StoredFragment[] = [];
+      for (const [p, f] of now.fragments) {
+        const i = f.part ? index.get(`${p}|${f.part.id}/${f.member}`) : undefined;
+        const next: Fragment = i === undefined ? f : { ...f, part: merged, member: i };
+        fragments.set(p, next);
+        if (next.part) holding.push(next as StoredFragment);
+      }
+      const version = await redis.incr(keys.tableSeq(table));
+      const parts = versionParts(holding);
+      const meta: TableMeta = { ...current, version, parts, bytes: parts.reduce((n, p) => n + p.bytes, 0), updatedAt: Date.now(), buildMs: Date.now() - started, cause: 'merge' };
+      if (!(await publishVersion(deps, table, lease, meta, current.sourceGen, fragments, [merged]))) return { outcome: 'superseded', reason: 'publish refused' };
+      await collectRetired(redis, keys, table, config.retainMs, Date.now());
+      const result = { outcome: 'merged' as const, version, inputs: inputs.length, files: members.length, parts: parts.length, bytes: merged.bytes, rows, ms: Date.now() - started };
+      log.info(result, 'parts merged');
+      return result;
+    } finally {
+      await lease.release().catch(() => undefined);
+    }
+  } finally {
+    await mergeLease.release().catch(() => undefined);
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
