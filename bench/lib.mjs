@@ -82,3 +82,32 @@ export async function generateCsvTable(dir, rows, files) {
   c.closeSync();
   db.closeSync();
 }
+
+/** The scale benchmarks' table: rows `from` … `to` of 10 columns (ids, numbers, text, dates, a hash). */
+export const SCALE_TABLE_SQL = (from, to) => `SELECT i AS id, i % 50000 AS customer_id, 'region_' || (i % 12) AS region, round(random() * 1000, 2) AS amount,
+  (random() * 100)::INTEGER AS quantity, DATE '2024-01-01' + (i % 365)::INTEGER AS day,
+  TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (i) SECOND AS created_at, i % 3 = 0 AS flag, md5(i::VARCHAR) AS code, 'note ' || (i % 997) AS note
+  FROM range(${from}, ${to}) r(i)`;
+
+/** Writes `rows` rows of {@link SCALE_TABLE_SQL} as `files` CSV files `<dir>/part-<n>.csv`; returns their bytes. */
+export async function stageScaleTable(dir, rows, files) {
+  await mkdir(dir, { recursive: true });
+  const db = await DuckDBInstance.create(':memory:');
+  const c = await db.connect();
+  for (let f = 0; f < files; f++) await c.run(`COPY (${SCALE_TABLE_SQL((f * rows) / files, ((f + 1) * rows) / files)}) TO '${dir}/part-${String(f).padStart(3, '0')}.csv' (HEADER)`);
+  c.closeSync();
+  db.closeSync();
+  const { readdir, stat } = await import('node:fs/promises');
+  let bytes = 0;
+  for (const f of await readdir(dir)) bytes += (await stat(path.join(dir, f))).size;
+  return bytes;
+}
+
+/** Peak resident memory (VmHWM) of a process and of its largest child (reader processes), in MB. */
+export async function peakRss(pid) {
+  const { readFile } = await import('node:fs/promises');
+  const hwm = async (p) => Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${p}/status`, 'utf8').catch(() => ''))?.[1] ?? 0) / 1024;
+  const kids = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
+  const children = await Promise.all(kids.map(hwm));
+  return { own: await hwm(pid), children: children.length ? Math.max(...children) : 0 };
+}

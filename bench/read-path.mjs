@@ -124,7 +124,7 @@ async function main() {
     const dkPoint = await duckdbRescan(scanDir, POINT, SCAN_RUNS);
 
     const syncGoal = 1.5 * duckLoad + POLL_MS;
-    console.log(`snapshot: format ${meta.snapshot.format}, ${(meta.snapshot.bytes / 1e6).toFixed(1)} MB in ${meta.snapshot.chunks} chunk(s), cacher build ${meta.snapshot.buildMs} ms\n`);
+    console.log(`version: ${meta.snapshot.parts.length} part(s) (${meta.snapshot.format}), ${(meta.snapshot.bytes / 1e6).toFixed(1)} MB, cacher build ${meta.snapshot.buildMs} ms\n`);
     printTable(
       ['scenario', 'baseline (same run)', 'FlashDuck', 'ratio', 'goal', 'met'],
       [

@@ -21,19 +21,18 @@ async function generate() {
 /** MEMORY USAGE of every key under the prefix, summed by kind. */
 async function usage(redis) {
   const meta = JSON.parse((await redis.hget(`${prefix}:{bench}:meta`, 'json')) ?? '{}');
-  const current = meta.blob;
-  const sums = { 'current snapshot': 0, 'retained snapshot versions': 0, 'file fragments': 0, 'everything else (manifest, meta, queues, heartbeats)': 0 };
+  const current = new Set((meta.parts ?? []).map((p) => p.id));
+  const sums = { 'parts of the current version': 0, 'parts only a retained older version lists': 0, 'everything else (manifest, meta, fragment index, queues, heartbeats)': 0 };
   let cursor = '0';
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
     cursor = next;
     for (const k of keys) {
       const bytes = Number(await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0')) || 0;
-      const m = /:blob:([^:]+):\d+$/.exec(k);
-      if (!m) sums['everything else (manifest, meta, queues, heartbeats)'] += bytes;
-      else if (m[1].startsWith('f')) sums['file fragments'] += bytes;
-      else if (m[1] === current) sums['current snapshot'] += bytes;
-      else sums['retained snapshot versions'] += bytes;
+      const m = /:\{part:([0-9a-f]+)\}:\d+$/.exec(k);
+      if (!m) sums['everything else (manifest, meta, fragment index, queues, heartbeats)'] += bytes;
+      else if (current.has(m[1])) sums['parts of the current version'] += bytes;
+      else sums['parts only a retained older version lists'] += bytes;
     }
   } while (cursor !== '0');
   return { sums, meta };
@@ -71,7 +70,7 @@ async function main() {
         ['total', mb(total), `${(total / sourceBytes).toFixed(2)}x`],
       ],
     );
-    console.log(`\nsnapshot file: ${mb(meta.bytes ?? 0)} (format ${meta.format ?? 'duckdb'}); every version kept costs one snapshot file.`);
+    console.log(`\ncurrent version: ${mb(meta.bytes ?? 0)} in ${meta.parts?.length ?? 0} parts; a retained older version costs only the parts it does not share.`);
   } finally {
     for (const a of apps) await a.stop();
     await deletePrefix(prefix);

@@ -1,12 +1,12 @@
 // Scale benchmark: a generated table of BENCH_SCALE_ROWS rows (default 10M) in 50 CSV files (>1 GB) through
 // the whole pipeline — rebuild, chunked snapshot, two query-api replicas, queries, export — with every
 // process's peak RSS. Baseline in the same run: DuckDB alone loading the folder.
-import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
-import { REDIS_URL, deletePrefix, fmt, freePort, httpQuery, median, printTable, sleep, startApp, flashduckEnv } from './lib.mjs';
+import { REDIS_URL, deletePrefix, fmt, freePort, httpQuery, median, peakRss, printTable, sleep, stageScaleTable, startApp, flashduckEnv } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_SCALE_ROWS ?? 10_000_000);
 const FILES = 50;
@@ -15,32 +15,12 @@ const staged = path.join(work, 'staged');
 const dataDir = path.join(work, 'data');
 const prefix = `fdbenchs-${process.pid}`;
 
-const TABLE_SQL = (from, to) => `SELECT i AS id, i % 50000 AS customer_id, 'region_' || (i % 12) AS region, round(random() * 1000, 2) AS amount,
-  (random() * 100)::INTEGER AS quantity, DATE '2024-01-01' + (i % 365)::INTEGER AS day,
-  TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (i) SECOND AS created_at, i % 3 = 0 AS flag, md5(i::VARCHAR) AS code, 'note ' || (i % 997) AS note
-  FROM range(${from}, ${to}) r(i)`;
-
-/** Peak resident memory (VmHWM) of a process and of its children (reader processes), in MB. */
-async function peakRss(pid) {
-  const hwm = async (p) => Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${p}/status`, 'utf8').catch(() => ''))?.[1] ?? 0) / 1024;
-  const own = await hwm(pid);
-  const kids = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
-  const children = await Promise.all(kids.map(hwm));
-  return { own, children: children.length ? Math.max(...children) : 0 };
-}
-
 async function main() {
   await rm(work, { recursive: true, force: true });
   await mkdir(staged, { recursive: true });
   await mkdir(path.join(dataDir, 'big'), { recursive: true });
   console.log(`# Scale: ${ROWS.toLocaleString('en')} rows x 10 columns in ${FILES} CSV files\n`);
-  const gen = await DuckDBInstance.create(':memory:');
-  const g = await gen.connect();
-  for (let f = 0; f < FILES; f++) await g.run(`COPY (${TABLE_SQL((f * ROWS) / FILES, ((f + 1) * ROWS) / FILES)}) TO '${staged}/part-${String(f).padStart(2, '0')}.csv' (HEADER)`);
-  g.closeSync();
-  gen.closeSync();
-  let csvBytes = 0;
-  for (const f of await readdir(staged)) csvBytes += (await stat(path.join(staged, f))).size;
+  const csvBytes = await stageScaleTable(staged, ROWS, FILES);
 
   // Baseline: DuckDB alone loads the folder into memory; its memory use is the table's in-memory size.
   const base = await DuckDBInstance.create(':memory:');
@@ -104,7 +84,7 @@ async function main() {
         [`${ROWS.toLocaleString('en')} rows, ${(csvBytes / 1e9).toFixed(2)} GB of CSV: landed → queryable on both replicas`, `DuckDB load of the folder: ${fmt(duckLoad)}`, `${fmt(synced[0])} / ${fmt(synced[1])}`, `${(synced[1] / duckLoad).toFixed(2)}x`, '≤ 1.5x', synced[1] <= 1.5 * duckLoad ? 'yes' : 'NO'],
         ['peak RSS of a query-api replica', `table in DuckDB's memory: ${mem.toFixed(0)} MB`, `${worst.toFixed(0)} MB`, `${(worst / mem).toFixed(2)}x`, '≤ 2x', worst <= 2 * mem ? 'yes' : 'NO'],
         ['GROUP BY over the table (distinct queries), p50', '', fmt(median(times)), '', '', ''],
-        ['snapshot', '', `${(meta.bytes / 1e6).toFixed(0)} MB in ${meta.chunks} chunks, built in ${meta.buildMs} ms`, '', '', ''],
+        ['snapshot', '', `${(meta.bytes / 1e6).toFixed(0)} MB in ${meta.parts.length} parts, built in ${meta.buildMs} ms`, '', '', ''],
         ['export', '', `${(Number(exported.bytes) / 1e6).toFixed(0)} MB in ${exported.ms} ms`, '', '', ''],
       ],
     );

@@ -33,7 +33,7 @@ describe('flashduck CLI', () => {
   it('reports every bad variable of a component at once and exits 1 before connecting', () => {
     const r = run(['cacher'], { CACHER_SNAPSHOT_FORMAT: 'xml', CACHER_CONCURRENCY: 'many', FLASHDUCK_REDIS_URL: 'redis://127.0.0.1:1' });
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/CACHER_SNAPSHOT_FORMAT: "xml" is not one of parquet, arrow, json, duckdb/);
+    expect(r.stderr).toMatch(/CACHER_SNAPSHOT_FORMAT: "xml" is not one of duckdb, parquet, arrow, json/);
     expect(r.stderr).toMatch(/CACHER_CONCURRENCY: "many" is not an integer/);
   });
 

@@ -11,7 +11,7 @@ import {
   type Logger,
   type RedisClient,
 } from '@flashduck/core';
-import { PartCache, closeDuckDB, openDuckDB, partsSelectSql } from '@flashduck/core/duckdb';
+import { PartCache, attachParts, closeDuckDB, openDuckDB, partsSelectSql } from '@flashduck/core/duckdb';
 import type { Compression } from './config.js';
 
 const TEMP_MARK = '.tmp-';
@@ -94,7 +94,8 @@ export async function writeParquet(
     const t0 = Date.now();
     const files = new Map<string, string>();
     for (const p of meta.parts) files.set(p.id, (await cache.ensure(p)).file);
-    const select = partsSelectSql(meta.parts, meta.columns, (p) => files.get(p.id)!)!;
+    await attachParts(db.conn, files);
+    const select = partsSelectSql(meta.parts, meta.columns)!;
     const t1 = Date.now();
     const codec = options.compression === 'uncompressed' ? 'uncompressed' : options.compression;
     const r = await db.conn.runAndReadAll(

@@ -354,8 +354,8 @@ $('paste-delete').onclick = () => { try { void submitWrite('delete', parsePasted
 
 // ---------- Cache ----------
 function renderCache() {
-  show('cache-tables', grid(['table', 'version', 'format', 'bytes', 'chunks', 'rows', 'build', 'source generation', 'built'],
-    status.tables.map((t) => [t.name, t.version, t.snapshot.format, fmtBytes(t.snapshot.bytes), t.snapshot.chunks, t.rows, `${t.snapshot.buildMs} ms`, t.snapshot.sourceGeneration, ago(t.updatedAt)])));
+  show('cache-tables', grid(['table', 'version', 'parts', 'bytes', 'made by', 'rows', 'build', 'source generation', 'built'],
+    status.tables.map((t) => [t.name, t.version, t.snapshot.parts.length, fmtBytes(t.snapshot.bytes), t.snapshot.cause, t.rows, `${t.snapshot.buildMs} ms`, t.snapshot.sourceGeneration, ago(t.updatedAt)])));
   const queues = status.components.filter((c) => c.info?.queue).map((c) => [c.component, c.instance, c.info.queue.wait ?? 0, c.info.queue.active ?? 0, c.info.queue.delayed ?? 0, c.info.queue.failed ?? 0]);
   show('cache-queues', grid(['consumer', 'instance', 'waiting', 'active', 'delayed', 'failed'], queues, { empty: 'No cacher or exporter is alive.' }));
   show('cache-streams', grid(['table', 'stream length', 'pending', 'lag', 'dead letters', 'last applied'],

@@ -64,11 +64,11 @@ export const Heartbeat = z.object({
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
 /**
- * Encodings a part can be stored in (`CACHER_SNAPSHOT_FORMAT`): zstd/snappy Parquet (the default), Arrow IPC,
- * newline-delimited JSON, or a DuckDB database file. Replicas, the exporter and merges turn every encoding
- * into local Parquet once, when the part is fetched.
+ * Encodings a part can be stored in (`CACHER_SNAPSHOT_FORMAT`): a DuckDB database file (the default: replicas
+ * attach it as it is; gzip-compressed when small), zstd Parquet, Arrow IPC or newline-delimited JSON. Replicas, the
+ * exporter and merges turn other encodings into a local DuckDB file once, when they fetch the part.
  */
-export const SNAPSHOT_FORMATS = ['parquet', 'arrow', 'json', 'duckdb'] as const;
+export const SNAPSHOT_FORMATS = ['duckdb', 'parquet', 'arrow', 'json'] as const;
 export type SnapshotFormat = (typeof SNAPSHOT_FORMATS)[number];
 
 export const ColumnInfo = z.object({ name: z.string(), type: z.string(), files: z.array(z.string()).optional() });
@@ -98,6 +98,8 @@ export const PartRef = z.object({
   id: z.string().regex(/^[0-9a-f]{16,64}$/),
   /** How the bytes are encoded. */
   format: z.enum(SNAPSHOT_FORMATS),
+  /** Set when the stored bytes are gzip-compressed (small DuckDB files: their empty blocks shrink to nothing). */
+  compression: z.literal('gzip').optional(),
   chunks: z.number().int().positive(),
   bytes: z.number().int().nonnegative(),
   /** Rows stored (every member's). */

@@ -63,11 +63,11 @@ describe('mergeSelectSql', () => {
     ]);
     const members = mergeMembers([a, b], fragments);
     expect(members.map((m) => [m.path, m.member])).toEqual([['t/a1.csv', 0], ['t/a2.csv', 0], ['t/b0.csv', 0], ['t/b2.csv', 2]]);
-    const sql = mergeSelectSql(members, (p) => `/parts/${p.id}.parquet`).split('\nUNION ALL\n');
+    const sql = mergeSelectSql(members).split('\nUNION ALL\n');
     expect(sql).toEqual([
-      `SELECT "id", 0::INTEGER AS __fd_member FROM read_parquet('/parts/${a.id}.parquet')`,
-      `SELECT "id", 1::INTEGER AS __fd_member FROM read_parquet('/parts/${a.id}.parquet')`,
-      `SELECT "id", (CASE "__fd_member" WHEN 0 THEN 2 WHEN 2 THEN 3 END)::INTEGER AS __fd_member FROM read_parquet('/parts/${b.id}.parquet') WHERE "__fd_member" IN (0, 2)`,
+      `SELECT "id", 0::INTEGER AS __fd_member FROM "p_${a.id}".main.part`,
+      `SELECT "id", 1::INTEGER AS __fd_member FROM "p_${a.id}".main.part`,
+      `SELECT "id", (CASE "__fd_member" WHEN 0 THEN 2 WHEN 2 THEN 3 END)::INTEGER AS __fd_member FROM "p_${b.id}".main.part WHERE "__fd_member" IN (0, 2)`,
     ]);
   });
 });

@@ -9,7 +9,7 @@ import {
   type TableMeta,
   type TablePart,
 } from '@flashduck/core';
-import { MEMBER_COLUMN, PartCache, closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
+import { MEMBER_COLUMN, PartCache, attachParts, closeDuckDB, openDuckDB, partRelation } from '@flashduck/core/duckdb';
 import { collectRetired } from '../store/fragments.js';
 import { publishVersion, readTableState, storeNewPart, type RebuildDeps } from './rebuild-table.js';
 import { versionParts, type StoredFragment } from './sources.js';
@@ -73,12 +73,12 @@ export function mergeMembers(inputs: readonly TablePart[], fragments: ReadonlyMa
 }
 
 /** The SELECT that writes a merged part: every member's rows, numbered by its place in `members`. */
-export function mergeSelectSql(members: readonly MergeMember[], fileOf: (p: TablePart) => string): string {
+export function mergeSelectSql(members: readonly MergeMember[], relationOf: (p: TablePart) => string = partRelation): string {
   const columns = members[0]!.part.columns.map((c) => quoteIdent(c.name)).join(', ');
   const selects: string[] = [];
   const multi = new Map<string, { part: TablePart; cases: [number, number][] }>();
   members.forEach((m, index) => {
-    const from = `read_parquet(${quoteLiteral(fileOf(m.part))})`;
+    const from = relationOf(m.part);
     if (m.part.members === 1) {
       selects.push(`SELECT ${columns}, ${index}::INTEGER AS ${MEMBER_COLUMN} FROM ${from}`);
       return;
@@ -88,7 +88,7 @@ export function mergeSelectSql(members: readonly MergeMember[], fileOf: (p: Tabl
     multi.set(m.part.id, g);
   });
   for (const { part, cases } of multi.values()) {
-    const from = `read_parquet(${quoteLiteral(fileOf(part))})`;
+    const from = relationOf(part);
     const when = cases.map(([from, to]) => `WHEN ${from} THEN ${to}`).join(' ');
     selects.push(
       `SELECT ${columns}, (CASE ${quoteIdent(MEMBER_COLUMN)} ${when} END)::INTEGER AS ${MEMBER_COLUMN} FROM ${from} WHERE ${quoteIdent(MEMBER_COLUMN)} IN (${cases.map(([m]) => m).join(', ')})`,
@@ -129,19 +129,20 @@ export async function mergeTable(
     const cache = deps.cache(table);
     const files = new Map<string, string>();
     for (const p of inputs) files.set(p.id, (await cache.ensure(p)).file);
-    const out = path.join(workDir, 'merged.parquet');
+    const out = path.join(workDir, 'merged.duckdb');
     const db = await openDuckDB({ memoryLimitMb: config.memoryLimitMb, threads: config.threads, tempDir: path.join(workDir, 'spill') });
     let rows: number;
     try {
-      const r = await db.conn.runAndReadAll(
-        `COPY (${mergeSelectSql(members, (p) => files.get(p.id)!)}) TO ${quoteLiteral(out)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`,
-      );
-      rows = Number(r.getRowsJS()[0]?.[0] ?? 0);
+      await attachParts(db.conn, files);
+      await db.conn.run(`ATTACH ${quoteLiteral(out)} AS merged`);
+      await db.conn.run(`CREATE TABLE merged.main.part AS ${mergeSelectSql(members)}`);
+      rows = Number((await db.conn.runAndReadAll('SELECT count(*) FROM merged.main.part')).getRowsJS()[0]?.[0] ?? 0);
+      await db.conn.run('DETACH merged');
     } finally {
       closeDuckDB(db);
     }
     const { part: merged } = await storeNewPart(deps, table, out, { rows, members: members.length, columns: inputs[0]!.columns }, workDir);
-    if (config.snapshotFormat === 'parquet') await cache.adopt(merged, out).catch(() => undefined);
+    await cache.adopt(merged, out).catch(() => undefined);
 
     // Publish under the build lease, against the version current now.
     const lease = new Lease(redis, { owner: keys.tableBuildLease(table), epoch: keys.tableBuildEpoch(table) }, config.leaseMs, config.instanceId);

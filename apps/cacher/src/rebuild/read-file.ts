@@ -166,20 +166,24 @@ export async function readFileIntoTable(
 }
 
 /**
- * Reads one data file and writes its rows as a Parquet file `out` (the file's fragment); the table used
- * on the way is dropped again. This is what a reader process does for the cacher.
+ * Reads one data file into a new DuckDB database file `out` holding one table, `part` (the file's part, in
+ * DuckDB's own compressed storage, so a replica attaches it as it is). This is what a reader process does for
+ * the cacher.
  */
-export async function readFileToParquet(
+export async function readFileToPart(
   conn: DuckDBConnection,
   options: { absPath: string; relPath: string; kind: FileKind; linkDir: string; index: number; out: string },
 ): Promise<ReadFileResult> {
-  const table = `read_${options.index}`;
+  const alias = `out_${options.index}`;
+  await rm(options.out, { force: true });
+  await conn.run(`ATTACH ${quoteLiteral(options.out)} AS ${quoteIdent(alias)}`);
+  let ok = false;
   try {
-    const result = await readFileIntoTable(conn, { ...options, target: quoteIdent(table) });
-    // Snappy, not zstd: this write is on the path to fresh data, and snappy writes several times faster.
-    await conn.run(`COPY ${quoteIdent(table)} TO ${quoteLiteral(options.out)} (FORMAT parquet, COMPRESSION snappy)`);
+    const result = await readFileIntoTable(conn, { ...options, target: `${quoteIdent(alias)}.main.part` });
+    ok = true;
     return result;
   } finally {
-    await conn.run(`DROP TABLE IF EXISTS ${quoteIdent(table)}`);
+    await conn.run(`DETACH ${quoteIdent(alias)}`); // checkpoints: the file is complete and self-contained
+    if (!ok) await rm(options.out, { force: true });
   }
 }

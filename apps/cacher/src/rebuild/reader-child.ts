@@ -1,4 +1,4 @@
-// A reader process: reads data files with DuckDB into Parquet fragments for the cacher. Files nobody
+// A reader process: reads data files with DuckDB into parts (DuckDB files) for the cacher. Files nobody
 // vetted are read here, in a process of their own, so a reader that crashes takes down this process only;
 // the cacher reports the file and carries on.
 import { mkdir, rm } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { errorMessage, type FileKind } from '@flashduck/core';
 import { openDuckDB } from '@flashduck/core/duckdb';
-import { FileReadError, readFileToParquet } from './read-file.js';
+import { FileReadError, readFileToPart } from './read-file.js';
 
 interface ReadRequest {
   id: number;
@@ -30,7 +30,7 @@ process.on('message', (req: ReadRequest) => {
   queue = queue.then(async () => {
     if (crashOn && req.relPath.includes(crashOn)) process.abort();
     try {
-      const r = await readFileToParquet(db.conn, { ...req, linkDir, index: req.id });
+      const r = await readFileToPart(db.conn, { ...req, linkDir, index: req.id });
       process.send?.({ id: req.id, ok: true, rows: r.rows, columns: r.columns });
     } catch (err) {
       process.send?.({ id: req.id, ok: false, fileError: err instanceof FileReadError, message: errorMessage(err) });

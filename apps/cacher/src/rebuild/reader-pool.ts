@@ -4,9 +4,9 @@ import { mkdir } from 'node:fs/promises';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 import type { FileKind, Logger } from '@flashduck/core';
-import { FileReadError, readFileToParquet, type ReadFileResult } from './read-file.js';
+import { FileReadError, readFileToPart, type ReadFileResult } from './read-file.js';
 
-/** A file to read into a Parquet fragment. */
+/** A file to read into a part (DuckDB file). */
 export interface ReadJob {
   readonly absPath: string;
   readonly relPath: string;
@@ -14,7 +14,7 @@ export interface ReadJob {
   readonly out: string;
 }
 
-/** Reads data files into Parquet fragments. */
+/** Reads data files into parts (DuckDB files). */
 export interface FileReader {
   read(job: ReadJob): Promise<ReadFileResult>;
   close(): Promise<void>;
@@ -165,7 +165,7 @@ export class InProcessReader implements FileReader {
   async read(job: ReadJob): Promise<ReadFileResult> {
     this.db ??= mkdir(this.linkDir, { recursive: true }).then(() => openDuckDB());
     const { conn } = await this.db;
-    return await readFileToParquet(conn, { ...job, linkDir: this.linkDir, index: this.next++ });
+    return await readFileToPart(conn, { ...job, linkDir: this.linkDir, index: this.next++ });
   }
 
   async close(): Promise<void> {

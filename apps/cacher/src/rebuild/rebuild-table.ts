@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { link, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Queue } from 'bullmq';
 import {
@@ -19,7 +19,7 @@ import {
   type RedisClient,
   type StoredPart,
 } from '@flashduck/core';
-import { DUCKDB_ENGINE_VERSION, closeDuckDB, encodePart, openDuckDB, storedColumns } from '@flashduck/core/duckdb';
+import { DUCKDB_ENGINE_VERSION, GZIP_BELOW_BYTES, closeDuckDB, encodePart, gzipFile, openDuckDB, storedColumns } from '@flashduck/core/duckdb';
 import type { CacherConfig } from '../config.js';
 import { collectRetired, parseFragments } from '../store/fragments.js';
 import { describeSources, readSources, tableSchema, versionParts, type StoredFragment } from './sources.js';
@@ -38,7 +38,7 @@ export interface RebuildDeps {
   readonly reader: FileReader;
   /** Builds the table again shortly (files changed while they were read). */
   readonly buildAgain: (table: string, gen: number) => Promise<void>;
-  /** Called with the local Parquet file of a part this build stored (kept for merges), before it is deleted. */
+  /** Called with the local file of a part this build stored (kept for merges), before it is deleted. */
   readonly keepPart?: (table: string, part: PartRef, file: string) => Promise<void>;
 }
 
@@ -132,8 +132,9 @@ export async function publishVersion(
 }
 
 /**
- * Stores a local Parquet file as a part of `table` (encoded as the configured format first). The part is marked
- * provisional in the retired set before its bytes are written, so it is collected only if no version ever lists it.
+ * Stores a local part file (a DuckDB database with table `part`) as a part of `table`, encoded as the configured
+ * format (a small `duckdb` file gzip-compressed). The part is marked provisional in the retired set before its bytes are written,
+ * so it is collected only if no version ever lists it.
  */
 export async function storeNewPart(
   deps: Pick<RebuildDeps, 'redis' | 'keys' | 'config'>,
@@ -143,21 +144,28 @@ export async function storeNewPart(
   workDir: string,
 ): Promise<{ part: PartRef; written: number }> {
   const { redis, keys, config } = deps;
-  let stored = file;
-  if (config.snapshotFormat !== 'parquet') {
-    stored = `${file}.${config.snapshotFormat}`;
-    const db = await openDuckDB({ threads: 1, tempDir: path.join(workDir, 'spill') });
-    try {
-      await encodePart(db.conn, file, config.snapshotFormat, stored, storedColumns(shape));
-    } finally {
-      closeDuckDB(db);
-    }
-  }
+  const stored = `${file}.${config.snapshotFormat}`;
+  let compression: 'gzip' | undefined;
   try {
+    if (config.snapshotFormat === 'duckdb') {
+      if ((await stat(file)).size < GZIP_BELOW_BYTES) {
+        await gzipFile(file, stored);
+        compression = 'gzip';
+      } else {
+        await link(file, stored);
+      }
+    } else {
+      const db = await openDuckDB({ threads: 1, tempDir: path.join(workDir, 'spill') });
+      try {
+        await encodePart(db.conn, file, config.snapshotFormat, stored, storedColumns(shape));
+      } finally {
+        closeDuckDB(db);
+      }
+    }
     const s = await storePart(redis, keys, table, stored, config.chunkBytes, (p) => redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, retiredMember(p)));
-    return { part: { id: s.id, format: config.snapshotFormat, chunks: s.chunks, bytes: s.bytes, ...shape }, written: s.written };
+    return { part: { id: s.id, format: config.snapshotFormat, ...(compression ? { compression } : {}), chunks: s.chunks, bytes: s.bytes, ...shape }, written: s.written };
   } finally {
-    if (stored !== file) await rm(stored, { force: true });
+    await rm(stored, { force: true });
   }
 }
 
@@ -195,8 +203,12 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       fragments: state.fragments,
       reader: deps.reader,
       parallelism: config.readParallelism,
+      store: (file, shape) => storeNewPart(deps, table, file, shape, workDir),
     });
+    const provisional = sources.flatMap((s) => (s.kind === 'fresh' ? [s.part] : []));
     if (changing.length) {
+      // Parts stored for this build are collectable at once (unless a later version lists them).
+      if (provisional.length) await redis.zadd(keys.tableRetired(table), ...provisional.flatMap((p) => [Date.now(), retiredMember(p)]));
       // A file was gone while it was read (renamed or deleted meanwhile, perhaps back as it was by now): this
       // build does not show the manifest's generation, so it is not published. The previous version keeps
       // serving, and the table is built again shortly (a file renamed away and back leaves the monitor nothing
@@ -207,19 +219,16 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
     }
     const readAt = Date.now();
 
-    // Every file read now becomes one new part (stored before the version that lists it is published).
+    // Every file read now became one new part (stored as it was read, before the version that lists it).
     const fragments = new Map<string, Fragment>();
     const holding: StoredFragment[] = [];
-    const provisional: StoredPart[] = [];
     const fresh: { file: string; part: PartRef }[] = [];
     let written = 0;
     for (const s of sources) {
       if (s.kind === 'fresh') {
-        const stored = await storeNewPart(deps, table, s.file, { rows: s.rows, members: 1, columns: s.columns }, workDir);
-        written += stored.written;
-        provisional.push(stored.part);
-        fresh.push({ file: s.file, part: stored.part });
-        const f: StoredFragment = { v: 2, path: s.path, fingerprint: s.fingerprint, part: stored.part, member: 0, rows: s.rows, columns: s.columns, format: s.format };
+        written += s.written;
+        fresh.push({ file: s.file, part: s.part });
+        const f: StoredFragment = { v: 2, path: s.path, fingerprint: s.fingerprint, part: s.part, member: 0, rows: s.rows, columns: s.columns, format: s.format };
         fragments.set(s.path, f);
         holding.push(f);
       } else if (s.kind === 'cached') {
@@ -232,7 +241,6 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
         fragments.set(s.path, { v: 2, path: s.path, fingerprint: s.fingerprint, member: 0, rows: 0, columns: [], format: 'unknown', failed: { fingerprint: s.fingerprint, message: s.message } });
       }
     }
-    const storedAt = Date.now();
     const schema = tableSchema(sources);
     const parts = schema.columns.length ? versionParts(holding) : [];
     const { files, errors } = describeSources(sources);
@@ -272,13 +280,12 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
         errors: errors.length,
         ms: published - started,
         readMs: readAt - started,
-        storeMs: storedAt - readAt,
-        publishMs: published - storedAt,
+        publishMs: published - readAt,
       },
       'snapshot published',
     );
     for (const e of errors) log.warn({ file: e.file, reason: e.message }, 'file could not be read');
-    if (deps.keepPart && config.snapshotFormat === 'parquet') {
+    if (deps.keepPart) {
       for (const f of fresh) await deps.keepPart(table, f.part, f.file).catch(() => undefined);
     }
     await collectRetired(redis, keys, table, config.retainMs, Date.now());

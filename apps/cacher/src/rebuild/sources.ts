@@ -7,6 +7,7 @@ import {
   type FileError,
   type FileFingerprint,
   type Fragment,
+  type PartRef,
   type SnapshotFile,
   type TablePart,
 } from '@flashduck/core';
@@ -22,8 +23,8 @@ const holdsRows = (f: Fragment | undefined): f is StoredFragment => f?.part !== 
 
 /** Where the rows of one file come from in this build. */
 export type FileSource =
-  /** Read now into the Parquet file `file` (stored as a new part before the version is published). */
-  | { kind: 'fresh'; path: string; fingerprint: FileFingerprint; file: string; rows: number; columns: { name: string; type: string }[]; format: string }
+  /** Read now into the part file `file` (a DuckDB database), stored at once as a new part (`part`). */
+  | { kind: 'fresh'; path: string; fingerprint: FileFingerprint; file: string; rows: number; columns: { name: string; type: string }[]; format: string; part: PartRef; written: number }
   /** Unchanged since it was read: its rows stay in the part that holds them. */
   | { kind: 'cached'; path: string; fragment: StoredFragment }
   /** Unreadable now; an earlier readable version's rows stay in the table. */
@@ -38,10 +39,12 @@ export interface ReadSourcesInput {
   readonly workDir: string;
   readonly manifest: ReadonlyMap<string, FileFingerprint>;
   readonly fragments: ReadonlyMap<string, Fragment>;
-  /** Reads a data file into a Parquet file (in a reader process, by default). */
+  /** Reads a data file into a part file (in a reader process, by default). */
   readonly reader: FileReader;
   /** Files read at once. */
   readonly parallelism: number;
+  /** Stores a file read now as a part (while the next files are read). */
+  readonly store: (file: string, shape: { rows: number; members: number; columns: { name: string; type: string }[] }) => Promise<{ part: PartRef; written: number }>;
 }
 
 export interface ReadSources {
@@ -58,7 +61,7 @@ const MISSING_FILE = /No such file or directory|ENOENT|No files found that match
 
 /**
  * Decides where every file's rows come from. An unchanged file keeps the part that holds its rows (nothing is
- * read, fetched or copied); a new or changed file is read into a Parquet file (the only reading of data files);
+ * read, fetched or copied); a new or changed file is read into a part file (the only reading of data files);
  * a file that fails keeps the rows of its last readable version. Files are read in parallel.
  */
 export async function readSources(input: ReadSourcesInput): Promise<ReadSources> {
@@ -103,11 +106,12 @@ export async function readSources(input: ReadSourcesInput): Promise<ReadSources>
       return { kind: 'cached', path: relPath, fragment: { ...fragment, path: relPath } };
     };
     if (await changedMeanwhile()) return lastStored();
-    const file = path.join(readDir, `${i + 1}.parquet`);
+    const file = path.join(readDir, `${i + 1}.duckdb`);
     try {
       const read = await input.reader.read({ absPath, relPath, kind, out: file });
       if (await changedMeanwhile()) return lastStored();
-      return { kind: 'fresh', path: relPath, fingerprint: fp, file, rows: read.rows, columns: read.columns, format: kind.format };
+      const { part, written } = await input.store(file, { rows: read.rows, members: 1, columns: read.columns });
+      return { kind: 'fresh', path: relPath, fingerprint: fp, file, rows: read.rows, columns: read.columns, format: kind.format, part, written };
     } catch (err) {
       if (MISSING_FILE.test(err instanceof Error ? err.message : String(err))) gone = true;
       if ((await changedMeanwhile()) || gone) return lastStored();

@@ -138,7 +138,7 @@ export class Catalog {
       }),
     );
     loadSeconds.observe((Date.now() - started) / 1000);
-    return { meta, select: partsSelectSql(meta.parts, meta.columns, (p) => files.get(p.id)!), files: [...files.values()] };
+    return { meta, select: partsSelectSql(meta.parts, meta.columns), files };
   }
 
   private async refreshOnce(): Promise<void> {
@@ -206,7 +206,6 @@ export class Catalog {
   private async swap(tables: Map<string, ServedTable>): Promise<void> {
     const gen = await Generation.create(this.nextId++, tables, {
       connections: this.o.connections,
-      partsDir: this.parts.dir,
       memoryLimitMb: this.o.memoryLimitMb,
       threads: this.o.threads,
     });

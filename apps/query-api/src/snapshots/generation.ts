@@ -1,23 +1,23 @@
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import { AppError, quoteIdent, quoteLiteral, type TableMeta } from '@flashduck/core';
-import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
+import { AppError, quoteIdent, type TableMeta } from '@flashduck/core';
+import { attachParts, closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 
 /** A table as one generation serves it. */
 export interface ServedTable {
   readonly meta: TableMeta;
-  /** The SELECT over the local part files that serves the table, or null when it has no columns to serve. */
+  /** The SELECT over the attached parts that serves the table, or null when it has no columns to serve. */
   readonly select: string | null;
-  /** Local part files the table reads. */
-  readonly files: readonly string[];
+  /** Local part files the table reads, by part id. */
+  readonly files: ReadonlyMap<string, string>;
 }
 
 /** The catalog served tables live in (DuckDB's in-memory database). */
 export const SERVED_CATALOG = 'memory';
 
 /**
- * One set of table versions, served by its own DuckDB instance: every table a view over its parts' local
- * Parquet files (so a new generation reuses unchanged parts without copying them), file access limited to the
- * part cache, then external access disabled and configuration locked. User SQL can read those tables and
+ * One set of table versions, served by its own DuckDB instance: every part's local file attached READ_ONLY
+ * (a new generation reuses unchanged parts without copying them), every table a view over its parts, then
+ * external access disabled and configuration locked. User SQL can read those tables and
  * nothing else. A query holds the generation (reference count) so a swap never breaks it; the instance
  * closes when the last query on a retired generation ends.
  */
@@ -40,13 +40,13 @@ export class Generation {
   static async create(
     id: number,
     tables: ReadonlyMap<string, ServedTable>,
-    options: { connections: number; partsDir: string; memoryLimitMb?: number | undefined; threads?: number | undefined },
+    options: { connections: number; memoryLimitMb?: number | undefined; threads?: number | undefined },
   ): Promise<Generation> {
     const db = await openDuckDB({ memoryLimitMb: options.memoryLimitMb, threads: options.threads });
     try {
-      // Parquet footers are read once per generation, not once per query.
-      await db.conn.run('SET parquet_metadata_cache=true');
-      await db.conn.run(`SET allowed_directories=[${quoteLiteral(`${options.partsDir}/`)}]`);
+      const files = new Map<string, string>();
+      for (const t of tables.values()) for (const [id, file] of t.files) files.set(id, file);
+      await attachParts(db.conn, files);
       for (const [name, t] of tables) {
         if (t.select) await db.conn.run(`CREATE VIEW ${SERVED_CATALOG}.main.${quoteIdent(name)} AS ${t.select}`);
       }
@@ -77,7 +77,7 @@ export class Generation {
 
   /** Local part files this generation reads. */
   files(): string[] {
-    return [...this.tables.values()].flatMap((t) => t.files);
+    return [...this.tables.values()].flatMap((t) => [...t.files.values()]);
   }
 
   /**

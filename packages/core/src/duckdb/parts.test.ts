@@ -4,7 +4,7 @@ import { partsSelectSql } from './parts.js';
 
 const part = (id: string, columns: { name: string; type: string }[], extra: Partial<TablePart> = {}): TablePart => ({
   id,
-  format: 'parquet',
+  format: 'duckdb',
   chunks: 1,
   bytes: 10,
   rows: 1,
@@ -12,32 +12,27 @@ const part = (id: string, columns: { name: string; type: string }[], extra: Part
   columns,
   ...extra,
 });
-const fileOf = (p: TablePart) => `/c/${p.id}.parquet`;
 
 describe('partsSelectSql', () => {
-  it('reads parts with the same columns in one scan and casts the others to the table types', () => {
+  it('reads every part from its attached file and casts its columns to the table types', () => {
     const table = [
       { name: 'id', type: 'BIGINT' },
       { name: 'name', type: 'VARCHAR' },
     ];
-    const sql = partsSelectSql(
-      [part('a1', [{ name: 'id', type: 'BIGINT' }, { name: 'name', type: 'VARCHAR' }]), part('a2', [{ name: 'id', type: 'BIGINT' }, { name: 'name', type: 'VARCHAR' }]), part('b1', [{ name: 'ID', type: 'INTEGER' }])],
-      table,
-      fileOf,
-    )!;
+    const sql = partsSelectSql([part('a1', table), part('b1', [{ name: 'ID', type: 'INTEGER' }])], table)!;
     expect(sql.split('\nUNION ALL\n')).toEqual([
-      `SELECT "id", "name" FROM read_parquet(['/c/a1.parquet', '/c/a2.parquet'])`,
-      `SELECT CAST("ID" AS BIGINT) AS "id", CAST(NULL AS VARCHAR) AS "name" FROM read_parquet('/c/b1.parquet')`,
+      `SELECT "id", "name" FROM "p_a1".main.part`,
+      `SELECT CAST("ID" AS BIGINT) AS "id", CAST(NULL AS VARCHAR) AS "name" FROM "p_b1".main.part`,
     ]);
   });
 
   it('filters out the members a version excludes', () => {
-    const sql = partsSelectSql([part('m1', [{ name: 'id', type: 'BIGINT' }], { members: 3, exclude: [1] })], [{ name: 'id', type: 'BIGINT' }], fileOf);
-    expect(sql).toBe(`SELECT "id" FROM read_parquet('/c/m1.parquet') WHERE "__fd_member" NOT IN (1)`);
+    const sql = partsSelectSql([part('m1', [{ name: 'id', type: 'BIGINT' }], { members: 3, exclude: [1] })], [{ name: 'id', type: 'BIGINT' }]);
+    expect(sql).toBe(`SELECT "id" FROM "p_m1".main.part WHERE "__fd_member" NOT IN (1)`);
   });
 
   it('is null for a version with nothing to serve', () => {
-    expect(partsSelectSql([], [{ name: 'id', type: 'BIGINT' }], fileOf)).toBeNull();
-    expect(partsSelectSql([part('a1', [])], [], fileOf)).toBeNull();
+    expect(partsSelectSql([], [{ name: 'id', type: 'BIGINT' }])).toBeNull();
+    expect(partsSelectSql([part('a1', [])], [])).toBeNull();
   });
 });
