@@ -80,6 +80,14 @@ describe('parts: a change costs what changed', () => {
     expect(parts).toHaveLength(6);
     await waitFor('part collected', async () => (await partKeys(redis, stack.prefix)).length === parts.reduce((n, p) => n + p.chunks, 0));
   });
+
+  it('keeps a small table small: an 8-row file is a part of a few KB', async () => {
+    await writeAtomic(path.join(stack.dataDir, 'tiny.csv'), `id,name\n${Array.from({ length: 8 }, (_, i) => `${i},n${i}`).join('\n')}\n`);
+    await waitFor('tiny served', async () => (await rows(stack.api.port, 'SELECT count(*) AS n FROM tiny'))[0]?.n === 8);
+    const tiny = await info('tiny');
+    expect(tiny.snapshot.parts).toHaveLength(1);
+    expect(tiny.snapshot.bytes).toBeLessThan(16 * 1024);
+  });
 });
 
 describe('background merges', () => {

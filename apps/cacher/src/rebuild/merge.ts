@@ -3,6 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   Lease,
+  retiredMember,
   quoteIdent,
   quoteLiteral,
   type Fragment,
@@ -143,45 +144,60 @@ export async function mergeTable(
     }
     const { part: merged } = await storeNewPart(deps, table, out, { rows, members: members.length, columns: inputs[0]!.columns }, workDir);
     await cache.adopt(merged, out).catch(() => undefined);
-
-    // Publish under the build lease, against the version current now.
-    const lease = new Lease(redis, { owner: keys.tableBuildLease(table), epoch: keys.tableBuildEpoch(table) }, config.leaseMs, config.instanceId);
-    const deadline = Date.now() + 10_000;
-    while (!(await lease.tryAcquire())) {
-      if (Date.now() > deadline) return { outcome: 'superseded', reason: 'builds held the table for 10 s' };
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    try {
-      const now = await readTableState(redis, keys, log, table);
-      const current = now.current;
-      if (!current) return { outcome: 'superseded', reason: 'the table was dropped' };
-      const listed = new Set(current.parts.map((p) => p.id));
-      if (!inputs.every((p) => listed.has(p.id))) return { outcome: 'superseded', reason: 'a merged part left the table meanwhile' };
-      if ((await redis.exists(keys.partChunk(merged.id, merged.chunks - 1))) !== 1) return { outcome: 'superseded', reason: 'the merged part was collected' };
-      // A file still where it was when the merge began takes its member of the merged part; a file that changed
-      // meanwhile keeps its own new part (its member stays excluded).
-      const index = new Map(members.map((m, i) => [`${m.path}|${m.part.id}/${m.member}`, i]));
-      const fragments = new Map<string, Fragment>();
-      const holding: StoredFragment[] = [];
-      for (const [p, f] of now.fragments) {
-        const i = f.part ? index.get(`${p}|${f.part.id}/${f.member}`) : undefined;
-        const next: Fragment = i === undefined ? f : { ...f, part: merged, member: i };
-        fragments.set(p, next);
-        if (next.part) holding.push(next as StoredFragment);
-      }
-      const version = await redis.incr(keys.tableSeq(table));
-      const parts = versionParts(holding);
-      const meta: TableMeta = { ...current, version, parts, bytes: parts.reduce((n, p) => n + p.bytes, 0), updatedAt: Date.now(), buildMs: Date.now() - started, cause: 'merge' };
-      if (!(await publishVersion(deps, table, lease, meta, current.sourceGen, fragments, [merged]))) return { outcome: 'superseded', reason: 'publish refused' };
-      await collectRetired(redis, keys, table, config.retainMs, Date.now());
-      const result = { outcome: 'merged' as const, version, inputs: inputs.length, files: members.length, parts: parts.length, bytes: merged.bytes, rows, ms: Date.now() - started };
-      log.info(result, 'parts merged');
-      return result;
-    } finally {
-      await lease.release().catch(() => undefined);
-    }
+    const result = await publishMerge(deps, table, started, inputs, members, merged);
+    // A merged part no version lists is collectable at once (collection checks the current version first).
+    if (result.outcome !== 'merged') await redis.zadd(keys.tableRetired(table), Date.now(), retiredMember(merged));
+    return result;
   } finally {
     await mergeLease.release().catch(() => undefined);
     await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/** Publishes a merged part under the build lease, against the version current now. */
+async function publishMerge(
+  deps: Parameters<typeof mergeTable>[0],
+  table: string,
+  started: number,
+  inputs: readonly TablePart[],
+  members: readonly MergeMember[],
+  merged: TablePart,
+): Promise<MergeResult> {
+  const { redis, keys, config } = deps;
+  const log = deps.log.child({ table, task: 'merge' });
+  const lease = new Lease(redis, { owner: keys.tableBuildLease(table), epoch: keys.tableBuildEpoch(table) }, config.leaseMs, config.instanceId);
+  const deadline = Date.now() + 10_000;
+  while (!(await lease.tryAcquire())) {
+    if (Date.now() > deadline) return { outcome: 'superseded', reason: 'builds held the table for 10 s' };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  try {
+    const now = await readTableState(redis, keys, log, table);
+    const current = now.current;
+    if (!current) return { outcome: 'superseded', reason: 'the table was dropped' };
+    const listed = new Set(current.parts.map((p) => p.id));
+    if (!inputs.every((p) => listed.has(p.id))) return { outcome: 'superseded', reason: 'a merged part left the table meanwhile' };
+    if ((await redis.exists(keys.partChunk(merged.id, merged.chunks - 1))) !== 1) return { outcome: 'superseded', reason: 'the merged part was collected' };
+    // A file still where it was when the merge began takes its member of the merged part; a file that changed
+    // meanwhile keeps its own new part (its member stays excluded).
+    const index = new Map(members.map((m, i) => [`${m.path}|${m.part.id}/${m.member}`, i]));
+    const fragments = new Map<string, Fragment>();
+    const holding: StoredFragment[] = [];
+    for (const [p, f] of now.fragments) {
+      const i = f.part ? index.get(`${p}|${f.part.id}/${f.member}`) : undefined;
+      const next: Fragment = i === undefined ? f : { ...f, part: merged, member: i };
+      fragments.set(p, next);
+      if (next.part) holding.push(next as StoredFragment);
+    }
+    const version = await redis.incr(keys.tableSeq(table));
+    const parts = versionParts(holding);
+    const meta: TableMeta = { ...current, version, parts, bytes: parts.reduce((n, p) => n + p.bytes, 0), updatedAt: Date.now(), buildMs: Date.now() - started, cause: 'merge' };
+    if (!(await publishVersion(deps, table, lease, meta, current.sourceGen, fragments, [merged]))) return { outcome: 'superseded', reason: 'publish refused' };
+    await collectRetired(redis, keys, table, config.retainMs, Date.now());
+    const result = { outcome: 'merged' as const, version, inputs: inputs.length, files: members.length, parts: parts.length, bytes: merged.bytes, rows: merged.rows, ms: Date.now() - started };
+    log.info(result, 'parts merged');
+    return result;
+  } finally {
+    await lease.release().catch(() => undefined);
   }
 }
