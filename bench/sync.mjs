@@ -20,6 +20,8 @@ const staged = path.join(work, 'staged');
 const dataDir = path.join(work, 'data');
 const prefix = 'fdsync';
 const MB = (b) => `${(b / 1e6).toFixed(1)} MB`;
+// BENCH_SYNC_EXPORTER=1 runs an exporter beside them (it exports every version, competing for the same cores).
+const WITH_EXPORTER = process.env.BENCH_SYNC_EXPORTER === '1';
 
 const GROUP_BY = (i) => `SELECT customer_id % ${100 + i} AS k, count(*) AS n, sum(amount) AS s FROM big GROUP BY k ORDER BY k LIMIT 5`;
 
@@ -107,6 +109,7 @@ async function main() {
     apps.monitor = await startApp('monitor', env, /monitor started/);
     apps['query-api 1'] = await startApp('query-api', { ...env, QUERY_API_PORT: String(ports[0]), QUERY_API_CACHE_DIR: path.join(work, 'cache1') }, /query-api listening/);
     apps['query-api 2'] = await startApp('query-api', { ...env, QUERY_API_PORT: String(ports[1]), QUERY_API_CACHE_DIR: path.join(work, 'cache2') }, /query-api listening/);
+    if (WITH_EXPORTER) apps.exporter = await startApp('exporter', env, /exporter started/);
 
     // Initial sync: every file lands at once.
     const sent0 = await sentBytes(redis);
@@ -167,6 +170,17 @@ async function main() {
     const appended = JSON.parse(await redis.hget(`${prefix}:{big}:meta`, 'json'));
     const newPart = appended.parts.find((p) => !settled.parts.some((q) => q.id === p.id));
 
+    let exportRow = null;
+    if (WITH_EXPORTER) {
+      for (const deadline = performance.now() + 900_000; ; await sleep(200)) {
+        const e = await redis.hgetall(`${prefix}:{big}:exported`);
+        if (Number(e.version) >= appended.version) {
+          exportRow = [`export of the last version (${Number(e.rows).toLocaleString('en')} rows)`, '', `${MB(Number(e.bytes))} in ${fmt(Number(e.ms))}`, '', '', ''];
+          break;
+        }
+        if (performance.now() > deadline) throw new Error('the export never caught up');
+      }
+    }
     const usedMemory = await stat1(redis, 'used_memory', 'memory');
     const rss = {};
     for (const [name, app] of Object.entries(apps)) rss[name] = await peakRss(app.child.pid);
@@ -184,6 +198,7 @@ async function main() {
         [`distinct GROUP BY p50 over ${settled.parts.length} parts (HTTP, JSON)`, `one in-memory DuckDB table: ${fmt(median(baseGroup))}`, fmt(median(fdGroup)), ratio(median(fdGroup), median(baseGroup)), '≤ 1.5x', yes(median(fdGroup) <= 1.5 * median(baseGroup))],
         ['Redis used_memory', `parts of the current version: ${MB(appended.bytes)}`, MB(usedMemory), ratio(usedMemory, appended.bytes), '', ''],
         ['initial sync: part bytes each replica fetched', `parts of the first version: ${MB(firstMeta.bytes)}`, syncFetched.map(MB).join(' / '), '', '', ''],
+        ...(exportRow ? [exportRow] : []),
       ],
     );
     console.log('\npeak RSS (MB):');
