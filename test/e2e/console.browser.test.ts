@@ -145,7 +145,9 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
     await shot('explorer');
     await page.click('a[data-view="cache"]');
     await page.waitForSelector('#cache-tables tbody tr');
-    expect(await page.textContent('#cache-tables')).toContain('duckdb');
+    expect(await page.textContent('#cache-tables thead')).toContain('parts');
+    const cells = await page.$$eval('#cache-tables tbody td', (tds) => tds.map((td) => td.textContent));
+    expect(cells.some((c) => c === 'build' || c === 'merge')).toBe(true);
     await shot('cache');
     await page.click('a[data-view="exports"]');
     await page.waitForSelector('#exports a[href*="orders.parquet"]', { timeout: 20_000 });
