@@ -117,8 +117,10 @@ export class ChurnStack {
     };
     const stack = new ChurnStack(env, ports, options.work, options.appsRoot ?? ROOT);
     if (options.busy) {
-      // A CPU hog beside the stack: every component competes for the cores, as on a busy node.
-      stack.busy = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+      // A CPU hog beside the stack: every component competes for the cores, as on a busy node. It checks every
+      // 200 ms that the run still owns it and exits when that process is gone (a run stopped by a signal).
+      const hog = `const owner = ${process.pid}; for (;;) { const t = Date.now(); while (Date.now() - t < 200); try { process.kill(owner, 0); } catch { process.exit(0); } }`;
+      stack.busy = spawn(process.execPath, ['-e', hog], { stdio: 'ignore' });
     }
     stack.start('monitor');
     stack.start('cacher');
