@@ -11,7 +11,7 @@ import {
   type TablePart,
 } from '@flashduck/core';
 import { MEMBER_COLUMN, PartCache, attachParts, closeDuckDB, openDuckDB, partRelation } from '@flashduck/core/duckdb';
-import { collectRetired } from '../store/fragments.js';
+import { collectRetired, currentParts } from '../store/fragments.js';
 import { publishVersion, readTableState, storeNewPart, type RebuildDeps } from './rebuild-table.js';
 import { versionParts, type StoredFragment } from './sources.js';
 
@@ -116,6 +116,8 @@ export async function mergeTable(
 ): Promise<MergeResult> {
   const { redis, keys, config } = deps;
   const log = deps.log.child({ table, task: 'merge' });
+  // The plan needs only the version's part list: most calls (one per table per reconcile) end here.
+  if (!planMerge(await currentParts(redis, keys, table), deps.policy)) return { outcome: 'none' };
   const mergeLease = new Lease(redis, { owner: keys.tableMergeLease(table), epoch: keys.tableMergeEpoch(table) }, Math.max(config.leaseMs, 60_000), config.instanceId);
   if (!(await mergeLease.tryAcquire())) return { outcome: 'busy' };
   const started = Date.now();

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { link, mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Queue } from 'bullmq';
 import {
@@ -144,20 +144,22 @@ export async function storeNewPart(
   workDir: string,
 ): Promise<{ part: PartRef; written: number }> {
   const { redis, keys, config } = deps;
-  const stored = `${file}.${config.snapshotFormat}`;
+  // A big `duckdb` part is stored as the file itself; every other one is encoded into `encoded` first.
+  const encoded = `${file}.${config.snapshotFormat}`;
+  let stored = encoded;
   let compression: 'gzip' | undefined;
   try {
     if (config.snapshotFormat === 'duckdb') {
       if ((await stat(file)).size < GZIP_BELOW_BYTES) {
-        await gzipFile(file, stored);
+        await gzipFile(file, encoded);
         compression = 'gzip';
       } else {
-        await link(file, stored);
+        stored = file;
       }
     } else {
       const db = await openDuckDB({ threads: 1, tempDir: path.join(workDir, 'spill') });
       try {
-        await encodePart(db.conn, file, config.snapshotFormat, stored, storedColumns(shape));
+        await encodePart(db.conn, file, config.snapshotFormat, encoded, storedColumns(shape));
       } finally {
         closeDuckDB(db);
       }
@@ -165,7 +167,7 @@ export async function storeNewPart(
     const s = await storePart(redis, keys, table, stored, config.chunkBytes, (p) => redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, retiredMember(p)));
     return { part: { id: s.id, format: config.snapshotFormat, ...(compression ? { compression } : {}), chunks: s.chunks, bytes: s.bytes, ...shape }, written: s.written };
   } finally {
-    await rm(stored, { force: true });
+    await rm(encoded, { force: true });
   }
 }
 

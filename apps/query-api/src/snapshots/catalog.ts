@@ -66,10 +66,6 @@ export class Catalog {
     this.parts = new PartCache({ redis: o.redis, keys: o.keys, dir: path.join(o.cacheDir, 'parts'), duckdb: { threads: o.threads } });
   }
 
-  /** Bytes and parts fetched from Redis, and parts reused, since the replica started. */
-  partStats(): { fetchedBytes: number; fetchedParts: number; reusedParts: number } {
-    return { fetchedBytes: this.parts.fetchedBytes, fetchedParts: this.parts.fetchedParts, reusedParts: this.parts.reusedParts };
-  }
 
   /** The generation new queries use. */
   get generation(): Generation | null {

@@ -75,11 +75,6 @@ export class Generation {
     return this.tables.get(table)?.meta.updatedAt;
   }
 
-  /** Local part files this generation reads. */
-  files(): string[] {
-    return [...this.tables.values()].flatMap((t) => [...t.files.values()]);
-  }
-
   /**
    * Pins the generation for one query and hands out a connection, waiting while all are busy:
    * at most `maxQueued` queries wait (then 503), and none past `deadlineAt` (then 408).

@@ -148,8 +148,6 @@ export class PartCache {
   private readonly inflight = new Map<string, Promise<{ file: string; fetched: number }>>();
   /** Bytes fetched from Redis since the cache was made. */
   fetchedBytes = 0;
-  fetchedParts = 0;
-  reusedParts = 0;
 
   constructor(private readonly o: { redis: RedisClient; keys: Keys; dir: string; duckdb?: DuckDBOptions }) {}
 
@@ -174,7 +172,6 @@ export class PartCache {
     const file = this.fileOf(part);
     try {
       await stat(file);
-      this.reusedParts += 1;
       return { file, fetched: 0 };
     } catch {
       /* not here yet */
@@ -199,7 +196,6 @@ export class PartCache {
       }
       await rename(`${tmp}.db`, file);
       this.fetchedBytes += fetched;
-      this.fetchedParts += 1;
       return { file, fetched };
     } finally {
       await rm(tmp, { force: true });
