@@ -175,6 +175,24 @@ describe('cacher rebuilds', () => {
     expect(await rows(port, "SELECT qty FROM mixed WHERE id = 30000")).toEqual([{ qty: 'not-a-number' }]);
   });
 
+  it('types a CSV column from every row: a value past the first 20,480 that only a wider type holds is kept as written', async () => {
+    // DuckDB's scanner would read 1.5 into a column sniffed from the first rows as BIGINT as 2, a timestamp
+    // into a DATE column as its date, and 007 into BIGINT as 7 — silently.
+    await mkdir(path.join(stack.dataDir, 'lenient'));
+    const lines = Array.from({ length: 30_000 }, (_, i) => `${i},2024-01-01,${i + 1}`);
+    lines.push('1.5,2024-01-01 10:30:00,007');
+    await writeAtomic(path.join(stack.dataDir, 'lenient', 'late.csv'), `n,d,code\n${lines.join('\n')}\n`);
+    await waitFor('lenient served', async () => (await rows(port, 'SELECT count(*) AS n FROM lenient'))[0]?.n === 30_001);
+    expect((await info('lenient')).columns.map((c: { name: string; type: string }) => [c.name, c.type])).toEqual([
+      ['n', 'DOUBLE'],
+      ['d', 'TIMESTAMP'],
+      ['code', 'VARCHAR'],
+    ]);
+    expect(await rows(port, "SELECT n, strftime(d, '%Y-%m-%d %H:%M') AS d, code FROM lenient WHERE code = '007'")).toEqual([
+      { n: 1.5, d: '2024-01-01 10:30', code: '007' },
+    ]);
+  });
+
   it('coalesces a burst of changes into a few rebuilds and ends equal to the folder', async () => {
     await mkdir(path.join(stack.dataDir, 'burst'));
     await writeAtomic(path.join(stack.dataDir, 'burst', 'f0.csv'), 'n\n0\n');

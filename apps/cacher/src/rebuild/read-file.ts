@@ -94,13 +94,15 @@ async function detectDialect(file: string, kind: FileKind): Promise<TextDialect>
 /**
  * The reader for one file. CSV and TSV are read strictly: the delimiter from the header line, `"` quotes,
  * every row with the header's number of fields (a ragged row or an unterminated quote is an error, not
- * a silently reshaped table), lines up to 64 MB. Types are still sniffed.
+ * a silently reshaped table), lines up to 64 MB. Types are sniffed from every row, not a sample: DuckDB's
+ * scanner converts a value that does not fit the sniffed type leniently (`1.5` in a column sniffed as
+ * BIGINT is read as 2, `2024-01-01 10:30:00` in a DATE column as the date), so a type chosen from the first
+ * rows would silently change values further down.
  */
 function strictReaderSql(kind: FileKind, file: string, dialect: TextDialect, fullSample: boolean): string {
   if (kind.format !== 'csv' && kind.format !== 'tsv') return fileReaderSql(kind, file, fullSample);
-  const sample = fullSample ? ', sample_size=-1' : '';
   const encoding = dialect.encoding === 'utf-8' ? '' : `, encoding=${quoteLiteral(dialect.encoding)}`;
-  return `read_csv(${quoteLiteral(file)}, header=true, auto_detect=true, delim=${quoteLiteral(dialect.delim)}, quote='"', escape='"', strict_mode=true, null_padding=false, max_line_size=67108864${encoding}${sample})`;
+  return `read_csv(${quoteLiteral(file)}, header=true, auto_detect=true, delim=${quoteLiteral(dialect.delim)}, quote='"', escape='"', strict_mode=true, null_padding=false, max_line_size=67108864${encoding}, sample_size=-1)`;
 }
 
 const ENCODING_ERROR = /unicode|utf-?8|encoding/i;
