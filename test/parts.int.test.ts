@@ -2,7 +2,8 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { mkdir } from 'node:fs/promises';
-import { registry } from '@flashduck/core';
+import { PartStored, createKeys, encode, registry, retiredMember, storePart } from '@flashduck/core';
+import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_REDIS_URL, rows, waitFor, writeAtomic } from './helpers.js';
 import { startStack, type Stack } from './stack.js';
@@ -64,6 +65,38 @@ describe('parts: a change costs what changed', () => {
     expect(await rows(stack.api.port, 'SELECT count(*) AS n FROM events WHERE file = 7')).toEqual([{ n: 200 }]);
   });
 
+  it('a replica fetches a part as soon as the cacher announces it, before any version lists it, and only once', async () => {
+    // A part as a build stores it while its other files are still being read.
+    const file = path.join(stack.dataDir, '..', 'announced.duckdb');
+    const db = await openDuckDB();
+    await db.conn.run(`ATTACH '${file}' AS out`);
+    await db.conn.run("CREATE TABLE out.part AS SELECT 99 AS file, range AS i, 'announced' AS label FROM range(500)");
+    await db.conn.run('DETACH out');
+    closeDuckDB(db);
+    const keys = createKeys(stack.prefix);
+    const stored = await storePart(redis, keys, 'events', file, 1 << 20);
+    await rm(file, { force: true });
+    try {
+      const part = { id: stored.id, format: 'duckdb' as const, chunks: stored.chunks, bytes: stored.bytes, rows: 500, members: 1, columns: [{ name: 'file', type: 'INTEGER' }, { name: 'i', type: 'BIGINT' }, { name: 'label', type: 'VARCHAR' }] };
+      const prefetched = await metric('flashduck_query_parts_prefetched_total');
+      const fetched = await metric('flashduck_query_part_bytes_fetched_total');
+      await redis.publish(keys.partsStored, encode(PartStored, { v: 1, table: 'events', part, at: Date.now() }));
+      await waitFor('part prefetched', async () => (await metric('flashduck_query_parts_prefetched_total')) === prefetched + 1);
+      expect((await metric('flashduck_query_part_bytes_fetched_total')) - fetched).toBe(stored.bytes);
+      // Announced again (a cacher storing the same bytes), then a new version: the part is not fetched again,
+      // and the new file's part is fetched once, whether announced or listed first.
+      await redis.publish(keys.partsStored, encode(PartStored, { v: 1, table: 'events', part, at: Date.now() }));
+      const before = (await info('events')).snapshot.parts as PartView[];
+      await writeAtomic(path.join(stack.dataDir, 'events', 'f8.csv'), csv(8, 1));
+      await waitFor('next version served', async () => (await rows(stack.api.port, 'SELECT count(*) AS n FROM events WHERE file = 8'))[0]?.n === 1);
+      const added = ((await info('events')).snapshot.parts as PartView[]).filter((p) => !before.some((b) => b.id === p.id));
+      expect(added).toHaveLength(1);
+      expect((await metric('flashduck_query_part_bytes_fetched_total')) - fetched).toBe(stored.bytes + added[0]!.bytes);
+    } finally {
+      await redis.zadd(keys.tableRetired('events'), Date.now(), retiredMember(stored)); // never listed: collected
+    }
+  });
+
   it('collects the part of a replaced file once no version lists it; Redis holds each part once', async () => {
     await writeAtomic(path.join(stack.dataDir, 'events', 'f1.csv'), csv(1, 10));
     await waitFor('replace served', async () => (await rows(stack.api.port, 'SELECT count(*) AS n FROM events WHERE file = 1'))[0]?.n === 10);
@@ -74,10 +107,11 @@ describe('parts: a change costs what changed', () => {
   });
 
   it('a deleted file leaves the table and its part is collected', async () => {
+    const before = ((await info('events')).snapshot.parts as PartView[]).length;
     await rm(path.join(stack.dataDir, 'events', 'f2.csv'));
     await waitFor('delete served', async () => (await rows(stack.api.port, 'SELECT count(*) AS n FROM events WHERE file = 2'))[0]?.n === 0);
     const parts = (await info('events')).snapshot.parts as PartView[];
-    expect(parts).toHaveLength(6);
+    expect(parts).toHaveLength(before - 1);
     await waitFor('part collected', async () => (await partKeys(redis, stack.prefix)).length === parts.reduce((n, p) => n + p.chunks, 0));
   });
 

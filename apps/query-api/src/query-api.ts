@@ -4,6 +4,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   HeartbeatPublisher,
+  PartStored,
   SnapshotEvent,
   closeRedis,
   createKeys,
@@ -85,13 +86,18 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
 
   const refresh = () =>
     catalog.refresh().catch((err: unknown) => log.warn({ err }, 'snapshot refresh failed; serving the previous versions'));
-  subscriber.on('message', (_channel: string, message: string) => {
+  subscriber.on('message', (channel: string, message: string) => {
+    if (channel === keys.partsStored) {
+      const p = decode(PartStored, message);
+      if (p.ok) catalog.prefetch(p.value.part);
+      return;
+    }
     const d = decode(SnapshotEvent, message);
     if (!d.ok) log.warn({ error: d.error }, 'undecodable snapshot event ignored');
     void refresh();
   });
   // Queued until Redis answers (the replica starts, and says it is not ready, while Redis is away).
-  void subscriber.subscribe(keys.events).catch((err: unknown) => log.warn({ err }, 'subscribing to snapshot events failed; the periodic refresh covers it'));
+  void subscriber.subscribe(keys.events, keys.partsStored).catch((err: unknown) => log.warn({ err }, 'subscribing to snapshot events failed; the periodic refresh covers it'));
   // Subscribing again after a reconnect is ioredis' job; the periodic refresh covers the gap.
   const timer = setInterval(() => void refresh(), config.refreshMs);
 

@@ -9,6 +9,7 @@
  * fd:folder-record               HASH   id, state (recording|complete), since   writer: monitor leader; readers: query-api, exporter, cli
  * fd:heartbeats                  HASH   "<component>:<instance>" → Heartbeat   writer: every component; readers: status, console
  * fd:events                      PUBSUB snapshot/drop hints         writer: cacher (inside the publish script); readers: query-api
+ * fd:parts-stored                PUBSUB a part just stored, before a version lists it (replicas prefetch it)   writer: cacher; readers: query-api
  * fd:{lease:<name>}:owner        STRING "<token>|<epoch>" with TTL  writer: the lease holder (monitor leader, exporter per table)
  * fd:{lease:<name>}:epoch        STRING fencing counter
  * fd:{orders}:files              HASH   path → FileFingerprint      writer: monitor leader; reader: cacher
@@ -48,6 +49,8 @@ export interface Keys {
   readonly heartbeats: string;
   /** Pub/sub channel for snapshot hints (a wake-up only; state lives in `meta`). */
   readonly events: string;
+  /** Pub/sub channel announcing a part as soon as it is stored (a prefetch hint; no state). */
+  readonly partsStored: string;
   /** BullMQ prefix (carries a hash tag so every queue key shares one slot). */
   readonly bullPrefix: string;
   /** Owner key of a named lease. */
@@ -110,6 +113,7 @@ export function createKeys(prefix: string): Keys {
     folderRecord: `${prefix}:folder-record`,
     heartbeats: `${prefix}:heartbeats`,
     events: `${prefix}:events`,
+    partsStored: `${prefix}:parts-stored`,
     bullPrefix: `${prefix}:{q}`,
     leaseOwner: (name) => `${prefix}:{lease:${name}}:owner`,
     leaseEpoch: (name) => `${prefix}:{lease:${name}}:epoch`,

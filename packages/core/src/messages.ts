@@ -110,6 +110,15 @@ export const PartRef = z.object({
 });
 export type PartRef = z.infer<typeof PartRef>;
 
+/** cacher → query-api: a part was stored for a version being built (pub/sub hint; replicas may fetch it early). */
+export const PartStored = z.object({
+  v: z.literal(1),
+  table: z.string().min(1),
+  part: PartRef,
+  at: z.number(),
+});
+export type PartStored = z.infer<typeof PartStored>;
+
 /** A part as one table version lists it. */
 export const TablePart = PartRef.extend({
   /** Members whose rows this version does not serve (their file changed or left since the merge). */

@@ -6,6 +6,7 @@ import {
   FileFingerprint,
   Fragment,
   LuaScript,
+  PartStored,
   SnapshotEvent,
   TableMeta,
   decode,
@@ -165,7 +166,10 @@ export async function storeNewPart(
       }
     }
     const s = await storePart(redis, keys, table, stored, config.chunkBytes, (p) => redis.zadd(keys.tableRetired(table), Date.now() + PROVISIONAL_MS, retiredMember(p)));
-    return { part: { id: s.id, format: config.snapshotFormat, ...(compression ? { compression } : {}), chunks: s.chunks, bytes: s.bytes, ...shape }, written: s.written };
+    const part: PartRef = { id: s.id, format: config.snapshotFormat, ...(compression ? { compression } : {}), chunks: s.chunks, bytes: s.bytes, ...shape };
+    // Replicas may fetch it while the rest of the version is built; losing this hint only delays them.
+    await redis.publish(keys.partsStored, encode(PartStored, { v: 1, table, part, at: Date.now() })).catch(() => undefined);
+    return { part, written: s.written };
   } finally {
     await rm(encoded, { force: true });
   }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import {
   PartMissingError,
   SnapshotEvent,
+  type PartRef,
   gauge,
   readTableMetas,
   type TableMeta,
@@ -19,6 +20,7 @@ const swapsTotal = counter('flashduck_query_snapshot_swaps_total', 'Snapshot gen
 const loadSeconds = histogram('flashduck_query_snapshot_load_seconds', 'Time to fetch and prepare one table version', [], [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60]);
 const partBytesFetched = counter('flashduck_query_part_bytes_fetched_total', 'Bytes of parts fetched from Redis (parts this replica did not have)');
 const partsFetched = counter('flashduck_query_parts_fetched_total', 'Parts fetched from Redis');
+const partsPrefetched = counter('flashduck_query_parts_prefetched_total', 'Parts fetched as soon as the cacher stored them, before a version listed them');
 const partsReused = counter('flashduck_query_parts_reused_total', 'Parts a new table version reused from the local part cache');
 const servedParts = gauge('flashduck_query_served_parts', 'Parts of the table version this replica serves', ['table']);
 const loadErrors = counter('flashduck_query_snapshot_load_errors_total', 'Table versions that could not be loaded', ['table']);
@@ -31,6 +33,11 @@ const servedRows = gauge('flashduck_query_served_rows', 'Rows this replica serve
  */
 const buildId = (meta: TableMeta) => `v${meta.version}-${meta.updatedAt}`;
 const sameBuild = (a: TableMeta, b: TableMeta) => a.version === b.version && a.updatedAt === b.updatedAt;
+
+/** How long a prefetched part stays on disk waiting for a version to list it (a build that is not published). */
+const PREFETCH_KEEP_MS = 10 * 60_000;
+/** Parts fetched at once ahead of their version. */
+const PREFETCH_PARALLELISM = 2;
 
 export interface CatalogOptions {
   readonly redis: RedisClient;
@@ -59,11 +66,24 @@ export class Catalog {
   private readonly parts: PartCache;
   /** Versions a refresh is preparing: their parts stay until the generation serving them is in service. */
   private preparing: TableMeta[] = [];
+  /** Parts fetched (or being fetched) before a version listed them: part id → kept until. */
+  private readonly prefetched = new Map<string, number>();
+  private readonly prefetchQueue: PartRef[] = [];
+  private prefetchRunning = 0;
   /** The last refresh completed: the replica has loaded what Redis announced at least once. */
   loaded = false;
 
   constructor(private readonly o: CatalogOptions) {
-    this.parts = new PartCache({ redis: o.redis, keys: o.keys, dir: path.join(o.cacheDir, 'parts'), duckdb: { threads: o.threads } });
+    this.parts = new PartCache({
+      redis: o.redis,
+      keys: o.keys,
+      dir: path.join(o.cacheDir, 'parts'),
+      duckdb: { threads: o.threads },
+      onFetch: (_part, bytes) => {
+        partBytesFetched.inc(bytes);
+        partsFetched.inc();
+      },
+    });
   }
 
 
@@ -115,6 +135,35 @@ export class Catalog {
     return metas;
   }
 
+  /**
+   * Fetches a part the cacher has just stored, before the version that will list it is published, so a build
+   * of many files reaches this replica while it is still running and the publish costs only the last parts.
+   */
+  prefetch(part: PartRef): void {
+    if (this.prefetched.has(part.id)) return;
+    this.prefetched.set(part.id, Date.now() + PREFETCH_KEEP_MS);
+    this.prefetchQueue.push(part);
+    while (this.prefetchRunning < PREFETCH_PARALLELISM && this.prefetchQueue.length) {
+      this.prefetchRunning += 1;
+      void this.drainPrefetch().finally(() => {
+        this.prefetchRunning -= 1;
+      });
+    }
+  }
+
+  private async drainPrefetch(): Promise<void> {
+    for (let part = this.prefetchQueue.shift(); part; part = this.prefetchQueue.shift()) {
+      if (!this.prefetched.has(part.id)) continue; // a version listed it first and fetched it
+      try {
+        if ((await this.parts.ensure(part)).fetched) partsPrefetched.inc();
+      } catch (err) {
+        // Collected already (its build was not published), or Redis is away: the version's own fetch decides.
+        this.prefetched.delete(part.id);
+        if (!(err instanceof PartMissingError)) this.o.log.debug({ err, part: part.id }, 'prefetching a part failed');
+      }
+    }
+  }
+
   /** Fetches the parts of a version this replica lacks (a few at a time) and returns how to serve it. */
   private async prepare(meta: TableMeta): Promise<ServedTable> {
     const started = Date.now();
@@ -125,10 +174,8 @@ export class Catalog {
         while (next < meta.parts.length) {
           const part = meta.parts[next++]!;
           const { file, fetched } = await this.parts.ensure(part);
-          if (fetched) {
-            partBytesFetched.inc(fetched);
-            partsFetched.inc();
-          } else partsReused.inc();
+          const wasPrefetched = this.prefetched.delete(part.id);
+          if (!fetched && !wasPrefetched) partsReused.inc();
           files.set(part.id, file);
         }
       }),
@@ -229,6 +276,11 @@ export class Catalog {
     const used = new Set([...this.live].flatMap((g) => [...g.tables.values()].flatMap((t) => t.meta.parts.map((p) => p.id))));
     // A refresh may be fetching parts for the next generation: keep those too.
     for (const t of this.preparing) for (const p of t.parts) used.add(p.id);
+    const now = Date.now();
+    for (const [id, until] of this.prefetched) {
+      if (until < now) this.prefetched.delete(id);
+      else used.add(id);
+    }
     await this.parts.retain(used);
   }
 

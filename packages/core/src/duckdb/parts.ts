@@ -149,7 +149,16 @@ export class PartCache {
   /** Bytes fetched from Redis since the cache was made. */
   fetchedBytes = 0;
 
-  constructor(private readonly o: { redis: RedisClient; keys: Keys; dir: string; duckdb?: DuckDBOptions }) {}
+  constructor(
+    private readonly o: {
+      redis: RedisClient;
+      keys: Keys;
+      dir: string;
+      duckdb?: DuckDBOptions;
+      /** Called once per part fetched from Redis, with its stored bytes. */
+      onFetch?: (part: PartRef, bytes: number) => void;
+    },
+  ) {}
 
   get dir(): string {
     return this.o.dir;
@@ -196,6 +205,7 @@ export class PartCache {
       }
       await rename(`${tmp}.db`, file);
       this.fetchedBytes += fetched;
+      this.o.onFetch?.(part, fetched);
       return { file, fetched };
     } finally {
       await rm(tmp, { force: true });
