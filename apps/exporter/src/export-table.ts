@@ -93,7 +93,7 @@ export async function writeParquet(
   try {
     const t0 = Date.now();
     const files = new Map<string, string>();
-    for (const p of meta.parts) files.set(p.id, (await cache.ensure(p)).file);
+    (await cache.ensureAll(meta.parts)).forEach((got, i) => files.set(meta.parts[i]!.id, got.file));
     await attachParts(db.conn, files);
     const select = partsSelectSql(meta.parts, meta.columns)!;
     const t1 = Date.now();

@@ -168,18 +168,12 @@ export class Catalog {
   private async prepare(meta: TableMeta): Promise<ServedTable> {
     const started = Date.now();
     const files = new Map<string, string>();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: Math.min(4, meta.parts.length) }, async () => {
-        while (next < meta.parts.length) {
-          const part = meta.parts[next++]!;
-          const { file, fetched } = await this.parts.ensure(part);
-          const wasPrefetched = this.prefetched.delete(part.id);
-          if (!fetched && !wasPrefetched) partsReused.inc();
-          files.set(part.id, file);
-        }
-      }),
-    );
+    const got = await this.parts.ensureAll(meta.parts);
+    meta.parts.forEach((part, i) => {
+      const wasPrefetched = this.prefetched.delete(part.id);
+      if (!got[i]!.fetched && !wasPrefetched) partsReused.inc();
+      files.set(part.id, got[i]!.file);
+    });
     loadSeconds.observe((Date.now() - started) / 1000);
     return { meta, select: partsSelectSql(meta.parts, meta.columns), files };
   }

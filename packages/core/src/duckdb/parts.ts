@@ -177,6 +177,21 @@ export class PartCache {
     return p;
   }
 
+  /** `ensure` for several parts, `parallelism` fetches at a time; the results in the order of `parts`. */
+  async ensureAll(parts: readonly PartRef[], parallelism = 4): Promise<{ file: string; fetched: number }[]> {
+    const out: { file: string; fetched: number }[] = new Array(parts.length);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(parallelism, parts.length) }, async () => {
+        while (next < parts.length) {
+          const i = next++;
+          out[i] = await this.ensure(parts[i]!);
+        }
+      }),
+    );
+    return out;
+  }
+
   private async ensureOnce(part: PartRef): Promise<{ file: string; fetched: number }> {
     const file = this.fileOf(part);
     try {
