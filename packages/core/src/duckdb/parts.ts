@@ -179,7 +179,7 @@ export class PartCache {
 
   /** `ensure` for several parts, `parallelism` fetches at a time; the results in the order of `parts`. */
   async ensureAll(parts: readonly PartRef[], parallelism = 4): Promise<{ file: string; fetched: number }[]> {
-    const out: { file: string; fetched: number }[] = new Array(parts.length);
+    const out = new Array<{ file: string; fetched: number }>(parts.length);
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.min(parallelism, parts.length) }, async () => {
