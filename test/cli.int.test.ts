@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { cp } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { cp, readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { redisAnswers, startPrivateRedis } from '@flashduck/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -148,4 +149,61 @@ describe('flashduck standalone with query, tables and status', () => {
     const text = run(['status'], env).stdout;
     expect(text).toMatch(/monitor\s+│.*leader/);
   });
+});
+
+/** A digest of every file under `dir` (names and bytes). */
+async function treeDigest(dir: string): Promise<string> {
+  const hash = createHash('sha256');
+  for (const e of (await readdir(dir, { recursive: true, withFileTypes: true })).sort((a, b) => path.join(a.parentPath, a.name).localeCompare(path.join(b.parentPath, b.name)))) {
+    if (!e.isFile()) continue;
+    const p = path.join(e.parentPath, e.name);
+    hash.update(path.relative(dir, p)).update(await readFile(p));
+  }
+  return hash.digest('hex');
+}
+
+describe('npm start', () => {
+  it('serves a copy of the examples (a write never changes examples/data) and stops gracefully on Ctrl+C', async () => {
+    const state = await tempDir('start-state');
+    const work = await tempDir('start-work');
+    const prefix = uniquePrefix('start');
+    const port = await freePort();
+    const examples = await treeDigest(path.join(ROOT, 'examples/data'));
+    // Its own process group, as a terminal runs it: Ctrl+C reaches every process of the group.
+    const child = spawn(process.execPath, [path.join(ROOT, 'scripts/start.mjs'), '--port', String(port)], {
+      env: { ...process.env, FLASHDUCK_STATE_DIR: state, FLASHDUCK_REDIS_URL: TEST_REDIS_URL, FLASHDUCK_PREFIX: prefix, QUERY_API_CACHE_DIR: path.join(work, 'cache'), CACHER_WORK_DIR: path.join(work, 'cacher') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    const logs: string[] = [];
+    child.stdout.on('data', (d: Buffer) => logs.push(d.toString()));
+    child.stderr.on('data', (d: Buffer) => logs.push(d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await waitFor('npm start running', () => logs.join('').includes('FlashDuck is running'), 120_000);
+      expect(logs.join('')).toContain(`data         ${path.join(state, 'data')}`);
+      const w = await fetch(`http://127.0.0.1:${port}/v1/tables/orders/upsert`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ key: ['order_id'], rows: [{ order_id: 1001, amount: 1234.5 }] }),
+      });
+      expect(w.status).toBe(202);
+      await waitFor('write served', async () => {
+        const r = await fetch(`http://127.0.0.1:${port}/v1/query?sql=${encodeURIComponent('SELECT amount FROM orders WHERE order_id = 1001')}`);
+        return r.ok && ((await r.json()) as { rows: { amount: number }[] }).rows[0]?.amount === 1234.5;
+      });
+      expect(await treeDigest(path.join(ROOT, 'examples/data'))).toBe(examples);
+      expect(await treeDigest(path.join(state, 'data'))).not.toBe(examples);
+
+      process.kill(-child.pid!, 'SIGINT');
+      expect(await exited).toBe(0);
+      expect(logs.join('')).toContain('shutdown complete');
+      expect(logs.join('')).not.toContain('second signal');
+    } finally {
+      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+      await deletePrefix(TEST_REDIS_URL, prefix);
+      await removeDir(state);
+      await removeDir(work);
+    }
+  }, 180_000);
 });

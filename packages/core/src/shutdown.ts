@@ -2,6 +2,9 @@ import type { Logger } from './logger.js';
 
 type Step = { name: string; run: () => Promise<void> | void };
 
+/** A signal this soon after the first is the same request delivered twice, not a second Ctrl+C. */
+const REPEAT_MS = 1_000;
+
 /**
  * Runs registered steps in order on SIGTERM/SIGINT (stop intake → finish in-flight work →
  * close clients), bounded by a deadline. A second signal, or the deadline, exits at once.
@@ -21,13 +24,19 @@ export class Shutdown {
     return this;
   }
 
-  /** Installs the signal handlers. */
+  /**
+   * Installs the signal handlers. One Ctrl+C can arrive more than once (from the terminal to the whole process
+   * group, and again from a parent such as npm that forwards it): a repeat within a second is the same request.
+   */
   listen(): this {
+    let firstAt = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       if (this.running) {
+        if (Date.now() - firstAt < REPEAT_MS) return;
         this.log.warn({ signal }, 'second signal, exiting now');
         process.exit(1);
       }
+      firstAt = Date.now();
       this.log.info({ signal, deadlineMs: this.deadlineMs }, 'shutting down');
       void this.run().then(() => process.exit(0));
     };
