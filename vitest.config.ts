@@ -1,3 +1,5 @@
+import os from 'node:os';
+import path from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -8,6 +10,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Integration tests start real processes and share two cores: run files one at a time.
     fileParallelism: false,
-    env: { TZ: 'UTC' },
+    // The CLI finds a running standalone through a file in FLASHDUCK_RUNTIME_DIR: the tests' own, not the user's.
+    env: { TZ: 'UTC', FLASHDUCK_RUNTIME_DIR: path.join(os.tmpdir(), `flashduck-test-runtime-${process.pid}`) },
   },
 });

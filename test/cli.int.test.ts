@@ -149,6 +149,23 @@ describe('flashduck standalone with query, tables and status', () => {
     const text = run(['status'], env).stdout;
     expect(text).toMatch(/monitor\s+│.*leader/);
   });
+
+  it('tables, status and query find the running standalone by themselves, and tables shows each export', async () => {
+    const bare = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^FLASHDUCK_(REDIS_URL|PREFIX|API_URL)$/.test(k))) as Record<string, string>;
+    const runBare = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: bare, timeout: 30_000 });
+    const q = runBare(['query', '--format', 'csv', 'SELECT count(*) AS n FROM orders']);
+    expect(q.stderr).toBe('');
+    expect(q.stdout).toBe('n\n12\n');
+    expect(JSON.parse(runBare(['status', '--json']).stdout).tables).toHaveLength(4);
+    await waitFor('orders exported', async () => / v\d+, .* ago/.test(runBare(['tables']).stdout.split('\n').find((l) => l.startsWith('orders')) ?? ''));
+  });
+
+  it('says there is no FlashDuck deployment when the Redis reached has nothing under the prefix', () => {
+    const r = run(['tables'], { ...env, FLASHDUCK_PREFIX: uniquePrefix('nothing') });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/no FlashDuck deployment here: the Redis at .* holds nothing under the prefix "fdtest-nothing-/);
+    expect(run(['status'], { ...env, FLASHDUCK_PREFIX: uniquePrefix('nothing') }).status).toBe(1);
+  });
 });
 
 /** A digest of every file under `dir` (names and bytes). */

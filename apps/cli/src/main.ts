@@ -6,6 +6,7 @@ import { runExportCommand } from './commands/export.js';
 import { runQueryCommand } from './commands/query.js';
 import { runWriteCommand } from './commands/writes.js';
 import { ApiError } from './http-client.js';
+import { adoptRunningStandalone } from './runtime-state.js';
 
 const HELP = `FlashDuck: a folder of CSV, TSV, JSON, NDJSON and Parquet files, queryable with SQL in real time.
 
@@ -42,6 +43,7 @@ async function main(argv: string[]): Promise<number> {
     await runComponentCommand(command, rest);
     return -1;
   }
+  adoptRunningStandalone();
   switch (command) {
     case 'query':
       return await runQueryCommand(rest);

@@ -18,6 +18,7 @@ import { loadQueryApiConfig, startQueryApi, type QueryApi } from '@flashduck/que
 import { loadWriteApplierConfig, startWriteApplier } from '@flashduck/write-applier';
 import { DIR_FLAGS, REDIS_FLAGS, helpText, parseCommand, type CommandSpec } from '../args.js';
 import { REDIS_HELP, redisAnswers, startPrivateRedis } from '../ensure-redis.js';
+import { recordStandalone } from '../runtime-state.js';
 
 interface ComponentDef {
   readonly summary: string;
@@ -154,6 +155,7 @@ export async function runStandalone(argv: string[]): Promise<void> {
     },
   });
   const api = components.find((c) => c.name === 'query-api') as QueryApi | undefined;
+  recordStandalone({ redisUrl: env.FLASHDUCK_REDIS_URL ?? common.redisUrl, prefix: common.prefix, apiUrl: `http://127.0.0.1:${api?.port ?? 8080}` });
   process.stderr.write(
     `\nFlashDuck is running.\n  web console  http://localhost:${api?.port ?? '?'}/\n  data         ${common.dataDir}\n  exports      ${common.exportDir}\n  redis        ${env.FLASHDUCK_REDIS_URL ?? common.redisUrl} (prefix ${common.prefix})\nPress Ctrl+C to stop.\n\n`,
   );

@@ -8,6 +8,7 @@ import {
   readHeartbeats,
   readTableMetas,
   readWriteStreams,
+  redactUrl,
   type Heartbeat,
   type RedisClient,
   type TableMeta,
@@ -31,6 +32,13 @@ export const statusSpec: CommandSpec = {
   flags: { ...REDIS_FLAGS, ...JSON_FLAG },
 };
 
+/** Raised when the Redis reached holds nothing of FlashDuck under the prefix: a wrong address or prefix. */
+export class NoDeploymentError extends Error {}
+
+/**
+ * Runs `fn` against the configured Redis; refuses (NoDeploymentError) when no FlashDuck deployment ever ran there
+ * under the prefix, rather than reporting an empty deployment.
+ */
 async function withRedis<T>(fn: (redis: RedisClient, keys: ReturnType<typeof createKeys>) => Promise<T>): Promise<T> {
   const config = loadConfigOrExit((env) => {
     const r = new EnvReader(env);
@@ -38,7 +46,14 @@ async function withRedis<T>(fn: (redis: RedisClient, keys: ReturnType<typeof cre
   });
   const redis = await connectOnce(config);
   try {
-    return await fn(redis, createKeys(config.prefix));
+    const keys = createKeys(config.prefix);
+    if ((await redis.exists(keys.tables, keys.folderRecord, keys.heartbeats)) === 0) {
+      const where = config.redisClusterNodes?.length ? `the Redis Cluster at ${config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}` : `the Redis at ${redactUrl(config.redisUrl)}`;
+      throw new NoDeploymentError(
+        `no FlashDuck deployment here: ${where} holds nothing under the prefix "${config.prefix}" (no component has run with it). Start FlashDuck (npm start), or point --redis-url / FLASHDUCK_REDIS_URL and --prefix / FLASHDUCK_PREFIX at the deployment.`,
+      );
+    }
+    return await fn(redis, keys);
   } finally {
     await closeRedis(redis);
   }
@@ -75,7 +90,10 @@ export async function runTablesCommand(argv: string[]): Promise<number> {
     process.stdout.write(helpText(tablesSpec));
     return 0;
   }
-  const { metas } = await withRedis((redis, keys) => readTableMetas(redis, keys));
+  const { metas, exported } = await withRedis(async (redis, keys) => {
+    const metas = (await readTableMetas(redis, keys)).metas;
+    return { metas, exported: await readExported(redis, keys, metas.keys()) };
+  });
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ tables: [...metas.values()] }, null, 2)}\n`);
     return 0;
@@ -84,7 +102,7 @@ export async function runTablesCommand(argv: string[]): Promise<number> {
     process.stdout.write('No tables yet: put CSV, TSV, JSON, NDJSON or Parquet files in the data folder.\n');
     return 0;
   }
-  process.stdout.write(`${formatTable(TABLE_HEADER, tableRows(metas.values(), Date.now()))}\n`);
+  process.stdout.write(`${formatTable(TABLE_HEADER, tableRows(metas.values(), Date.now(), exported))}\n`);
   printErrors(metas.values());
   return 0;
 }
