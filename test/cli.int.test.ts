@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cp, readFile, readdir } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { redisAnswers, startPrivateRedis } from '@flashduck/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,6 +37,29 @@ describe('flashduck CLI', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/CACHER_SNAPSHOT_FORMAT: "xml" is not one of duckdb, parquet, arrow, json/);
     expect(r.stderr).toMatch(/CACHER_CONCURRENCY: "many" is not an integer/);
+  });
+
+  it('standalone on a busy port says so, names --port, and exits 1 leaving nothing running', async () => {
+    const busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '0.0.0.0', resolve));
+    const port = (busy.address() as net.AddressInfo).port;
+    const prefix = uniquePrefix('busy');
+    const work = await tempDir('busy-work');
+    try {
+      const r = spawnSync(process.execPath, [CLI, 'standalone', '--port', String(port), '--data-dir', path.join(ROOT, 'examples/data'), '--export-dir', path.join(work, 'exports')], {
+        encoding: 'utf8',
+        env: { ...process.env, FLASHDUCK_REDIS_URL: TEST_REDIS_URL, FLASHDUCK_PREFIX: prefix, CACHER_WORK_DIR: path.join(work, 'cacher'), QUERY_API_CACHE_DIR: path.join(work, 'cache') },
+        timeout: 30_000,
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`flashduck: could not start: port ${port} is already in use`);
+      expect(r.stderr).toContain('--port <n>');
+      expect(r.stderr).not.toMatch(/ERR_IPC_CHANNEL_CLOSED|Unhandled|Node\.js v/);
+    } finally {
+      busy.close();
+      await deletePrefix(TEST_REDIS_URL, prefix);
+      await removeDir(work);
+    }
   });
 
   it('standalone says how to get Redis when the configured one does not answer', () => {

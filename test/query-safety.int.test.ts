@@ -88,6 +88,29 @@ describe('query-api: read-only, bounded, in every format', () => {
   });
 
   it.each([
+    ['DELETE FROM orders WHERE id = 1', /^DELETE statements are not allowed: FlashDuck answers read-only queries.*upsert or \/delete/],
+    ['UPDATE orders SET amount = 0', /^UPDATE statements are not allowed/],
+    ["INSERT INTO orders (id) VALUES (3)", /^INSERT statements are not allowed/],
+    ['  -- a comment\n INSTALL httpfs', /^INSTALL statements are not allowed/],
+    ['BEGIN TRANSACTION', /^BEGIN statements are not allowed/],
+    ['PRAGMA database_list', /^PRAGMA statements other than PRAGMA table_info/],
+    ['SELECT * FROM duckdb_databases()', /^duckdb_databases is not available: it shows the server's own files/],
+    ['SELECT path FROM pragma_database_list', /^pragma_database_list is not available/],
+    ["SELECT current_setting('temp_directory')", /^current_setting is not available/],
+  ])('refuses %s as refused_statement, naming it and what to do instead', async (sql, message) => {
+    const r = await query(port, sql);
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe('refused_statement');
+    expect(r.body.error.message).toMatch(message);
+  });
+
+  it('still answers the reads users list tables and columns with', async () => {
+    expect((await query(port, 'SHOW TABLES')).status).toBe(200);
+    expect((await query(port, "PRAGMA table_info('orders')")).body.rowCount).toBe(5);
+    expect((await query(port, 'DESCRIBE orders')).body.rowCount).toBe(5);
+  });
+
+  it.each([
     ['a CPU bomb', 'SELECT count(*) FROM range(1000000) a, range(1000000) b'],
     ['a memory bomb', 'SELECT list(range) FROM range(400000000)'],
     ['a recursive bomb', 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r'],

@@ -94,10 +94,21 @@ export async function runComponents(options: {
     started = true;
   } catch (err) {
     log.fatal({ err }, 'start failed');
+    process.stderr.write(`flashduck: could not start: ${startFailure(err)}\n`);
     await shutdown.run();
     process.exit(1);
   }
   return components;
+}
+
+/** What went wrong at start, said for a person (the log line above has the stack). */
+function startFailure(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { port?: number };
+  if (e.code === 'EADDRINUSE') {
+    return `port ${e.port ?? '?'} is already in use (another FlashDuck, or another program): choose a free one with --port <n> (QUERY_API_PORT; --metrics-port for a component's health port)`;
+  }
+  if (e.code === 'EACCES' && e.syscall === 'listen') return `not allowed to listen on port ${e.port ?? '?'}: choose one above 1023 with --port <n>`;
+  return e.message ?? String(err);
 }
 
 /** `main.ts` of a component: config → logger → start → run until a signal. */

@@ -150,7 +150,13 @@ export async function runStandalone(argv: string[]): Promise<void> {
     start: async () => {
       await preflight(common, log);
       const started: Component[] = [];
-      for (const name of order) started.push(await COMPONENTS[name]!.start(configs[name] as never, log));
+      try {
+        for (const name of order) started.push(await COMPONENTS[name]!.start(configs[name] as never, log));
+      } catch (err) {
+        // Stop the ones already running (a cacher's reader processes, a monitor's scans) before exiting.
+        for (const c of started.reverse()) await c.stop().catch(() => undefined);
+        throw err;
+      }
       return started;
     },
   });

@@ -37,8 +37,34 @@ function statementName(type: number): string {
   return (StatementType as unknown as Record<number, string>)[type] ?? String(type);
 }
 
+const READ_ONLY_HINT = 'FlashDuck answers read-only queries (SELECT, WITH, FROM, DESCRIBE, SUMMARIZE, SHOW, EXPLAIN); change data with POST /v1/tables/<t>/upsert or /delete, or in the files';
+
+/** Statements that change something: refused by name, even when DuckDB fails to bind them first. */
+const WRITE_KEYWORDS = new Set([
+  'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'TRUNCATE', 'CREATE', 'DROP', 'ALTER', 'COPY', 'ATTACH', 'DETACH', 'INSTALL', 'LOAD',
+  'SET', 'RESET', 'CALL', 'EXPORT', 'IMPORT', 'VACUUM', 'CHECKPOINT', 'USE', 'BEGIN', 'START', 'COMMIT', 'ROLLBACK', 'ABORT', 'COMMENT', 'UPDATE_EXTENSIONS',
+]);
+
+/** System functions that show the server's internal files and settings rather than data. */
+const INTERNAL_FUNCTIONS = /\b(duckdb_databases|pragma_database_list|duckdb_settings|current_setting|duckdb_temporary_files|duckdb_extensions|duckdb_secrets|which_secret|duckdb_log|duckdb_logs|pragma_storage_info|duckdb_memory|duckdb_external_file_cache|duckdb_prepared_statements)\s*\(/i;
+const INTERNAL_TABLES = /\b(from|join)\s+(pragma_database_list|duckdb_databases|duckdb_settings|duckdb_temporary_files|duckdb_extensions|duckdb_secrets)\b/i;
+
+/** The first word of a statement, past comments and opening parentheses (upper case; '' when none). */
+export function leadingKeyword(sql: string): string {
+  const rest = sql.replace(/^(\s+|--[^\n]*(\n|$)|\/\*[\s\S]*?\*\/|\()*/, '');
+  return /^[A-Za-z_]+/.exec(rest)?.[0].toUpperCase() ?? '';
+}
+
 /** Parses `sql` on a locked connection and refuses anything but exactly one read statement. */
 async function prepareReadOnly(conn: DuckDBConnection, sql: string): Promise<DuckDBPreparedStatement> {
+  const keyword = leadingKeyword(sql);
+  if (keyword === 'PRAGMA' && !/^\s*PRAGMA\s+(table_info|show)\s*\(/i.test(sql.replace(/^(\s+|--[^\n]*(\n|$)|\/\*[\s\S]*?\*\/)*/, ''))) {
+    throw new AppError('refused_statement', `PRAGMA statements other than PRAGMA table_info('<table>') and PRAGMA show('<table>') are not allowed: ${READ_ONLY_HINT}`);
+  }
+  const internal = INTERNAL_FUNCTIONS.exec(sql)?.[1] ?? INTERNAL_TABLES.exec(sql)?.[2];
+  if (internal) {
+    throw new AppError('refused_statement', `${internal} is not available: it shows the server's own files and settings, not data (list tables with SHOW TABLES or GET /v1/tables)`);
+  }
   let extracted;
   try {
     extracted = await conn.extractStatements(sql);
@@ -53,6 +79,7 @@ async function prepareReadOnly(conn: DuckDBConnection, sql: string): Promise<Duc
     prepared = await extracted.prepare(0);
   } catch (err) {
     const message = cleanDuckDBMessage(err);
+    if (WRITE_KEYWORDS.has(keyword)) throw new AppError('refused_statement', `${keyword} statements are not allowed: ${READ_ONLY_HINT}`);
     if (/Permission Error|disabled by configuration|read-only mode|configuration has been locked/i.test(message)) {
       throw new AppError('refused_statement', `refused: ${message}`);
     }
@@ -67,9 +94,10 @@ async function prepareReadOnly(conn: DuckDBConnection, sql: string): Promise<Duc
     }
   }
   if (!ALLOWED.has(prepared.statementType)) {
-    const name = statementName(prepared.statementType);
+    // The statement's own first word where it is one (DuckDB files INSTALL under LOAD, BEGIN under TRANSACTION).
+    const name = WRITE_KEYWORDS.has(keyword) ? keyword : statementName(prepared.statementType);
     prepared.destroySync();
-    throw new AppError('refused_statement', `${name} statements are not allowed: FlashDuck answers read-only queries (SELECT, WITH, DESCRIBE, SUMMARIZE, EXPLAIN)`);
+    throw new AppError('refused_statement', `${name} statements are not allowed: ${READ_ONLY_HINT}`);
   }
   return prepared;
 }
@@ -82,7 +110,7 @@ function csvCell(v: unknown): string {
 
 class TooLarge extends AppError {
   constructor(limit: number) {
-    super('too_large', `the result is larger than ${limit} bytes; add a LIMIT, select fewer columns, or use format=arrow`);
+    super('too_large', `the result is larger than ${limit} bytes (QUERY_MAX_RESULT_BYTES); add a LIMIT or a WHERE, or select fewer columns`);
   }
 }
 
