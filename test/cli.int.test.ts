@@ -157,6 +157,18 @@ describe('flashduck standalone with query, tables and status', () => {
     expect(json.rows).toEqual([{ n: 7 }]);
   });
 
+  it('query writes every row in csv (past the JSON row cap) and says so, exiting 3, when a table view is cut', () => {
+    const csv = run(['query', '--format', 'csv', 'SELECT range AS i FROM range(25000)'], env);
+    expect(csv.status).toBe(0);
+    expect(csv.stderr).toBe('');
+    const lines = csv.stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(25_001);
+    expect(lines.at(-1)).toBe('24999');
+    const table = run(['query', 'SELECT range AS i FROM range(25000)'], env);
+    expect(table.status).toBe(3);
+    expect(table.stderr).toMatch(/only the first 10000 rows are shown \(QUERY_MAX_ROWS\); use --format csv/);
+  });
+
   it('query shows the API error and exits 1', () => {
     const r = run(['query', 'DROP TABLE orders'], env);
     expect(r.status).toBe(1);

@@ -1,6 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import http from 'node:http';
 import { tableFromIPC } from 'apache-arrow';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { query, rows, waitFor } from './helpers.js';
 import { startStack, type Stack } from './stack.js';
@@ -12,7 +14,7 @@ describe('query-api: read-only, bounded, in every format', () => {
   const snapshot = async () => ({ rows: await rows(port, 'SELECT * FROM orders ORDER BY id'), version: (await (await fetch(url('/v1/tables/orders'))).json()).version });
 
   beforeAll(async () => {
-    stack = await startStack('qsafe', { QUERY_TIMEOUT_MS: '1500', QUERY_MAX_ROWS: '50', QUERY_MAX_BODY_BYTES: '4096', QUERY_MEMORY_LIMIT_MB: '256' }, async (dir) => {
+    stack = await startStack('qsafe', { QUERY_TIMEOUT_MS: '1500', QUERY_MAX_ROWS: '50', QUERY_MAX_BODY_BYTES: '4096', QUERY_MEMORY_LIMIT_MB: '256', QUERY_MAX_STREAM_BYTES: String(12 * 1024 * 1024) }, async (dir) => {
       await writeFile(
         path.join(dir, 'orders.csv'),
         'id,customer,amount,big,created_at\n1,ada,10.5,9007199254740993,2024-01-02 03:04:05.123456\n2,grace,20,5,2024-02-03 00:00:00\n',
@@ -139,6 +141,74 @@ describe('query-api: read-only, bounded, in every format', () => {
     expect(r.body.truncated).toBe(true);
     const exact = await query(port, 'SELECT range AS i FROM range(50)');
     expect(exact.body.truncated).toBe(false);
+  });
+
+  /** A POST with node:http, which exposes trailers and tells a complete response from an aborted one. */
+  const raw = (sql: string, format: string) =>
+    new Promise<{ status: number; headers: http.IncomingHttpHeaders; trailers: NodeJS.Dict<string>; body: Buffer; complete: boolean }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/v1/query', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        const done = () => resolve({ status: res.statusCode ?? 0, headers: res.headers, trailers: res.trailers, body: Buffer.concat(parts), complete: res.complete });
+        res.on('end', done);
+        res.on('error', done);
+        res.on('aborted', done);
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ sql, format }));
+    });
+  const ROWS_SQL = (n: number) => `SELECT range AS i, 'row ' || range AS label, range * 0.5 AS half FROM range(${n})`;
+
+  it('streams every row in csv, ndjson, arrow and parquet past the JSON row cap, with the count at the end', async () => {
+    // ~7.8 MB: past the 4 MB answered whole, so it streams.
+    const csv = await raw(ROWS_SQL(300_000), 'csv');
+    expect(csv.status).toBe(200);
+    expect(csv.headers['x-flashduck-streamed']).toBe('true');
+    expect(csv.complete).toBe(true);
+    expect(csv.trailers['x-flashduck-row-count']).toBe('300000');
+    const lines = csv.body.toString().split('\n');
+    expect(lines).toHaveLength(300_002);
+    expect(lines[0]).toBe('i,label,half');
+    expect(lines[300_000]).toBe('299999,row 299999,149999.5');
+    const nd = await raw(ROWS_SQL(60_000), 'ndjson');
+    expect(nd.body.toString().trimEnd().split('\n')).toHaveLength(60_000);
+    const arrow = await raw(ROWS_SQL(120_000), 'arrow');
+    const table = tableFromIPC(new Uint8Array(arrow.body));
+    expect(table.numRows).toBe(120_000);
+    expect(table.getChild('label')?.get(119_999)).toBe('row 119999');
+    const pq = await raw(ROWS_SQL(120_000), 'parquet');
+    expect(pq.body.subarray(0, 4).toString()).toBe('PAR1');
+    const file = path.join(stack.dataDir, '..', 'streamed.parquet');
+    await writeFile(file, pq.body);
+    const db = await (await DuckDBInstance.create(':memory:')).connect();
+    expect((await db.runAndReadAll(`SELECT count(*)::INTEGER AS n, sum(i)::BIGINT AS s FROM '${file}'`)).getRowObjectsJson()).toEqual([{ n: 120_000, s: '7199940000' }]);
+    db.closeSync();
+  });
+
+  it('a small file-format result is answered whole, with its row count; a JSON one is still capped', async () => {
+    const csv = await raw(ROWS_SQL(100), 'csv');
+    expect(csv.headers['x-flashduck-streamed']).toBeUndefined();
+    expect(csv.headers['content-length']).toBe(String(csv.body.length));
+    expect(csv.headers['x-flashduck-row-count']).toBe('100');
+    expect(csv.headers['x-flashduck-truncated']).toBe('false');
+    expect((await query(port, ROWS_SQL(100))).body.rowCount).toBe(50);
+  });
+
+  it('refuses with 413 a result over QUERY_MAX_STREAM_BYTES caught before streaming, and aborts one caught after', async () => {
+    // 1.5M rows of CSV are ~40 MB: the cap (12 MB) is passed after the first 4 MB went out.
+    const cut = await raw(ROWS_SQL(1_500_000), 'csv');
+    expect(cut.status).toBe(200);
+    expect(cut.complete).toBe(false);
+    expect(cut.trailers['x-flashduck-complete']).toBeUndefined();
+    expect(cut.body.length).toBeGreaterThan(4 * 1024 * 1024);
+    expect(cut.body.length).toBeLessThanOrEqual(12 * 1024 * 1024);
+    // Parquet knows its size before the first byte: a proper 413 (random doubles barely compress: ~16 MB).
+    const pq = await raw('SELECT random() AS a, random() AS b FROM range(1000000)', 'parquet');
+    expect(pq.status).toBe(413);
+    expect(JSON.parse(pq.body.toString()).error.message).toMatch(/QUERY_MAX_STREAM_BYTES/);
+    expect(await rows(port, 'SELECT count(*) AS n FROM orders')).toEqual([{ n: 2 }]);
+    const metrics = await (await fetch(url('/metrics'))).text();
+    expect(metrics).toMatch(/flashduck_query_streams_cut_total\{reason="too_large"\} [1-9]/);
   });
 
   it('answers JSON with column types, safe integers, ISO timestamps and the table versions read', async () => {

@@ -9,6 +9,8 @@ export interface QueryApiConfig extends CommonConfig {
   readonly timeoutMs: number;
   readonly maxRows: number;
   readonly maxResultBytes: number;
+  /** Bytes a streamed result (csv, ndjson, arrow, parquet) may have. */
+  readonly maxStreamBytes: number;
   readonly maxBodyBytes: number;
   /** Replicas that must hold a write (Redis WAIT) before it is acknowledged; 0 = the master alone. */
   readonly writeReplicas: number;
@@ -67,6 +69,7 @@ export function loadQueryApiConfig(env: NodeJS.ProcessEnv): QueryApiConfig {
     timeoutMs: r.int('QUERY_TIMEOUT_MS', 30_000, { min: 10 }),
     maxRows: r.int('QUERY_MAX_ROWS', 10_000, { min: 1 }),
     maxResultBytes: r.int('QUERY_MAX_RESULT_BYTES', 64 * 1024 * 1024, { min: 1024 }),
+    maxStreamBytes: r.int('QUERY_MAX_STREAM_BYTES', 4 * 1024 * 1024 * 1024, { min: 1024 }),
     maxBodyBytes: r.int('QUERY_MAX_BODY_BYTES', 8 * 1024 * 1024, { min: 1024 }),
     writeReplicas: r.int('QUERY_API_WRITE_REPLICAS', 0, { min: 0, max: 16 }),
     writeReplicasTimeoutMs: r.int('QUERY_API_WRITE_REPLICAS_TIMEOUT_MS', 2_000, { min: 10 }),

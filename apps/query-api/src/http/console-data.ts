@@ -110,7 +110,7 @@ export async function compareWithFiles(generation: Generation, meta: TableMeta, 
       let rows = 0;
       for (let i = 0; i < runs; i++) {
         const t0 = performance.now();
-        const out = await runQuery(generation, q.sql(quoteIdent(meta.table)), 'json', limits, { [meta.table]: meta.version });
+        const out = await runQuery(generation, q.sql(quoteIdent(meta.table)), limits, { [meta.table]: meta.version });
         cache.push(performance.now() - t0);
         rows = out.rowCount;
         const t1 = performance.now();

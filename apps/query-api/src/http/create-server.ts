@@ -7,8 +7,12 @@ import { AppError, HTTP_STATUS, counter, isRedisUnavailable, registry, type Keys
 
 const writesEnqueued = counter('flashduck_query_writes_enqueued_total', 'Writes queued through the API', ['op']);
 const httpErrors = counter('flashduck_http_errors_total', 'HTTP error responses by code', ['code']);
+const streamsCut = counter('flashduck_query_streams_cut_total', 'Streamed results aborted after their first bytes (byte cap, deadline, client gone)', ['reason']);
+/** A csv/ndjson/arrow/parquet result up to this size is answered whole (Content-Length, cacheable); a larger one streams. */
+const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 import type { QueryApiConfig } from '../config.js';
-import { RESULT_FORMATS, cleanDuckDBMessage, runQuery, type ResultFormat } from '../query/run-query.js';
+import { CONTENT_TYPES, ClientGone, RESULT_FORMATS, cleanDuckDBMessage, runQuery, streamQuery, type ResultFormat } from '../query/run-query.js';
+import { WindowedResponse } from './stream-response.js';
 import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
 import { etagOf, isCacheable, normalizeSql, resultKey, type CachedResult, type ResultCache } from '../query/result-cache.js';
 import type { Catalog } from '../snapshots/catalog.js';
@@ -181,9 +185,33 @@ export function createServer(deps: ServerDeps): express.Express {
       const versions = gen.versions();
       tables = deps.references.parse(sql, normalized).then((r) => versionsRead(r, versions));
     }
-    const result = await runQuery(gen, sql, format, { ...config, timeoutMs: remaining }, tables);
-    const key = resultKey(normalized, format, result.tables, (t) => gen.publishedAt(t));
-    const answer: CachedResult = { ...result, etag: etagOf(key) };
+    if (format === 'json') {
+      const result = await runQuery(gen, sql, { ...config, timeoutMs: remaining }, tables);
+      const key = resultKey(normalized, format, result.tables, (t) => gen.publishedAt(t));
+      const answer: CachedResult = { ...result, etag: etagOf(key) };
+      if (cacheable) deps.cache.set(key, answer);
+      return void sendResult(res, answer, cacheable ? 'miss' : 'off', undefined);
+    }
+    // Formats meant for files: the complete result, streamed once it outgrows the window.
+    let known: Record<string, number> = {};
+    const sink = new WindowedResponse(
+      res,
+      () => ({ 'Content-Type': CONTENT_TYPES[format], 'Cache-Control': 'no-store', 'X-FlashDuck-Cache': 'off', 'X-FlashDuck-Truncated': 'false', 'X-FlashDuck-Tables': JSON.stringify(known) }),
+      STREAM_WINDOW_BYTES,
+    );
+    void Promise.resolve(tables).then((t) => (known = t));
+    let done;
+    try {
+      done = await streamQuery(gen, sql, format, { timeoutMs: remaining, maxQueued: config.maxQueued, maxStreamBytes: config.maxStreamBytes }, tables, sink);
+    } catch (err) {
+      if (!sink.started) throw err;
+      streamsCut.inc({ reason: err instanceof AppError ? err.code : err instanceof ClientGone ? 'client_gone' : 'error' });
+      if (!(err instanceof ClientGone)) deps.log.warn({ err, format }, 'a streamed result was cut after its first bytes; the response is aborted');
+      return void sink.abort();
+    }
+    if (sink.started) return void sink.finish(done.rowCount);
+    const key = resultKey(normalized, format, done.tables, (t) => gen.publishedAt(t));
+    const answer: CachedResult = { contentType: CONTENT_TYPES[format], body: sink.buffered(), rowCount: done.rowCount, truncated: false, tables: done.tables, elapsedMs: done.elapsedMs, etag: etagOf(key) };
     if (cacheable) deps.cache.set(key, answer);
     sendResult(res, answer, cacheable ? 'miss' : 'off', undefined);
   };

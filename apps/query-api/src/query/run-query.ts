@@ -2,13 +2,24 @@ import { StatementType, type DuckDBConnection, type DuckDBPreparedStatement, typ
 import { AppError, cleanDuckDBMessage, counter, histogram } from '@flashduck/core';
 
 export { cleanDuckDBMessage };
-import { arrowToParquet, encodeArrowStream, jsonValueConverter } from '@flashduck/core/duckdb';
+import { arrowStreamPieces, jsonValueConverter, resultToParquetFile } from '@flashduck/core/duckdb';
+import { createReadStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Generation } from '../snapshots/generation.js';
 
 export type ResultFormat = 'json' | 'csv' | 'ndjson' | 'arrow' | 'parquet';
 export const RESULT_FORMATS: readonly ResultFormat[] = ['json', 'csv', 'ndjson', 'arrow', 'parquet'];
+/** Formats meant for files: complete results, streamed, no row cap. */
+export type StreamFormat = Exclude<ResultFormat, 'json'>;
+export const CONTENT_TYPES: Record<ResultFormat, string> = {
+  json: 'application/json; charset=utf-8',
+  csv: 'text/csv; charset=utf-8',
+  ndjson: 'application/x-ndjson; charset=utf-8',
+  arrow: 'application/vnd.apache.arrow.stream',
+  parquet: 'application/vnd.apache.parquet',
+};
 
 const queriesTotal = counter('flashduck_query_requests_total', 'Queries by outcome', ['format', 'outcome']);
 const querySeconds = histogram('flashduck_query_duration_seconds', 'Query latency (planning to last byte)', ['format'], [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
@@ -109,15 +120,14 @@ function csvCell(v: unknown): string {
 }
 
 class TooLarge extends AppError {
-  constructor(limit: number) {
-    super('too_large', `the result is larger than ${limit} bytes (QUERY_MAX_RESULT_BYTES); add a LIMIT or a WHERE, or select fewer columns`);
+  constructor(limit: number, variable: string) {
+    super('too_large', `the result is larger than ${limit} bytes (${variable}); add a LIMIT or a WHERE, or select fewer columns`);
   }
 }
 
-/** Reads rows chunk by chunk into the output format, stopping at the row cap. */
+/** Reads rows chunk by chunk into a JSON array, stopping at the row cap. */
 async function collect(
   result: DuckDBResult,
-  format: Exclude<ResultFormat, 'arrow'>,
   limits: QueryLimits,
 ): Promise<{ body: string; rowCount: number; truncated: boolean; columns: { name: string; type: string }[] }> {
   const names = result.deduplicatedColumnNames();
@@ -126,52 +136,43 @@ async function collect(
   let bytes = 0;
   let rowCount = 0;
   let truncated = false;
-  const push = (s: string) => {
-    bytes += s.length;
-    if (bytes > limits.maxResultBytes) throw new TooLarge(limits.maxResultBytes);
-    parts.push(s);
-  };
-  if (format === 'csv') push(`${names.map(csvCell).join(',')}\n`);
   outer: for (;;) {
     const chunk = await result.fetchChunk();
     if (!chunk || chunk.rowCount === 0) break;
-    const rows = chunk.convertRows(jsonValueConverter);
-    for (const row of rows) {
+    for (const row of chunk.convertRows(jsonValueConverter)) {
       if (rowCount === limits.maxRows) {
         truncated = true;
         break outer;
       }
       rowCount += 1;
-      if (format === 'csv') {
-        push(`${row.map(csvCell).join(',')}\n`);
-      } else {
-        const obj: Record<string, unknown> = {};
-        for (let i = 0; i < names.length; i++) obj[names[i]!] = row[i] ?? null;
-        push(JSON.stringify(obj));
-      }
+      const obj: Record<string, unknown> = {};
+      for (let i = 0; i < names.length; i++) obj[names[i]!] = row[i] ?? null;
+      const s = JSON.stringify(obj);
+      bytes += s.length;
+      if (bytes > limits.maxResultBytes) throw new TooLarge(limits.maxResultBytes, 'QUERY_MAX_RESULT_BYTES');
+      parts.push(s);
     }
   }
   if (!truncated && rowCount === limits.maxRows) {
     const more = await result.fetchChunk();
     truncated = !!more && more.rowCount > 0;
   }
-  const body = format === 'json' ? `[${parts.join(',')}]` : format === 'ndjson' ? parts.map((p) => `${p}\n`).join('') : parts.join('');
-  return { body, rowCount, truncated, columns };
+  return { body: `[${parts.join(',')}]`, rowCount, truncated, columns };
 }
 
 /**
- * Runs one read-only statement on a pinned generation: refused unless it is exactly one SELECT-like
- * statement; cut by DuckDB's interrupt at the deadline (a timer alone would leave it running); at
- * most `maxRows` rows (then `truncated`) and `maxResultBytes` bytes (then 413).
+ * Runs one read-only statement on a pinned generation and hands its result to `use`: refused unless it is
+ * exactly one SELECT-like statement; cut by DuckDB's interrupt at the deadline (a timer alone would leave it
+ * running, and `use` may check `deadlineAt` between pieces); errors become the API's codes; counted by outcome.
  */
-export async function runQuery(
+async function withResult<T>(
   generation: Generation,
   sql: string,
   format: ResultFormat,
-  limits: QueryLimits,
-  /** The versions of the tables the statement may read (see versionsRead), or a promise of them. */
+  limits: { timeoutMs: number; maxQueued: number },
   tablesRead: Record<string, number> | Promise<Record<string, number>>,
-): Promise<QueryOutput> {
+  use: (result: DuckDBResult, tables: Record<string, number>, deadlineAt: number) => Promise<T>,
+): Promise<T> {
   const started = performance.now();
   const deadlineAt = Date.now() + limits.timeoutMs;
   let outcome = 'ok';
@@ -183,40 +184,23 @@ export async function runQuery(
   }, Math.max(1, deadlineAt - Date.now()));
   try {
     const prepared = await prepareReadOnly(conn, sql);
-    const tables = await tablesRead;
     try {
-      const result = await prepared.stream();
-      if (format === 'arrow' || format === 'parquet') {
-        const names = result.deduplicatedColumnNames();
-        const types = new Map(names.map((n, i) => [n, result.columnType(i).toString()]));
-        const { bytes, rows, truncated } = await encodeArrowStream(result, { maxRows: limits.maxRows });
-        if (bytes.byteLength > limits.maxResultBytes) throw new TooLarge(limits.maxResultBytes);
-        if (format === 'arrow') return out('application/vnd.apache.arrow.stream', Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), rows, truncated);
-        // Parquet is written by a scratch DuckDB that only trusted code touches (the result, never user SQL).
-        const parquet = await arrowToParquet(bytes, types, path.join(os.tmpdir(), 'flashduck-results'));
-        return out('application/vnd.apache.parquet', parquet, rows, truncated);
-      }
-      const r = await collect(result, format, limits);
-      if (format === 'json') {
-        const elapsedMs = Math.round((performance.now() - started) * 1000) / 1000;
-        const body = `{"columns":${JSON.stringify(r.columns)},"rows":${r.body},"rowCount":${r.rowCount},"truncated":${r.truncated},"tables":${JSON.stringify(tables)},"elapsedMs":${elapsedMs}}`;
-        return { contentType: 'application/json; charset=utf-8', body: Buffer.from(body), rowCount: r.rowCount, truncated: r.truncated, tables, elapsedMs };
-      }
-      return out(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8', Buffer.from(r.body), r.rowCount, r.truncated);
+      const tables = await tablesRead;
+      return await use(await prepared.stream(), tables, deadlineAt);
     } finally {
       prepared.destroySync();
-    }
-
-    function out(contentType: string, body: Buffer, rowCount: number, truncated: boolean): QueryOutput {
-      return { contentType, body, rowCount, truncated, tables, elapsedMs: Math.round((performance.now() - started) * 1000) / 1000 };
     }
   } catch (err) {
     if (timedOut || (err instanceof Error && /INTERRUPT/i.test(err.message))) {
       outcome = 'timeout';
-      throw new AppError('timeout', `the query ran past its deadline of ${limits.timeoutMs} ms and was cancelled`);
+      throw new AppError('timeout', `the query ran past its deadline of ${limits.timeoutMs} ms (QUERY_TIMEOUT_MS) and was cancelled`);
     }
     if (err instanceof AppError) {
       outcome = err.code;
+      throw err;
+    }
+    if (err instanceof ClientGone) {
+      outcome = 'client_gone';
       throw err;
     }
     const message = cleanDuckDBMessage(err);
@@ -232,4 +216,100 @@ export async function runQuery(
     queriesTotal.inc({ format, outcome });
     querySeconds.observe({ format }, (performance.now() - started) / 1000);
   }
+}
+
+/**
+ * A JSON answer: at most `maxRows` rows (then `truncated`) and `maxResultBytes` bytes (then 413), built whole
+ * (a browser's answer, small by design).
+ */
+export async function runQuery(
+  generation: Generation,
+  sql: string,
+  limits: QueryLimits,
+  /** The versions of the tables the statement may read (see versionsRead), or a promise of them. */
+  tablesRead: Record<string, number> | Promise<Record<string, number>>,
+): Promise<QueryOutput> {
+  const started = performance.now();
+  return await withResult(generation, sql, 'json', limits, tablesRead, async (result, tables) => {
+    const r = await collect(result, limits);
+    const elapsedMs = Math.round((performance.now() - started) * 1000) / 1000;
+    const body = `{"columns":${JSON.stringify(r.columns)},"rows":${r.body},"rowCount":${r.rowCount},"truncated":${r.truncated},"tables":${JSON.stringify(tables)},"elapsedMs":${elapsedMs}}`;
+    return { contentType: CONTENT_TYPES.json, body: Buffer.from(body), rowCount: r.rowCount, truncated: r.truncated, tables, elapsedMs };
+  });
+}
+
+/** Where a streamed result goes: `write` resolves once the client can take more (rejects with ClientGone). */
+export interface ResultSink {
+  write(bytes: Uint8Array): Promise<void>;
+}
+
+/** The client went away while its result streamed. */
+export class ClientGone extends Error {}
+
+export interface StreamLimits {
+  readonly timeoutMs: number;
+  readonly maxQueued: number;
+  /** Bytes a streamed result may have (QUERY_MAX_STREAM_BYTES). */
+  readonly maxStreamBytes: number;
+}
+
+/** CSV or NDJSON text, one piece per DuckDB chunk. */
+async function* textPieces(result: DuckDBResult, format: 'csv' | 'ndjson', stats: { rows: number }): AsyncGenerator<Uint8Array> {
+  const names = result.deduplicatedColumnNames();
+  if (format === 'csv') yield Buffer.from(`${names.map(csvCell).join(',')}\n`);
+  for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
+    const lines: string[] = [];
+    for (const row of chunk.convertRows(jsonValueConverter)) {
+      if (format === 'csv') lines.push(`${row.map(csvCell).join(',')}\n`);
+      else {
+        const obj: Record<string, unknown> = {};
+        for (let i = 0; i < names.length; i++) obj[names[i]!] = row[i] ?? null;
+        lines.push(`${JSON.stringify(obj)}\n`);
+      }
+    }
+    stats.rows += chunk.rowCount;
+    yield Buffer.from(lines.join(''));
+  }
+}
+
+/** A Parquet file of the whole result (written first: its footer comes last), then its bytes. */
+async function* parquetPieces(result: DuckDBResult, stats: { rows: number }, maxBytes: number): AsyncGenerator<Uint8Array> {
+  const { file, rows } = await resultToParquetFile(result, path.join(os.tmpdir(), 'flashduck-results'));
+  try {
+    stats.rows = rows;
+    const { size } = await (await import('node:fs/promises')).stat(file);
+    if (size > maxBytes) throw new TooLarge(maxBytes, 'QUERY_MAX_STREAM_BYTES');
+    for await (const piece of createReadStream(file, { highWaterMark: 1 << 20 })) yield piece as Buffer;
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+/**
+ * A complete result in a format meant for files, streamed to `sink` piece by piece with no row cap: memory holds
+ * one piece (Parquet: the scratch DuckDB that writes the file, which spills). Cut with 413 past
+ * `maxStreamBytes`, with 408 past the deadline; the caller decides how a cut after the first bytes is shown.
+ */
+export async function streamQuery(
+  generation: Generation,
+  sql: string,
+  format: StreamFormat,
+  limits: StreamLimits,
+  tablesRead: Record<string, number> | Promise<Record<string, number>>,
+  sink: ResultSink,
+): Promise<{ rowCount: number; bytes: number; tables: Record<string, number>; elapsedMs: number }> {
+  const started = performance.now();
+  return await withResult(generation, sql, format, limits, tablesRead, async (result, tables, deadlineAt) => {
+    const stats = { rows: 0, truncated: false };
+    const pieces =
+      format === 'arrow' ? arrowStreamPieces(result, {}, stats) : format === 'parquet' ? parquetPieces(result, stats, limits.maxStreamBytes) : textPieces(result, format, stats);
+    let bytes = 0;
+    for await (const piece of pieces) {
+      bytes += piece.byteLength;
+      if (bytes > limits.maxStreamBytes) throw new TooLarge(limits.maxStreamBytes, 'QUERY_MAX_STREAM_BYTES');
+      await sink.write(piece);
+      if (Date.now() > deadlineAt) throw new Error('INTERRUPT: deadline passed while the result streamed');
+    }
+    return { rowCount: stats.rows, bytes, tables, elapsedMs: Math.round((performance.now() - started) * 1000) / 1000 };
+  });
 }

@@ -175,62 +175,80 @@ class ColumnBuilder {
   }
 }
 
+/** The end-of-stream marker of the Arrow IPC stream format (a continuation token and a zero length). */
+const ARROW_EOS = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+
 /**
- * Encodes a DuckDB result as an Arrow IPC stream, a record batch per `batchRows` rows.
- * Stops after `maxRows` rows (the caller learns whether more were available).
+ * Encodes a DuckDB result as an Arrow IPC stream, piece by piece: the schema message first, then one record
+ * batch per `batchRows` rows, then the end-of-stream marker. Memory holds one batch, whatever the result's size.
+ * At most `maxRows` rows (`stats.truncated` then says more were there).
  */
-export async function encodeArrowStream(
+export async function* arrowStreamPieces(
   result: DuckDBResult,
   options: { maxRows?: number; batchRows?: number } = {},
-): Promise<{ bytes: Uint8Array; rows: number; truncated: boolean }> {
+  stats: { rows: number; truncated: boolean } = { rows: 0, truncated: false },
+): AsyncGenerator<Uint8Array> {
   const names = result.deduplicatedColumnNames();
   const types = result.columnTypes();
   const builders = names.map((n, i) => new ColumnBuilder(planColumn(n, types[i]!)));
   const schema = new A.Schema(builders.map((b) => new A.Field(b.plan.name, b.plan.arrowType, true)));
-  const writer = new A.RecordBatchStreamWriter();
-  writer.reset(undefined, schema);
+  const schemaWriter = new A.RecordBatchStreamWriter();
+  schemaWriter.reset(undefined, schema);
+  const schemaBytes = schemaWriter.toUint8Array(true);
+  yield schemaBytes;
   const maxRows = options.maxRows ?? Number.POSITIVE_INFINITY;
   const batchRows = options.batchRows ?? 65_536;
-  let rows = 0;
   let pending = 0;
-  let truncated = false;
-  const flush = () => {
-    if (pending === 0) return;
+  // A batch's message: what a stream of the schema and that batch holds past the schema (no dictionaries here).
+  const flush = (): Uint8Array | null => {
+    if (pending === 0) return null;
     const children = builders.map((b) => b.flush());
-    const data = A.makeData({
-      type: new A.Struct(schema.fields),
-      length: pending,
-      nullCount: 0,
-      children: children.map((c) => c.data[0] as A.Data),
-    });
+    const data = A.makeData({ type: new A.Struct(schema.fields), length: pending, nullCount: 0, children: children.map((c) => c.data[0] as A.Data) });
+    const writer = new A.RecordBatchStreamWriter();
+    writer.reset(undefined, schema);
     writer.write(new A.RecordBatch(schema, data));
     pending = 0;
+    return writer.toUint8Array(true).subarray(schemaBytes.length);
   };
   for (;;) {
     const chunk = await result.fetchChunk();
     if (!chunk || chunk.rowCount === 0) break;
     let take = chunk.rowCount;
-    if (rows + take > maxRows) {
-      take = maxRows - rows;
-      truncated = true;
+    if (stats.rows + take > maxRows) {
+      take = maxRows - stats.rows;
+      stats.truncated = true;
     }
     builders.forEach((b, i) => {
       const values = chunk.getColumnValues(i);
       b.append(take === values.length ? values : values.slice(0, take));
     });
-    rows += take;
+    stats.rows += take;
     pending += take;
-    if (pending >= batchRows) flush();
-    if (truncated) break;
-    if (rows === maxRows) {
+    if (pending >= batchRows) {
+      const piece = flush();
+      if (piece) yield piece;
+    }
+    if (stats.truncated) break;
+    if (stats.rows === maxRows) {
       const more = await result.fetchChunk();
-      truncated = !!more && more.rowCount > 0;
+      stats.truncated = !!more && more.rowCount > 0;
       break;
     }
   }
-  flush();
-  writer.finish();
-  return { bytes: writer.toUint8Array(true), rows, truncated };
+  const last = flush();
+  if (last) yield last;
+  yield ARROW_EOS;
+}
+
+/** A DuckDB result as one Arrow IPC stream (see {@link arrowStreamPieces}). */
+export async function encodeArrowStream(
+  result: DuckDBResult,
+  options: { maxRows?: number; batchRows?: number } = {},
+): Promise<{ bytes: Uint8Array; rows: number; truncated: boolean }> {
+  const stats = { rows: 0, truncated: false };
+  const pieces: Uint8Array[] = [];
+  for await (const piece of arrowStreamPieces(result, options, stats)) pieces.push(piece);
+  return { bytes: Buffer.concat(pieces), rows: stats.rows, truncated: stats.truncated };
 }
 
 function duckTypeOfArrow(type: A.DataType): DuckDBType {

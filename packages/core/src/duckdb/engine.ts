@@ -1,10 +1,9 @@
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import { quoteLiteral } from '../sql.js';
+import { DuckDBInstance, type DuckDBConnection, type DuckDBResult } from '@duckdb/node-api';
+import { quoteIdent, quoteLiteral } from '../sql.js';
 import type { FileKind } from '../table-names.js';
-import { loadArrowStream } from './arrow.js';
 
 const require = createRequire(import.meta.url);
 
@@ -73,19 +72,39 @@ export function fileReaderSql(kind: FileKind, file: string, fullSample = false):
   }
 }
 
-/** Query results as a Parquet file's bytes: the Arrow stream loaded into a scratch DuckDB, then COPY. */
-export async function arrowToParquet(arrow: Uint8Array, types: ReadonlyMap<string, string>, workDir: string): Promise<Buffer> {
-  const { mkdir, readFile, rm } = await import('node:fs/promises');
+/**
+ * Writes a query result to a Parquet file (zstd) in `workDir` and returns its path (the caller deletes it). The
+ * rows go into a scratch DuckDB chunk by chunk with the appender, values exactly as DuckDB holds them (never
+ * through JSON or Arrow), and DuckDB's own writer makes the file; the scratch instance spills to `workDir`, so
+ * memory stays bounded. HUGEINT and UHUGEINT are written as text: Parquet has no 128-bit integer, and DuckDB
+ * would write a lossy DOUBLE.
+ */
+export async function resultToParquetFile(result: DuckDBResult, workDir: string): Promise<{ file: string; rows: number }> {
+  const { mkdir } = await import('node:fs/promises');
   const { randomBytes } = await import('node:crypto');
   await mkdir(workDir, { recursive: true });
   const file = path.join(workDir, `result-${randomBytes(6).toString('hex')}.parquet`);
-  const db = await openDuckDB({ threads: 1 });
+  const db = await openDuckDB({ threads: 1, tempDir: path.join(workDir, 'spill') });
   try {
-    await loadArrowStream(db.conn, arrow, { table: 'result' }, types);
-    await db.conn.run(`COPY result TO ${quoteLiteral(file)} (FORMAT parquet, COMPRESSION zstd)`);
-    return await readFile(file);
+    const names = result.deduplicatedColumnNames();
+    const types = result.columnTypes();
+    await db.conn.run(`CREATE TABLE result (${names.map((n, i) => `${quoteIdent(n)} ${types[i]!.toString()}`).join(', ')})`);
+    const appender = await db.conn.createAppender('result');
+    let rows = 0;
+    try {
+      for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
+        appender.appendDataChunk(chunk);
+        rows += chunk.rowCount;
+      }
+      appender.flushSync();
+    } finally {
+      appender.closeSync();
+    }
+    const select = names.map((n, i) => (/^U?HUGEINT$/.test(types[i]!.toString()) ? `${quoteIdent(n)}::VARCHAR AS ${quoteIdent(n)}` : quoteIdent(n))).join(', ');
+    await db.conn.run(`COPY (SELECT ${select} FROM result) TO ${quoteLiteral(file)} (FORMAT parquet, COMPRESSION zstd)`);
+    return { file, rows };
   } finally {
     closeDuckDB(db);
-    await rm(file, { force: true });
   }
 }
+
