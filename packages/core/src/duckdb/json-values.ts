@@ -43,6 +43,14 @@ function decimalJson(value: DuckDBValue, type: DuckDBType): Json {
   return width <= 15 ? Number(text) : text;
 }
 
+/** A DATE as DuckDB writes it, `infinity` and `-infinity` included (the client library spells them as dates). */
+function dateText(value: DuckDBValue): Json {
+  const days = (value as { days: number }).days;
+  if (days === 2_147_483_647) return 'infinity';
+  if (days === -2_147_483_647) return '-infinity';
+  return String(value);
+}
+
 const base = JsonDuckDBValueConverter;
 const overrides: Partial<Record<DuckDBTypeId, DuckDBValueConverter<Json>>> = {
   [DuckDBTypeId.BIGINT]: safeInteger,
@@ -56,6 +64,9 @@ const overrides: Partial<Record<DuckDBTypeId, DuckDBValueConverter<Json>>> = {
   [DuckDBTypeId.TIMESTAMP_MS]: timestampIso,
   [DuckDBTypeId.TIMESTAMP_NS]: timestampIso,
   [DuckDBTypeId.BLOB]: (value) => Buffer.from((value as { bytes: Uint8Array }).bytes).toString('base64'),
+  [DuckDBTypeId.DATE]: dateText,
+  // DuckDB's own text ('1 year 2 months 3 days 04:05:06.789'), which casts back to the same INTERVAL.
+  [DuckDBTypeId.INTERVAL]: (value) => String(value),
 };
 
 const byTypeId = {} as Record<DuckDBTypeId, DuckDBValueConverter<Json> | undefined>;
@@ -68,6 +79,6 @@ for (const id of Object.values(DuckDBTypeId)) {
 /**
  * DuckDB values as JSON: 64/128-bit integers as numbers inside the safe range and strings outside it,
  * timestamps as ISO 8601 (UTC, microseconds kept), DECIMAL wider than 15 digits as strings,
- * BLOB as base64, nested types as arrays/objects.
+ * BLOB as base64, DATE and INTERVAL as DuckDB's text (`infinity` kept), nested types as arrays/objects.
  */
 export const jsonValueConverter: DuckDBValueConverter<Json> = createDuckDBValueConverter(byTypeId);
