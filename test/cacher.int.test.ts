@@ -193,6 +193,27 @@ describe('cacher rebuilds', () => {
     ]);
   });
 
+  it('a JSON column of mostly strings and a few numbers is text: queried by value, listed in conflicts', async () => {
+    const movies = [
+      { Title: 'The Matrix', Year: 1999 },
+      { Title: 1776, Year: 1972 },
+      { Title: 'Heat', Year: 1995 },
+      { Title: 9, Year: 2009 },
+      { Title: null, Year: 2001 },
+      { Title: true, Year: 2002 },
+    ];
+    await writeAtomic(path.join(stack.dataDir, 'movies.json'), JSON.stringify(movies));
+    await waitFor('movies served', async () => (await rows(port, 'SELECT count(*) AS n FROM movies'))[0]?.n === 6);
+    const m = await info('movies');
+    expect(m.columns.find((c: { name: string }) => c.name === 'Title').type).toBe('VARCHAR');
+    expect(await rows(port, `SELECT "Year" FROM movies WHERE "Title" = 'The Matrix'`)).toEqual([{ Year: 1999 }]);
+    expect(await rows(port, `SELECT "Title" FROM movies WHERE "Year" IN (1972, 2009, 2002) ORDER BY "Year"`)).toEqual([{ Title: '1776' }, { Title: 'true' }, { Title: '9' }]);
+    expect(await rows(port, `SELECT count(*) AS n FROM movies WHERE "Title" IS NULL`)).toEqual([{ n: 1 }]);
+    const conflict = m.conflicts.find((c: { column: string }) => c.column === 'Title');
+    expect(conflict).toMatchObject({ kind: 'text', resolved: 'VARCHAR' });
+    expect(conflict.types.map((t: { type: string }) => t.type).sort()).toEqual(['BOOLEAN', 'UBIGINT', 'VARCHAR']);
+  });
+
   it('coalesces a burst of changes into a few rebuilds and ends equal to the folder', async () => {
     await mkdir(path.join(stack.dataDir, 'burst'));
     await writeAtomic(path.join(stack.dataDir, 'burst', 'f0.csv'), 'n\n0\n');

@@ -77,6 +77,30 @@ describe('writes end to end (separate processes)', () => {
     expect((await fetch(`http://127.0.0.1:${port}/v1/writes/accounts.1-1`)).status).toBe(404);
   });
 
+  it('upserts keyed on a JSON column of mixed scalars (text), and refuses a key column of nested values at once', async () => {
+    await writeFile(
+      path.join(dataDir, 'movies.json'),
+      JSON.stringify([
+        { Title: 'The Matrix', Year: 1999, Info: { genre: 'sf' } },
+        { Title: 1776, Year: 1972, Info: { genre: 'musical' } },
+        { Title: 'Heat', Year: 1995, Info: [1] },
+      ]),
+    );
+    await waitFor('movies served', async () => (await rows(port, 'SELECT count(*) AS n FROM movies'))[0]?.n === 3);
+    const w = await post(port, '/v1/tables/movies/upsert', { key: ['Title'], rows: [{ Title: 'Heat', Year: 1996 }, { Title: 1776, Year: 1973 }] });
+    expect(w.status).toBe(202);
+    const r = await query(port, 'SELECT "Title", "Year" FROM movies ORDER BY "Year"', { after: w.body.writeId });
+    expect(r.status).toBe(200);
+    expect(r.body.rows).toEqual([
+      { Title: '1776', Year: 1973 },
+      { Title: 'Heat', Year: 1996 },
+      { Title: 'The Matrix', Year: 1999 },
+    ]);
+    const nested = await post(port, '/v1/tables/movies/upsert', { key: ['Info'], rows: [{ Info: 'x', Year: 1 }] });
+    expect(nested.status).toBe(400);
+    expect(nested.body.error.message).toMatch(/column "Info" of table "movies" is JSON: a key column must hold single values/);
+  });
+
   it('dead-letters a write that cannot be stored, with its reason, and applies the ones after it', async () => {
     const bad = await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: [{ id: 1, balance: 'lots' }] });
     const good = await post(port, '/v1/tables/accounts/upsert', { key: ['id'], rows: [{ id: 2, balance: 42 }] });

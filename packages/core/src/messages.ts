@@ -162,7 +162,8 @@ export const Fragment = z.object({
   part: PartRef.optional(),
   member: z.number().int().nonnegative(),
   rows: z.number().int().nonnegative(),
-  columns: z.array(z.object({ name: z.string(), type: z.string() })),
+  /** `mixed`: the scalar types a JSON column of this file held before it became VARCHAR. */
+  columns: z.array(z.object({ name: z.string(), type: z.string(), mixed: z.array(z.string()).optional() })),
   format: z.string(),
   /** Set when the current version of the file fails to read (the rows above are from an earlier one). */
   failed: z.object({ fingerprint: FileFingerprint, message: z.string() }).optional(),

@@ -135,6 +135,8 @@ export function widenTypes(left: string, right: string): Widened {
 export interface ColumnDecl {
   readonly name: string;
   readonly type: string;
+  /** Types of the values one file held in this column before they were kept as text (JSON with mixed scalars). */
+  readonly mixed?: readonly string[];
 }
 
 /** A file's schema, as read by the cacher. */
@@ -188,17 +190,23 @@ export function mergeSchemas(files: readonly FileSchema[]): MergedSchema {
       if (seen.has(key)) continue;
       seen.add(key);
       const type = normalizeType(col.type);
+      const own = col.mixed && col.mixed.length > 1 ? col.mixed.map((t) => ({ file: f.file, type: t })) : [{ file: f.file, type }];
+      const mixedRule = 'values of several types in one file→VARCHAR (kept as text)';
       const acc = byKey.get(key);
       if (!acc) {
-        byKey.set(key, { name: col.name, type, kind: 'same', rule: 'same type', files: [f.file], types: [{ file: f.file, type }] });
+        byKey.set(key, own.length > 1 ? { name: col.name, type, kind: 'text', rule: mixedRule, files: [f.file], types: own } : { name: col.name, type, kind: 'same', rule: 'same type', files: [f.file], types: own });
         continue;
+      }
+      if (own.length > 1) {
+        acc.kind = 'text';
+        acc.rule = mixedRule;
       }
       const w = widenTypes(acc.type, type);
       if (w.kind !== 'same') acc.rule = w.rule;
       acc.kind = worse(acc.kind, w.kind);
       acc.type = w.type;
       acc.files.push(f.file);
-      acc.types.push({ file: f.file, type });
+      acc.types.push(...own);
     }
   }
   const columns: MergedColumn[] = [];

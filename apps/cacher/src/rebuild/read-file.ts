@@ -8,8 +8,11 @@ import { quoteLiteral } from '@flashduck/core';
 /** A file read into a DuckDB table. */
 export interface ReadFileResult {
   readonly rows: number;
-  /** Columns with their types; `NULL` for a column with no value in this file (it takes other files' type). */
-  readonly columns: { name: string; type: string }[];
+  /**
+   * Columns with their types; `NULL` for a column with no value in this file (it takes other files' type);
+   * `mixed` lists the scalar types a JSON column held before it became VARCHAR.
+   */
+  readonly columns: { name: string; type: string; mixed?: string[] }[];
 }
 
 /** Why a file could not be read, in words that name the file. */
@@ -151,7 +154,8 @@ export async function readFileIntoTable(
     await rm(link, { force: true });
   }
   const described = await conn.runAndReadAll(`DESCRIBE ${target}`);
-  const columns = described.getRowObjectsJS().map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
+  const columns: { name: string; type: string; mixed?: string[] }[] = described.getRowObjectsJS().map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
+  if (options.kind.format === 'json' || options.kind.format === 'ndjson') await widenMixedScalars(conn, target, columns);
   if (columns.length === 0) throw new FileReadError(options.relPath, 'the file has no columns');
   const counts = await conn.runAndReadAll(
     `SELECT count(*)${columns.map((c) => `, count(${quoteIdent(c.name)})`).join('')} FROM ${target}`,
@@ -165,6 +169,27 @@ export async function readFileIntoTable(
     });
   }
   return { rows, columns };
+}
+
+/**
+ * A JSON column whose values are scalars of several types (mostly strings, a few numbers) comes out of DuckDB's
+ * reader as type JSON: every value quoted, `= 'text'` failing. Such a column becomes VARCHAR with each value as
+ * its text (strings unquoted, numbers and booleans as written), the rule for mixed types across files; the
+ * types it held are kept in `mixed` for the table's conflicts. A column that also holds objects or arrays stays JSON.
+ */
+async function widenMixedScalars(conn: DuckDBConnection, target: string, columns: { name: string; type: string; mixed?: string[] }[]): Promise<void> {
+  for (const c of columns) {
+    if (c.type !== 'JSON') continue;
+    const col = quoteIdent(c.name);
+    const found = await conn.runAndReadAll(`SELECT list(DISTINCT json_type(${col}) ORDER BY json_type(${col})) FILTER (WHERE ${col} IS NOT NULL) FROM ${target}`);
+    const types = ((found.getRowsJS()[0]?.[0] as string[] | null) ?? []).filter((t) => t !== 'NULL');
+    if (types.length === 0 || types.some((t) => t === 'OBJECT' || t === 'ARRAY')) continue;
+    await conn.run(
+      `ALTER TABLE ${target} ALTER COLUMN ${col} SET DATA TYPE VARCHAR USING CASE json_type(${col}) WHEN 'VARCHAR' THEN ${col}->>'$' WHEN 'NULL' THEN NULL ELSE ${col}::VARCHAR END`,
+    );
+    c.type = 'VARCHAR';
+    if (types.length > 1) c.mixed = types;
+  }
 }
 
 /**

@@ -46,6 +46,13 @@ export function validateWrite(
     if (missing.length) {
       throw new AppError('bad_request', `table "${table}" has no column ${missing.map((m) => `"${m}"`).join(', ')} to use as the key; its columns are ${existing.columns.map((c) => c.name).join(', ')}`);
     }
+    // A key is matched by value: a column of JSON, nested values or bytes has no scalar value to match on.
+    for (const k of key as string[]) {
+      const type = existing.columns.find((c) => c.name.toLowerCase() === k.toLowerCase())!.type;
+      if (/^(JSON|BLOB|BIT|STRUCT|MAP|UNION)\b|\]$/i.test(type)) {
+        throw new AppError('bad_request', `column "${k}" of table "${table}" is ${type}: a key column must hold single values (text, numbers, dates, booleans)`);
+      }
+    }
   }
   const rows = b.rows as unknown[];
   rows.forEach((row, i) => {
