@@ -1,5 +1,6 @@
 import { appendFile, mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import * as A from 'apache-arrow';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
 import { createKeys, Fragment, decode, registry } from '@flashduck/core';
@@ -212,6 +213,41 @@ describe('cacher rebuilds', () => {
     const conflict = m.conflicts.find((c: { column: string }) => c.column === 'Title');
     expect(conflict).toMatchObject({ kind: 'text', resolved: 'VARCHAR' });
     expect(conflict.types.map((t: { type: string }) => t.type).sort()).toEqual(['BOOLEAN', 'UBIGINT', 'VARCHAR']);
+  });
+
+  it('reads Arrow IPC files, file and stream form (.arrow, .feather, .arrows): 200k rows and every common type', async () => {
+    const n = 200_000;
+    const ids = Int32Array.from({ length: n }, (_, i) => i);
+    const dict = A.vectorFromArray(Array.from({ length: n }, (_, i) => ['red', 'green', 'blue'][i % 3]!), new A.Dictionary(new A.Utf8(), new A.Int32()));
+    const table = new A.Table({
+      id: A.makeVector(ids),
+      big: A.vectorFromArray(Array.from({ length: n }, (_, i) => BigInt(i) * 1_000_000_007n), new A.Int64()),
+      score: A.makeVector(Float64Array.from({ length: n }, (_, i) => i / 4)),
+      label: A.vectorFromArray(Array.from({ length: n }, (_, i) => (i % 1000 === 0 ? null : `row ${i}`)), new A.Utf8()),
+      color: dict,
+      flag: A.vectorFromArray(Array.from({ length: n }, (_, i) => i % 2 === 0), new A.Bool()),
+      day: A.vectorFromArray(Array.from({ length: n }, (_, i) => new Date(Date.UTC(2024, 0, 1) + (i % 366) * 86_400_000)), new A.DateDay()),
+      ts: A.vectorFromArray(Array.from({ length: n }, (_, i) => Date.UTC(2024, 0, 1) + i * 1000), new A.TimestampMillisecond()),
+      tags: A.vectorFromArray(Array.from({ length: n }, (_, i) => [i % 5, i % 7]), new A.List(new A.Field('item', new A.Int32()))),
+    });
+    await mkdir(path.join(stack.dataDir, 'arrowed'));
+    await writeAtomic(path.join(stack.dataDir, 'arrowed', 'a.arrow'), Buffer.from(A.tableToIPC(table, 'file')));
+    const small = A.tableFromArrays({ id: Int32Array.from([-1, -2]), score: Float64Array.from([0.5, 1.5]) });
+    await writeAtomic(path.join(stack.dataDir, 'arrowed', 'b.feather'), Buffer.from(A.tableToIPC(small, 'file')));
+    await writeAtomic(path.join(stack.dataDir, 'arrowed', 'c.arrows'), Buffer.from(A.tableToIPC(small, 'stream')));
+    await waitFor('arrow served', async () => (await rows(port, 'SELECT count(*) AS n FROM arrowed'))[0]?.n === n + 4, 60_000);
+    const m = await info('arrowed');
+    expect(m.errors).toEqual([]);
+    expect(Object.fromEntries(m.columns.map((c: { name: string; type: string }) => [c.name, c.type]))).toEqual({
+      id: 'INTEGER', big: 'BIGINT', score: 'DOUBLE', label: 'VARCHAR', color: 'VARCHAR', flag: 'BOOLEAN', day: 'DATE', ts: 'TIMESTAMP_MS', tags: 'JSON',
+    });
+    expect(await rows(port, 'SELECT sum(id)::BIGINT AS s, count(label) AS labels, max(big)::VARCHAR AS big FROM arrowed WHERE id >= 0')).toEqual([
+      { s: 19_999_900_000, labels: n - 200, big: String(199_999n * 1_000_000_007n) },
+    ]);
+    expect(await rows(port, `SELECT color, flag, strftime(day, '%Y-%m-%d') AS day, strftime(ts, '%H:%M:%S') AS ts, tags::VARCHAR AS tags FROM arrowed WHERE id = 7`)).toEqual([
+      { color: 'green', flag: false, day: '2024-01-08', ts: '00:00:07', tags: '[2,0]' },
+    ]);
+    expect(await rows(port, 'SELECT count(*) AS n FROM arrowed WHERE id < 0')).toEqual([{ n: 4 }]);
   });
 
   it('coalesces a burst of changes into a few rebuilds and ends equal to the folder', async () => {

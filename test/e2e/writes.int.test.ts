@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import * as A from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, post, query, removeDir, rows, rowsOnDisk, tempDir, uniquePrefix, waitFor, flashduckEnv } from '../helpers.js';
 
@@ -99,6 +100,26 @@ describe('writes end to end (separate processes)', () => {
     const nested = await post(port, '/v1/tables/movies/upsert', { key: ['Info'], rows: [{ Info: 'x', Year: 1 }] });
     expect(nested.status).toBe(400);
     expect(nested.body.error.message).toMatch(/column "Info" of table "movies" is JSON: a key column must hold single values/);
+  });
+
+  it('never rewrites an Arrow IPC file: a write to its rows fails with the reason, a new key lands beside it', async () => {
+    await writeFile(path.join(dataDir, 'stock.arrow'), A.tableToIPC(A.tableFromArrays({ sku: Int32Array.from([1, 2]), qty: Int32Array.from([10, 20]) }), 'file'));
+    await waitFor('stock served', async () => (await rows(port, 'SELECT count(*) AS n FROM stock'))[0]?.n === 2);
+    const fresh = await post(port, '/v1/tables/stock/upsert', { key: ['sku'], rows: [{ sku: 3, qty: 30 }] });
+    const r = await query(port, 'SELECT sku, qty FROM stock ORDER BY sku', { after: fresh.body.writeId });
+    expect(r.body.error).toBeUndefined();
+    expect(r.body.rows).toEqual([
+      { sku: 1, qty: 10 },
+      { sku: 2, qty: 20 },
+      { sku: 3, qty: 30 },
+    ]);
+    const held = await post(port, '/v1/tables/stock/upsert', { key: ['sku'], rows: [{ sku: 1, qty: 11 }] });
+    const s = await waitFor('arrow write refused', async () => {
+      const st = await status(held.body.writeId);
+      return st.status === 'failed' ? st : undefined;
+    }, 60_000);
+    expect(s.error).toMatch(/stock\.arrow is an Arrow IPC file, which FlashDuck reads but does not rewrite, and 1 key\(s\) of this write are in it/);
+    expect(await rows(port, 'SELECT qty FROM stock WHERE sku = 1')).toEqual([{ qty: 10 }]);
   });
 
   it('dead-letters a write that cannot be stored, with its reason, and applies the ones after it', async () => {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 
 /** File formats FlashDuck reads. */
-export type FileFormat = 'csv' | 'tsv' | 'json' | 'ndjson' | 'parquet';
+export type FileFormat = 'csv' | 'tsv' | 'json' | 'ndjson' | 'parquet' | 'arrow';
 
 /** How a data file is read. */
 export interface FileKind {
@@ -20,6 +20,10 @@ const FORMATS: Readonly<Record<string, FileFormat>> = {
   '.jsonl': 'ndjson',
   '.ndjson': 'ndjson',
   '.parquet': 'parquet',
+  '.arrow': 'arrow',
+  '.feather': 'arrow',
+  '.ipc': 'arrow',
+  '.arrows': 'arrow',
 };
 const COMPRESSIONS: Readonly<Record<string, 'gzip' | 'zstd'>> = { '.gz': 'gzip', '.zst': 'zstd' };
 const TEMP_SUFFIXES = ['.tmp', '~', '.partial', '.swp', '.crdownload', '.part'];
@@ -47,7 +51,7 @@ export function fileKindOf(name: string): FileKind | null {
   const ext = path.extname(rest);
   const format = FORMATS[ext];
   if (!format) return null;
-  if (format === 'parquet' && compression) return null;
+  if ((format === 'parquet' || format === 'arrow') && compression) return null;
   return { format, compression, extension: ext + (compression ? outer : '') };
 }
 

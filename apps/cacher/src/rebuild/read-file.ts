@@ -1,8 +1,8 @@
-import { open, rm, symlink } from 'node:fs/promises';
+import { open, readFile, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { quoteIdent, type FileKind } from '@flashduck/core';
-import { fileReaderSql } from '@flashduck/core/duckdb';
+import { fileReaderSql, loadArrow } from '@flashduck/core/duckdb';
 import { quoteLiteral } from '@flashduck/core';
 
 /** A file read into a DuckDB table. */
@@ -125,10 +125,20 @@ export async function readFileIntoTable(
   const link = path.join(options.linkDir, `f${options.index}${options.kind.extension}`);
   await symlink(options.absPath, link);
   const target = options.target;
-  const textFormat = options.kind.format !== 'parquet';
+  const textFormat = options.kind.format !== 'parquet' && options.kind.format !== 'arrow';
   if (options.kind.format === 'json' && !options.kind.compression) await checkJsonArrayComplete(options.absPath, options.relPath);
   const size = (await open(options.absPath, 'r').then(async (fh) => { try { return (await fh.stat()).size; } finally { await fh.close(); } }));
   if (size === 0) throw new FileReadError(options.relPath, 'the file is empty (0 bytes)');
+  if (options.kind.format === 'arrow') {
+    await rm(link, { force: true });
+    try {
+      await conn.run(`DROP TABLE IF EXISTS ${target}`);
+      await loadArrow(conn, await readFile(options.absPath), target);
+    } catch (err) {
+      throw new FileReadError(options.relPath, `not a readable Arrow IPC file (stream or file form): ${cleanReason((err as Error).message, link, options.relPath)}`);
+    }
+    return await describeRead(conn, target, options.relPath, false);
+  }
   const dialect = textFormat ? await detectDialect(options.absPath, options.kind) : { delim: ',', encoding: 'utf-8' as const };
   const attempt = async (d: TextDialect, fullSample: boolean) => {
     await conn.run(`CREATE OR REPLACE TABLE ${target} AS SELECT * FROM ${strictReaderSql(options.kind, link, d, fullSample)}`);
@@ -153,10 +163,15 @@ export async function readFileIntoTable(
   } finally {
     await rm(link, { force: true });
   }
+  return await describeRead(conn, target, options.relPath, textFormat, options.kind.format === 'json' || options.kind.format === 'ndjson');
+}
+
+/** The rows and columns of a file just read into `target`. */
+async function describeRead(conn: DuckDBConnection, target: string, relPath: string, textFormat: boolean, json = false): Promise<ReadFileResult> {
   const described = await conn.runAndReadAll(`DESCRIBE ${target}`);
   const columns: { name: string; type: string; mixed?: string[] }[] = described.getRowObjectsJS().map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
-  if (options.kind.format === 'json' || options.kind.format === 'ndjson') await widenMixedScalars(conn, target, columns);
-  if (columns.length === 0) throw new FileReadError(options.relPath, 'the file has no columns');
+  if (json) await widenMixedScalars(conn, target, columns);
+  if (columns.length === 0) throw new FileReadError(relPath, 'the file has no columns');
   const counts = await conn.runAndReadAll(
     `SELECT count(*)${columns.map((c) => `, count(${quoteIdent(c.name)})`).join('')} FROM ${target}`,
   );

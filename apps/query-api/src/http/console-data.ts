@@ -92,6 +92,7 @@ export async function compareWithFiles(generation: Generation, meta: TableMeta, 
       const kind = fileKindOf(f.path);
       const abs = path.join(dataDir, f.path);
       if (!kind || !abs.startsWith(path.resolve(dataDir) + path.sep)) return null;
+      if (kind.format === 'arrow') throw new AppError('bad_request', `table ${meta.table} has Arrow IPC files (${f.path}), which DuckDB cannot read by itself: there is nothing to compare the cache with`);
       return `SELECT * FROM ${fileReaderSql(kind, abs)}`;
     })
     .filter((r): r is string => r !== null);

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { DuckDBDataChunk, VARCHAR, BOOLEAN, type DuckDBConnection, type DuckDBType } from '@duckdb/node-api';
 import { quoteIdent, quoteLiteral, type FileFingerprint, type FileKind } from '@flashduck/core';
+import { loadArrow } from '@flashduck/core/duckdb';
 import { widenTypes } from '@flashduck/schema';
 import { canonicalKey, fitValue, jsonTypeOf, keyText, type Effect } from './effects.js';
 
@@ -134,11 +135,16 @@ async function rewriteWithDuckDB(
   const { conn, key } = ctx;
   const link = path.join(ctx.workDir, `src${index}${file.kind.extension}`);
   let fileColumns: { name: string; type: string }[] = [];
-  const csv = file.kind.format !== 'parquet';
+  const arrow = file.kind.format === 'arrow';
+  const csv = file.kind.format !== 'parquet' && !arrow;
   // DuckDB reads through a plain-named link: glob characters or quotes in the real name do not matter.
-  if (file.fingerprint) await symlink(file.abs, link);
+  if (file.fingerprint && !arrow) await symlink(file.abs, link);
   const dialect = csv && file.fingerprint ? await sniffDialect(conn, file.kind, link) : null;
-  if (file.fingerprint) {
+  if (file.fingerprint && arrow) {
+    await conn.run('DROP TABLE IF EXISTS temp.src');
+    await loadArrow(conn, await readFile(file.abs), 'src', new Map(), { temporary: true });
+    fileColumns = (await conn.runAndReadAll('DESCRIBE src')).getRowsJS().map((r) => ({ name: String(r[0]), type: String(r[1]) }));
+  } else if (file.fingerprint) {
     await conn.run(`CREATE OR REPLACE TEMP TABLE src AS SELECT * FROM ${readerSql(file.kind, link, dialect)}`);
     fileColumns = (await conn.runAndReadAll('DESCRIBE src')).getRowsJS().map((r) => ({ name: String(r[0]), type: String(r[1]) }));
   } else {
@@ -155,6 +161,15 @@ async function rewriteWithDuckDB(
   const found = keyCols.every(Boolean)
     ? (await conn.runAndReadAll(`SELECT DISTINCT m.__k FROM src s JOIN chg m ON ${match}`)).getRowsJS().map((r) => String(r[0]))
     : [];
+  if (arrow) {
+    // Read, never rewritten: a write that would change its rows fails with the reason; new keys go elsewhere.
+    if (found.length) {
+      throw new Error(
+        `${file.path} is an Arrow IPC file, which FlashDuck reads but does not rewrite, and ${found.length} key(s) of this write are in it; change those rows at their source, or keep them in a CSV, JSON or Parquet file of the table`,
+      );
+    }
+    return null;
+  }
   const holds = found.filter((k) => ctx.effects.get(k)?.op === 'upsert' && !placed.has(k));
   const fresh = owned ? [...ctx.effects].filter(([k, e]) => e.op === 'upsert' && !placed.has(k) && !found.includes(k)).map(([k]) => k) : [];
   if (found.length === 0 && fresh.length === 0) return null;

@@ -33,6 +33,7 @@ import {
   type DuckDBType,
   type DuckDBValue,
 } from '@duckdb/node-api';
+import { randomBytes } from 'node:crypto';
 import { quoteIdent } from '../sql.js';
 import { jsonValueConverter } from './json-values.js';
 
@@ -270,8 +271,9 @@ function duckTypeOfArrow(type: A.DataType): DuckDBType {
       return map[`${t.bitWidth}${t.isSigned}`] ?? BIGINT;
     }
     case A.Type.Float:
-      return (type as A.Float).precision === A.Precision.SINGLE ? FLOAT : DOUBLE;
+      return (type as A.Float).precision === A.Precision.DOUBLE ? DOUBLE : FLOAT;
     case A.Type.Binary:
+    case A.Type.FixedSizeBinary:
       return BLOB;
     case A.Type.Date:
       return DATE;
@@ -291,25 +293,53 @@ function duckTypeOfArrow(type: A.DataType): DuckDBType {
 function toDuckValues(vector: A.Vector, from: number, to: number): DuckDBValue[] {
   const out: DuckDBValue[] = new Array<DuckDBValue>(to - from);
   const type = vector.type as A.DataType;
+  const stage = duckTypeOfArrow(type).typeId;
   const tz = type.typeId === A.Type.Timestamp ? (type as A.Timestamp) : null;
-  const raw = (i: number): unknown => {
-    // Dates and timestamps: read the stored integer, not the millisecond view `get` gives.
+  const located = (i: number): { data: A.Data; index: number } | null => {
     const { data, index } = locate(vector, i);
-    if (!data.getValid(index)) return null;
-    return (data.values as ArrayLike<unknown>)[data.offset + index];
+    return data.getValid(index) ? { data, index } : null;
+  };
+  // Dates, timestamps, times and decimals: read the stored integers, not the views `get` gives.
+  const raw = (i: number): unknown => {
+    const at = located(i);
+    return at ? (at.data.values as ArrayLike<unknown>)[at.data.offset + at.index] : null;
   };
   for (let i = from; i < to; i++) {
-    if (type.typeId === A.Type.Date || tz) {
+    const o = i - from;
+    if (type.typeId === A.Type.Date) {
+      if ((type as A.Date_).unit === A.DateUnit.DAY) {
+        const v = raw(i);
+        out[o] = v === null ? null : new DuckDBDateValue(Number(v));
+      } else {
+        const ms = vector.get(i) as number | null;
+        out[o] = ms === null || ms === undefined ? null : new DuckDBDateValue(Math.floor(Number(ms) / 86_400_000));
+      }
+      continue;
+    }
+    if (tz) {
       const v = raw(i);
-      if (v === null) out[i - from] = null;
-      else if (type.typeId === A.Type.Date) out[i - from] = new DuckDBDateValue(Number(v));
-      else out[i - from] = timestampValueFor(tz!, BigInt(v as bigint));
+      out[o] = v === null ? null : timestampValueFor(tz, BigInt(v as bigint));
+      continue;
+    }
+    if (type.typeId === A.Type.Decimal) {
+      const at = located(i);
+      const stride = (type as A.Decimal).bitWidth / 32;
+      const start = (at ? at.data.offset + at.index : 0) * stride;
+      out[o] = at ? decimalText((at.data.values as Uint32Array).subarray(start, start + stride), (type as A.Decimal).scale) : null;
+      continue;
+    }
+    if (type.typeId === A.Type.Time) {
+      const v = raw(i);
+      out[o] = v === null ? null : timeText(v as number | bigint, (type as A.Time).unit);
       continue;
     }
     const v = vector.get(i) as unknown;
-    if (v === null || v === undefined) out[i - from] = null;
-    else if (type.typeId === A.Type.Binary) out[i - from] = new DuckDBBlobValue(v as Uint8Array);
-    else out[i - from] = v as DuckDBValue;
+    if (v === null || v === undefined) out[o] = null;
+    else if (stage === DuckDBTypeId.BLOB) out[o] = new DuckDBBlobValue(v as Uint8Array);
+    else if (stage !== DuckDBTypeId.VARCHAR || typeof v === 'string') out[o] = v as DuckDBValue;
+    else if (typeof v === 'object' && !(v instanceof Uint8Array)) out[o] = nestedJson(v);
+    else if (v instanceof Uint8Array) out[o] = Buffer.from(v).toString('base64');
+    else out[o] = String(v);
   }
   return out;
 }
@@ -341,11 +371,28 @@ export async function loadArrowStream(
   target: { catalog?: string; table: string },
   types: ReadonlyMap<string, string>,
 ): Promise<number> {
+  const name = target.catalog ? `${quoteIdent(target.catalog)}.${quoteIdent(target.table)}` : quoteIdent(target.table);
+  return await loadArrow(conn, bytes, name, types);
+}
+
+/**
+ * Loads Arrow IPC bytes (the stream or the file form, as written by pyarrow, pandas' `to_feather`, polars or
+ * FlashDuck) into a new table `targetSql` (a qualified, quoted name). Types DuckDB takes directly are appended
+ * as they are; DECIMAL and TIME arrive as text and are cast back; lists, structs and maps become JSON; any other
+ * type is kept as text. `types` (column → DuckDB type) casts columns FlashDuck encoded itself back.
+ */
+export async function loadArrow(
+  conn: DuckDBConnection,
+  bytes: Uint8Array,
+  targetSql: string,
+  types: ReadonlyMap<string, string> = new Map(),
+  options: { temporary?: boolean } = {},
+): Promise<number> {
   const reader = A.RecordBatchReader.from(bytes);
   reader.open();
   const schema = reader.schema;
   const stageTypes = schema.fields.map((f) => duckTypeOfArrow(f.type as A.DataType));
-  const stage = `__stage_${target.table}`;
+  const stage = `__stage_${randomBytes(4).toString('hex')}`;
   const cols = schema.fields.map((f, i) => `${quoteIdent(f.name)} ${stageTypes[i]!.toString()}`);
   await conn.run(`CREATE TEMP TABLE ${quoteIdent(stage)} (${cols.join(', ')})`);
   const appender = await conn.createAppender(stage, null, 'temp');
@@ -366,17 +413,72 @@ export async function loadArrowStream(
   }
   const select = schema.fields
     .map((f, i) => {
-      const want = types.get(f.name);
-      const have = stageTypes[i]!.toString();
       const id = quoteIdent(f.name);
+      const have = stageTypes[i]!.toString();
+      const want = types.get(f.name) ?? arrowCastType(f.type as A.DataType);
       if (!want || want === have) return id;
       // Nested values were sent as JSON text; scalars (DECIMAL, HUGEINT, TIME, ...) as DuckDB's own text form.
       const nested = want === 'JSON' || want.endsWith(']') || /^(STRUCT|MAP|UNION)\(/i.test(want);
-      return nested ? `CAST(CAST(${id} AS JSON) AS ${want}) AS ${id}` : `CAST(${id} AS ${want}) AS ${id}`;
+      return nested && want !== 'JSON' ? `CAST(CAST(${id} AS JSON) AS ${want}) AS ${id}` : `CAST(${id} AS ${want}) AS ${id}`;
     })
     .join(', ');
-  const name = target.catalog ? `${quoteIdent(target.catalog)}.${quoteIdent(target.table)}` : quoteIdent(target.table);
-  await conn.run(`CREATE TABLE ${name} AS SELECT ${select} FROM temp.${quoteIdent(stage)}`);
+  await conn.run(`CREATE ${options.temporary ? 'TEMP ' : ''}TABLE ${targetSql} AS SELECT ${select} FROM temp.${quoteIdent(stage)}`);
   await conn.run(`DROP TABLE temp.${quoteIdent(stage)}`);
   return rows;
+}
+
+/** The DuckDB type a column staged as text becomes, for Arrow types DuckDB's appender does not take directly. */
+function arrowCastType(type: A.DataType): string | undefined {
+  switch (type.typeId) {
+    case A.Type.Decimal: {
+      const d = type as A.Decimal;
+      return d.precision <= 38 ? `DECIMAL(${d.precision}, ${d.scale})` : 'DOUBLE';
+    }
+    case A.Type.Time:
+      return 'TIME';
+    case A.Type.List:
+    case A.Type.FixedSizeList:
+    case A.Type.Struct:
+    case A.Type.Map:
+      return 'JSON';
+    default:
+      return undefined;
+  }
+}
+
+/** A 128/256-bit two's-complement little-endian integer (Arrow's DECIMAL storage) as text with `scale` decimals. */
+function decimalText(words: Uint32Array, scale: number): string {
+  let n = 0n;
+  for (let i = words.length - 1; i >= 0; i--) n = (n << 32n) | BigInt(words[i]!);
+  const bits = BigInt(words.length * 32);
+  if (n >> (bits - 1n)) n -= 1n << bits;
+  const neg = n < 0n;
+  const digits = (neg ? -n : n).toString().padStart(scale + 1, '0');
+  const text = scale > 0 ? `${digits.slice(0, -scale)}.${digits.slice(-scale)}` : digits;
+  return neg ? `-${text}` : text;
+}
+
+/** JSON for a nested Arrow value (lists, structs, maps), 64-bit integers as numbers or strings past 2^53. */
+function nestedJson(v: unknown): string {
+  const plain = (x: unknown): unknown => {
+    if (x === null || x === undefined) return null;
+    if (typeof x === 'bigint') return x <= BigInt(Number.MAX_SAFE_INTEGER) && x >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(x) : x.toString();
+    if (x instanceof Uint8Array) return Buffer.from(x).toString('base64');
+    if (typeof x === 'object' && typeof (x as { toJSON?: unknown }).toJSON === 'function') return plain((x as { toJSON(): unknown }).toJSON());
+    if (Array.isArray(x)) return x.map(plain);
+    if (x instanceof Map) return Object.fromEntries([...x].map(([k, val]) => [String(k), plain(val)]));
+    if (typeof x === 'object') return Object.fromEntries(Object.entries(x).map(([k, val]) => [k, plain(val)]));
+    return x;
+  };
+  return JSON.stringify(plain(v));
+}
+
+/** An Arrow TIME value (its unit's count since midnight) as `HH:MM:SS.ffffff`. */
+function timeText(raw: number | bigint, unit: A.TimeUnit): string {
+  const perSecond = unit === A.TimeUnit.SECOND ? 1n : unit === A.TimeUnit.MILLISECOND ? 1000n : unit === A.TimeUnit.MICROSECOND ? 1_000_000n : 1_000_000_000n;
+  const n = BigInt(raw);
+  const secs = n / perSecond;
+  const micros = ((n % perSecond) * 1_000_000n) / perSecond;
+  const pad = (x: bigint) => x.toString().padStart(2, '0');
+  return `${pad(secs / 3600n)}:${pad((secs / 60n) % 60n)}:${pad(secs % 60n)}.${micros.toString().padStart(6, '0')}`;
 }

@@ -69,6 +69,8 @@ export function fileReaderSql(kind: FileKind, file: string, fullSample = false):
       return `read_json(${f}, format='newline_delimited'${sample})`;
     case 'parquet':
       return `read_parquet(${f})`;
+    case 'arrow':
+      throw new Error('Arrow IPC files are read with loadArrow, not through SQL');
   }
 }
 
