@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cp, readFile, readdir } from 'node:fs/promises';
+import { cp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { redisAnswers, startPrivateRedis } from '@flashduck/cli';
@@ -194,6 +194,21 @@ describe('flashduck standalone with query, tables and status', () => {
     expect(q.stdout).toBe('n\n12\n');
     expect(JSON.parse(runBare(['status', '--json']).stdout).tables).toHaveLength(4);
     await waitFor('orders exported', async () => / v\d+, .* ago/.test(runBare(['tables']).stdout.split('\n').find((l) => l.startsWith('orders')) ?? ''));
+  });
+
+  it('lists files with an extension FlashDuck does not read: in the table, in /v1/status and in flashduck status', async () => {
+    await writeFile(path.join(dataDir, 'orders', 'README.md'), '# orders\n');
+    await writeFile(path.join(dataDir, 'notes.docx'), 'x');
+    await waitFor('ignored listed', async () => {
+      const t = (await (await fetch(`http://127.0.0.1:${port}/v1/tables/orders`)).json()) as { ignored: string[] };
+      return t.ignored.includes('orders/README.md');
+    });
+    const status = (await (await fetch(`http://127.0.0.1:${port}/v1/status`)).json()) as { ignored: { files: string[]; total: number } };
+    expect(status.ignored.files).toEqual(['notes.docx', 'orders/README.md']);
+    const text = run(['status'], env).stdout;
+    expect(text).toMatch(/Ignored files[^\n]*\n {2}notes\.docx\n {2}orders\/README\.md/);
+    await rm(path.join(dataDir, 'orders', 'README.md'));
+    await rm(path.join(dataDir, 'notes.docx'));
   });
 
   it('says there is no FlashDuck deployment when the Redis reached has nothing under the prefix', () => {

@@ -4,6 +4,7 @@ import { Queue } from 'bullmq';
 import {
   FileFingerprint,
   HeartbeatPublisher,
+  IgnoredFiles,
   Lease,
   LuaScript,
   QUEUES,
@@ -88,6 +89,7 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
   const relisted = new Map<string, number>();
   let leader = false;
   let lastScan = { at: 0, ms: 0, files: 0, tables: 0, unsettled: 0 };
+  let lastIgnored: string | null = null;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | null = null;
@@ -175,7 +177,13 @@ export async function startMonitor(deps: MonitorDeps): Promise<Monitor> {
       await beginFolderRecord(redis, keys, recording, now());
     }
     const started = now();
-    const { files, refused, changing, everyTableChanging } = await walkDataDir(config.dataDir);
+    const { files, refused, ignored, changing, everyTableChanging } = await walkDataDir(config.dataDir);
+    // Said where users look (the table's status, `flashduck status`) rather than nowhere; written when it changes.
+    const ignoredJson = JSON.stringify(ignored.slice(0, 1_000));
+    if (ignoredJson !== lastIgnored || recording) {
+      await redis.set(keys.ignoredFiles, encode(IgnoredFiles, { v: 1, files: ignored.slice(0, 1_000), total: ignored.length, at: now() }));
+      lastIgnored = ignoredJson;
+    }
     const t = now();
     const current = new Map<string, Manifest>();
     const present = new Set<string>();

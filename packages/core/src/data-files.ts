@@ -17,6 +17,8 @@ export interface ScanResult {
   readonly files: ScannedFile[];
   /** Data files that will not be read (reported in their table's metadata). */
   readonly refused: ScannedFile[];
+  /** Regular files whose extension FlashDuck does not read (`notes.txt`, `orders/readme.md`), sorted. */
+  readonly ignored: string[];
   /**
    * Tables whose folder changed while it was being listed: one of its folders has another mtime after the walk
    * than before its listing, an entry listed was gone when stat'ed, or a subfolder listed could not be read.
@@ -65,6 +67,7 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
   const root = await realpath(dataDir);
   const files: ScannedFile[] = [];
   const refused: ScannedFile[] = [];
+  const ignored: string[] = [];
   const visited = new Set<string>();
   const changing = new Set<string>();
   let everything = false;
@@ -125,6 +128,7 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
       }
       const kind = fileKindOf(entry.name);
       const table = tableOfPath(relPath);
+      if (!kind && target.isFile()) ignored.push(relPath);
       if (!kind || !table) return;
       if (!target.isFile()) {
         refused.push({ path: relPath, table, fingerprint: fingerprintOf(target, 'not a regular file (FIFO, socket or device)') });
@@ -152,5 +156,6 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
   files.sort((a, b) => a.path.localeCompare(b.path));
   refused.sort((a, b) => a.path.localeCompare(b.path));
   if (everything) for (const f of [...files, ...refused]) changing.add(f.table);
-  return { files, refused, changing, everyTableChanging: everything };
+  ignored.sort();
+  return { files, refused, ignored, changing, everyTableChanging: everything };
 }

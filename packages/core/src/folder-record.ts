@@ -1,3 +1,4 @@
+import { IgnoredFiles, decode } from './messages.js';
 import type { Keys } from './keys.js';
 import { LuaScript, type RedisClient } from './redis.js';
 
@@ -56,4 +57,12 @@ export async function isTableGone(redis: RedisClient, keys: Keys, table: string)
     redis.hget(keys.tableMeta(table), 'json'),
   ]);
   return record.state === 'complete' && listed === 0 && !meta;
+}
+
+/** The files the monitor's last scan found with an extension FlashDuck does not read (null: none recorded). */
+export async function readIgnoredFiles(redis: RedisClient, keys: Keys): Promise<IgnoredFiles | null> {
+  const raw = await redis.get(keys.ignoredFiles);
+  if (!raw) return null;
+  const d = decode(IgnoredFiles, raw);
+  return d.ok ? d.value : null;
 }

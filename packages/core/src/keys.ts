@@ -8,6 +8,7 @@
  * fd:tables                      SET    table names                 writer: monitor (add), cacher (remove on drop)
  * fd:folder-record               HASH   id, state (recording|complete), since   writer: monitor leader; readers: query-api, exporter, cli
  * fd:heartbeats                  HASH   "<component>:<instance>" → Heartbeat   writer: every component; readers: status, console
+ * fd:ignored-files               STRING IgnoredFiles: files in the data folder with an extension FlashDuck does not read   writer: monitor leader; readers: query-api, cli
  * fd:events                      PUBSUB snapshot/drop hints         writer: cacher (inside the publish script); readers: query-api
  * fd:parts-stored                PUBSUB a part just stored, before a version lists it (replicas prefetch it)   writer: cacher; readers: query-api
  * fd:{lease:<name>}:owner        STRING "<token>|<epoch>" with TTL  writer: the lease holder (monitor leader, exporter per table)
@@ -49,6 +50,8 @@ export interface Keys {
   readonly heartbeats: string;
   /** Pub/sub channel for snapshot hints (a wake-up only; state lives in `meta`). */
   readonly events: string;
+  /** Files in the data folder FlashDuck does not read (unknown extensions), as the last scan found them. */
+  readonly ignoredFiles: string;
   /** Pub/sub channel announcing a part as soon as it is stored (a prefetch hint; no state). */
   readonly partsStored: string;
   /** BullMQ prefix (carries a hash tag so every queue key shares one slot). */
@@ -114,6 +117,7 @@ export function createKeys(prefix: string): Keys {
     heartbeats: `${prefix}:heartbeats`,
     events: `${prefix}:events`,
     partsStored: `${prefix}:parts-stored`,
+    ignoredFiles: `${prefix}:ignored-files`,
     bullPrefix: `${prefix}:{q}`,
     leaseOwner: (name) => `${prefix}:{lease:${name}}:owner`,
     leaseEpoch: (name) => `${prefix}:{lease:${name}}:epoch`,

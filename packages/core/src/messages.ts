@@ -119,6 +119,15 @@ export const PartStored = z.object({
 });
 export type PartStored = z.infer<typeof PartStored>;
 
+/** monitor → everyone: files in the data folder with an extension FlashDuck does not read (the first 1,000). */
+export const IgnoredFiles = z.object({
+  v: z.literal(1),
+  files: z.array(z.string()),
+  total: z.number().int().nonnegative(),
+  at: z.number(),
+});
+export type IgnoredFiles = z.infer<typeof IgnoredFiles>;
+
 /** A part as one table version lists it. */
 export const TablePart = PartRef.extend({
   /** Members whose rows this version does not serve (their file changed or left since the merge). */

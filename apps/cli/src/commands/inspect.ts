@@ -6,6 +6,7 @@ import {
   loadConfigOrExit,
   readCommonConfig,
   readHeartbeats,
+  readIgnoredFiles,
   readTableMetas,
   readWriteStreams,
   redactUrl,
@@ -130,18 +131,19 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
     process.stdout.write(helpText(statusSpec));
     return 0;
   }
-  const { components, metas, writes, exported } = await withRedis(async (redis, keys) => {
+  const { components, metas, writes, exported, ignored } = await withRedis(async (redis, keys) => {
     const metas = (await readTableMetas(redis, keys)).metas;
     return {
       components: await readHeartbeats(redis, keys),
       metas,
       writes: await readWriteStreams(redis, keys),
       exported: await readExported(redis, keys, metas.keys()),
+      ignored: await readIgnoredFiles(redis, keys),
     };
   });
   if (values.json) {
     const exports = Object.fromEntries(exported);
-    process.stdout.write(`${JSON.stringify({ components, tables: [...metas.values()], writes, exports }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ components, tables: [...metas.values()], writes, exports, ignored: ignored ?? { files: [], total: 0 } }, null, 2)}\n`);
     return 0;
   }
   const now = Date.now();
@@ -160,6 +162,10 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
   if (metas.size === 0) process.stdout.write('  none yet\n');
   else process.stdout.write(`${formatTable(TABLE_HEADER, tableRows(metas.values(), now, exported))}\n`);
   printErrors(metas.values());
+  if (ignored?.total) {
+    const more = ignored.total > ignored.files.length ? `\n  … and ${ignored.total - ignored.files.length} more` : '';
+    process.stdout.write(`\nIgnored files (FlashDuck reads .csv .tsv .json .jsonl .ndjson .parquet .arrow .feather, text ones also .gz/.zst)\n${ignored.files.map((f) => `  ${f}`).join('\n')}${more}\n`);
+  }
   if (writes.length) {
     process.stdout.write('\nWrites\n');
     process.stdout.write(

@@ -5,6 +5,7 @@ import {
   fileKindOf,
   quoteIdent,
   readFolderRecord,
+  readIgnoredFiles,
   readHeartbeats,
   readWriteStreams,
   within,
@@ -39,6 +40,7 @@ export async function consoleStatus(redis: RedisClient, keys: Keys, generation: 
       }),
     ),
     readFolderRecord(redis, keys),
+    readIgnoredFiles(redis, keys),
   ]);
   let answer: Awaited<typeof fromRedis> | null = null;
   let unreachable: string | null = null;
@@ -49,7 +51,7 @@ export async function consoleStatus(redis: RedisClient, keys: Keys, generation: 
     unreachable = errorMessage(err);
   }
   fromRedis.catch(() => undefined); // settles after the deadline, or not at all: nobody waits for it
-  const [components, writes, exports, record] = answer ?? [[], [], [], null];
+  const [components, writes, exports, record, ignored] = answer ?? [[], [], [], null, null];
   return {
     redis: unreachable
       ? { reachable: false, error: unreachable, note: 'serving the table versions this replica holds; status of components, writes and exports is unknown until Redis answers' }
@@ -58,6 +60,8 @@ export async function consoleStatus(redis: RedisClient, keys: Keys, generation: 
     tables: tables.map(tableDetail).sort((a, b) => a.name.localeCompare(b.name)),
     writes,
     exports: exports.filter((e) => e !== null),
+    /** Files in the data folder with an extension FlashDuck does not read. */
+    ignored: { files: ignored?.files ?? [], total: ignored?.total ?? 0 },
     servedGeneration: generation?.id ?? null,
     /** The query-api instance that answered (the console marks it among the components). */
     servedBy,

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { AppError, HTTP_STATUS, counter, isRedisUnavailable, registry, type Keys, type Logger, type RedisClient } from '@flashduck/core';
+import { AppError, HTTP_STATUS, counter, isRedisUnavailable, readIgnoredFiles, registry, tableOfPath, within, type Keys, type Logger, type RedisClient } from '@flashduck/core';
 
 const writesEnqueued = counter('flashduck_query_writes_enqueued_total', 'Writes queued through the API', ['op']);
 const httpErrors = counter('flashduck_http_errors_total', 'HTTP error responses by code', ['code']);
@@ -113,11 +113,13 @@ export function createServer(deps: ServerDeps): express.Express {
     res.json({ tables });
   });
 
-  app.get('/v1/tables/:table', read, (req, res) => {
+  app.get('/v1/tables/:table', read, async (req, res) => {
     const name = String(req.params.table);
     const t = served().tables.get(name) ?? served().tables.get(name.toLowerCase());
     if (!t) throw new AppError('not_found', `no table named "${name}"`);
-    res.json(tableDetail(t.meta));
+    // Files in its folder FlashDuck does not read; a Redis outage leaves the list out rather than failing.
+    const ignored = await within(readIgnoredFiles(deps.requestRedis, deps.keys), 500).catch(() => null);
+    res.json({ ...tableDetail(t.meta), ignored: ignored ? ignored.files.filter((f) => tableOfPath(f) === t.meta.table) : [] });
   });
 
   const servedMeta = (table: string) => catalog.generation?.tables.get(table)?.meta;
