@@ -250,6 +250,44 @@ describe('cacher rebuilds', () => {
     expect(await rows(port, 'SELECT count(*) AS n FROM arrowed WHERE id < 0')).toEqual([{ n: 4 }]);
   });
 
+  it('names the rows that break a CSV, and reads it with the options of _table.yaml: skipped rows listed by line', async () => {
+    const lines = ['id,name,score', ...Array.from({ length: 3000 }, (_, i) => `${i},n${i},${i * 2}`)];
+    lines[1501] = '1500,n1500,3000,extra';
+    await mkdir(path.join(stack.dataDir, 'ragged'));
+    await writeAtomic(path.join(stack.dataDir, 'ragged', 'r.csv'), `${lines.join('\n')}\n`);
+    await waitFor('ragged reported', async () => (await info('ragged').catch(() => null))?.errors?.length === 1);
+    const refused = await info('ragged');
+    expect(refused.errors[0].message).toMatch(/^1 row\(s\) do not fit the file's columns \(line 1502: Expected Number of Columns: 3 Found: 4\)/);
+    expect(refused.errors[0].message).toMatch(/set ignore_errors: true .* in ragged\/_table\.yaml/);
+
+    await writeAtomic(path.join(stack.dataDir, 'ragged', '_table.yaml'), 'ignore_errors: true\n');
+    await waitFor('ragged read', async () => (await rows(port, 'SELECT count(*) AS n FROM ragged'))[0]?.n === 2999);
+    const read = await info('ragged');
+    expect(read.errors).toHaveLength(1);
+    expect(read.errors[0]).toMatchObject({ file: 'ragged/r.csv', skipped: { rows: 1, lines: [{ line: 1502 }] } });
+    expect(read.errors[0].message).toMatch(/^1 row\(s\) skipped \(ignore_errors in _table\.yaml\): line 1502: Expected Number of Columns: 3 Found: 4/);
+    expect(read.files[0]).toMatchObject({ path: 'ragged/r.csv', rows: 2999, skipped: 1 });
+
+    // A headerless file: names from the options, the first line is data; changing the options rebuilds it.
+    await mkdir(path.join(stack.dataDir, 'headless'));
+    await writeAtomic(path.join(stack.dataDir, 'headless', '_table.yaml'), 'header: false\nnames: [id, city]\n');
+    await writeAtomic(path.join(stack.dataDir, 'headless', 'h.csv'), '1,Oslo\n2,Lima\n');
+    await waitFor('headless served', async () => (await rows(port, 'SELECT count(*) AS n FROM headless'))[0]?.n === 2);
+    expect(await rows(port, 'SELECT id, city FROM headless ORDER BY id')).toEqual([
+      { id: 1, city: 'Oslo' },
+      { id: 2, city: 'Lima' },
+    ]);
+    await writeAtomic(path.join(stack.dataDir, 'headless', '_table.yaml'), 'csv:\n  header: false\n  names: [id, city]\n  types: {id: VARCHAR}\n');
+    await waitFor('options applied', async () => (await info('headless')).columns[0].type === 'VARCHAR');
+
+    // Unknown keys are refused, naming the table and the key; the rows read before keep serving.
+    await writeAtomic(path.join(stack.dataDir, 'headless', '_table.yaml'), 'header: false\nnames: [id, city]\nread_path: /etc/passwd\n');
+    await waitFor('bad options reported', async () => (await info('headless')).errors.length === 1);
+    const bad = await info('headless');
+    expect(bad.errors[0].message).toMatch(/headless\/_table\.yaml: unknown key "read_path" for table headless \(allowed: header, names, delim/);
+    expect(await rows(port, 'SELECT count(*) AS n FROM headless')).toEqual([{ n: 2 }]);
+  });
+
   it('coalesces a burst of changes into a few rebuilds and ends equal to the folder', async () => {
     await mkdir(path.join(stack.dataDir, 'burst'));
     await writeAtomic(path.join(stack.dataDir, 'burst', 'f0.csv'), 'n\n0\n');

@@ -33,6 +33,9 @@ const vanished = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.c
 
 const MAX_DEPTH = 32;
 
+/** The file in a table's folder that holds its reader options (read by the cacher). */
+export const TABLE_OPTIONS_FILE = '_table.yaml';
+
 /** The fingerprint of the file at `absPath` now (through a symlink, as a scan records it), or null when it is gone. */
 export async function fingerprintNow(absPath: string): Promise<FileFingerprint | null> {
   try {
@@ -95,7 +98,9 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
       return;
     }
     const one = async (entry: (typeof entries)[number]): Promise<void> => {
-      if (isIgnoredName(entry.name)) return;
+      // A table folder's `_table.yaml` (its reader options) is recorded with its files: a change rebuilds the table.
+      const optionsFile = entry.name === TABLE_OPTIONS_FILE && rel !== '' && !rel.includes('/');
+      if (isIgnoredName(entry.name) && !optionsFile) return;
       const abs = path.join(dir, entry.name);
       const relPath = rel ? `${rel}/${entry.name}` : entry.name;
       let info;
@@ -128,6 +133,10 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
       }
       const kind = fileKindOf(entry.name);
       const table = tableOfPath(relPath);
+      if (optionsFile && table && target.isFile()) {
+        files.push({ path: relPath, table, fingerprint: fingerprintOf(target) });
+        return;
+      }
       if (!kind && target.isFile()) ignored.push(relPath);
       if (!kind || !table) return;
       if (!target.isFile()) {

@@ -74,7 +74,12 @@ export type SnapshotFormat = (typeof SNAPSHOT_FORMATS)[number];
 export const ColumnInfo = z.object({ name: z.string(), type: z.string(), files: z.array(z.string()).optional() });
 export type ColumnInfo = z.infer<typeof ColumnInfo>;
 
-export const FileError = z.object({ file: z.string(), message: z.string() });
+export const FileError = z.object({
+  file: z.string(),
+  message: z.string(),
+  /** Set when the file was read but rows of it were skipped (`ignore_errors`): how many, and the first lines. */
+  skipped: z.object({ rows: z.number().int().nonnegative(), lines: z.array(z.object({ line: z.number(), message: z.string() })) }).optional(),
+});
 export type FileError = z.infer<typeof FileError>;
 
 export const SnapshotFile = z.object({
@@ -85,6 +90,8 @@ export const SnapshotFile = z.object({
   format: z.string(),
   /** True when the rows come from an earlier readable version of a file that now fails. */
   stale: z.boolean().optional(),
+  /** Rows of the file skipped by `ignore_errors`. */
+  skipped: z.number().int().nonnegative().optional(),
 });
 export type SnapshotFile = z.infer<typeof SnapshotFile>;
 
@@ -174,8 +181,12 @@ export const Fragment = z.object({
   /** `mixed`: the scalar types a JSON column of this file held before it became VARCHAR. */
   columns: z.array(z.object({ name: z.string(), type: z.string(), mixed: z.array(z.string()).optional() })),
   format: z.string(),
+  /** Hash of the table's reader options (`_table.yaml`) the file was read with; absent: none. */
+  options: z.string().optional(),
+  /** Rows the reader skipped (`ignore_errors`), with the first lines and reasons. */
+  skipped: z.object({ rows: z.number().int().nonnegative(), lines: z.array(z.object({ line: z.number(), message: z.string() })) }).optional(),
   /** Set when the current version of the file fails to read (the rows above are from an earlier one). */
-  failed: z.object({ fingerprint: FileFingerprint, message: z.string() }).optional(),
+  failed: z.object({ fingerprint: FileFingerprint, message: z.string(), options: z.string().optional() }).optional(),
 });
 export type Fragment = z.infer<typeof Fragment>;
 

@@ -4,6 +4,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { quoteIdent, type FileKind } from '@flashduck/core';
 import { fileReaderSql, loadArrow } from '@flashduck/core/duckdb';
 import { quoteLiteral } from '@flashduck/core';
+import { csvOptionSql, skippedRows, type CsvOptions } from './table-options.js';
 
 /** A file read into a DuckDB table. */
 export interface ReadFileResult {
@@ -13,6 +14,8 @@ export interface ReadFileResult {
    * `mixed` lists the scalar types a JSON column held before it became VARCHAR.
    */
   readonly columns: { name: string; type: string; mixed?: string[] }[];
+  /** Rows the reader skipped (`ignore_errors` in the table's options), with the first lines and reasons. */
+  readonly skipped?: { rows: number; lines: { line: number; message: string }[] };
 }
 
 /** Why a file could not be read, in words that name the file. */
@@ -102,10 +105,18 @@ async function detectDialect(file: string, kind: FileKind): Promise<TextDialect>
  * BIGINT is read as 2, `2024-01-01 10:30:00` in a DATE column as the date), so a type chosen from the first
  * rows would silently change values further down.
  */
-function strictReaderSql(kind: FileKind, file: string, dialect: TextDialect, fullSample: boolean): string {
+function strictReaderSql(kind: FileKind, file: string, dialect: TextDialect, fullSample: boolean, o: CsvOptions = {}, rejects: string | null = null): string {
   if (kind.format !== 'csv' && kind.format !== 'tsv') return fileReaderSql(kind, file, fullSample);
-  const encoding = dialect.encoding === 'utf-8' ? '' : `, encoding=${quoteLiteral(dialect.encoding)}`;
-  return `read_csv(${quoteLiteral(file)}, header=true, auto_detect=true, delim=${quoteLiteral(dialect.delim)}, quote='"', escape='"', strict_mode=true, null_padding=false, max_line_size=67108864${encoding}, sample_size=-1)`;
+  // The table's _table.yaml, where it says otherwise; null_padding implies a lenient row shape unless strict_mode is set.
+  const enc = o.encoding ?? dialect.encoding;
+  const encoding = enc === 'utf-8' ? '' : `, encoding=${quoteLiteral(enc)}`;
+  const quote = o.quote ?? '"';
+  const escape = o.escape ?? quote;
+  const strict = o.strict_mode ?? !o.null_padding;
+  return (
+    `read_csv(${quoteLiteral(file)}, header=${o.header ?? true}, auto_detect=true, delim=${quoteLiteral(o.delim ?? dialect.delim)}, quote=${quoteLiteral(quote)}, ` +
+    `escape=${quoteLiteral(escape)}, strict_mode=${strict}, null_padding=${o.null_padding ?? false}, max_line_size=${o.max_line_size ?? 67108864}${encoding}, sample_size=-1${csvOptionSql(o, rejects)})`
+  );
 }
 
 const ENCODING_ERROR = /unicode|utf-?8|encoding/i;
@@ -120,7 +131,7 @@ const SNIFF_ERROR = /Could not convert|Conversion Error|Could not parse|sniff|Ty
  */
 export async function readFileIntoTable(
   conn: DuckDBConnection,
-  options: { absPath: string; relPath: string; kind: FileKind; target: string; linkDir: string; index: number },
+  options: { absPath: string; relPath: string; kind: FileKind; target: string; linkDir: string; index: number; csv?: CsvOptions },
 ): Promise<ReadFileResult> {
   const link = path.join(options.linkDir, `f${options.index}${options.kind.extension}`);
   await symlink(options.absPath, link);
@@ -140,8 +151,10 @@ export async function readFileIntoTable(
     return await describeRead(conn, target, options.relPath, false);
   }
   const dialect = textFormat ? await detectDialect(options.absPath, options.kind) : { delim: ',', encoding: 'utf-8' as const };
+  const csv = options.kind.format === 'csv' || options.kind.format === 'tsv' ? (options.csv ?? {}) : {};
+  const rejects = csv.ignore_errors ? `fd_rejects_${options.index}` : null;
   const attempt = async (d: TextDialect, fullSample: boolean) => {
-    await conn.run(`CREATE OR REPLACE TABLE ${target} AS SELECT * FROM ${strictReaderSql(options.kind, link, d, fullSample)}`);
+    await conn.run(`CREATE OR REPLACE TABLE ${target} AS SELECT * FROM ${strictReaderSql(options.kind, link, d, fullSample, csv, rejects)}`);
   };
   try {
     try {
@@ -159,11 +172,41 @@ export async function readFileIntoTable(
       }
     }
   } catch (err) {
-    throw new FileReadError(options.relPath, cleanReason((err as Error).message, link, options.relPath));
+    if (options.kind.format !== 'csv' && options.kind.format !== 'tsv') throw new FileReadError(options.relPath, cleanReason((err as Error).message, link, options.relPath));
+    // Which rows break the file's shape, with their line numbers: what DuckDB's own message does not say.
+    const hint = optionsHint(options.relPath, csv);
+    const bad = csv.ignore_errors ? null : await diagnoseRows(conn, link, options.kind, dialect, csv, options.index).catch(() => null);
+    if (bad?.rows) {
+      const first = bad.lines.map((l) => `line ${l.line}: ${l.message}`).join('; ');
+      throw new FileReadError(options.relPath, `${bad.rows} row(s) do not fit the file's columns (${first}${bad.rows > bad.lines.length ? '; …' : ''}); the file is not read until it is fixed. ${hint}`);
+    }
+    const reason = cleanReason((err as Error).message.split('\n').slice(0, 2).join('\n'), link, options.relPath);
+    throw new FileReadError(options.relPath, `${reason}. ${hint}`);
   } finally {
     await rm(link, { force: true });
   }
-  return await describeRead(conn, target, options.relPath, textFormat, options.kind.format === 'json' || options.kind.format === 'ndjson');
+  const skipped = rejects ? await skippedRows(conn, rejects) : null;
+  const read = await describeRead(conn, target, options.relPath, textFormat, options.kind.format === 'json' || options.kind.format === 'ndjson');
+  return skipped?.rows ? { ...read, skipped } : read;
+}
+
+/** What a user can set to read a CSV file DuckDB refused, and where. */
+function optionsHint(relPath: string, csv: CsvOptions): string {
+  const parts = relPath.split('/');
+  const where = parts.length > 1 ? `${parts[0]}/_table.yaml` : `a _table.yaml beside it (move ${relPath} into a folder ${parts[0]!.replace(/\..*$/, '')}/ first)`;
+  const set = csv.ignore_errors ? 'null_padding: true, delim, quote, skip or comment' : 'ignore_errors: true (skip such rows; they are listed here), null_padding: true (pad short rows with NULL), delim, quote, skip or comment';
+  return `To read it anyway, set ${set} in ${where}`;
+}
+
+/** Reads the file again skipping rows that do not fit, only to name them (line and reason); nothing is kept. */
+async function diagnoseRows(conn: DuckDBConnection, link: string, kind: FileKind, dialect: TextDialect, csv: CsvOptions, index: number): Promise<{ rows: number; lines: { line: number; message: string }[] }> {
+  const rejects = `fd_diag_${index}`;
+  await conn.run(`CREATE OR REPLACE TEMP TABLE fd_diag AS SELECT count(*) AS n FROM ${strictReaderSql(kind, link, dialect, false, { ...csv, ignore_errors: true }, rejects)}`);
+  try {
+    return await skippedRows(conn, rejects);
+  } finally {
+    await conn.run('DROP TABLE IF EXISTS temp.fd_diag').catch(() => undefined);
+  }
 }
 
 /** The rows and columns of a file just read into `target`. */
@@ -214,7 +257,7 @@ async function widenMixedScalars(conn: DuckDBConnection, target: string, columns
  */
 export async function readFileToPart(
   conn: DuckDBConnection,
-  options: { absPath: string; relPath: string; kind: FileKind; linkDir: string; index: number; out: string },
+  options: { absPath: string; relPath: string; kind: FileKind; linkDir: string; index: number; out: string; csv?: CsvOptions },
 ): Promise<ReadFileResult> {
   const alias = `out_${options.index}`;
   await rm(options.out, { force: true });

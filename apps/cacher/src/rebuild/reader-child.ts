@@ -7,6 +7,7 @@ import path from 'node:path';
 import { errorMessage, type FileKind } from '@flashduck/core';
 import { openDuckDB } from '@flashduck/core/duckdb';
 import { FileReadError, readFileToPart } from './read-file.js';
+import type { CsvOptions } from './table-options.js';
 
 interface ReadRequest {
   id: number;
@@ -14,6 +15,7 @@ interface ReadRequest {
   relPath: string;
   kind: FileKind;
   out: string;
+  csv?: CsvOptions;
 }
 
 const memoryLimitMb = Number(process.env.READER_MEMORY_LIMIT_MB) || undefined;
@@ -31,7 +33,7 @@ process.on('message', (req: ReadRequest) => {
     if (crashOn && req.relPath.includes(crashOn)) process.abort();
     try {
       const r = await readFileToPart(db.conn, { ...req, linkDir, index: req.id });
-      process.send?.({ id: req.id, ok: true, rows: r.rows, columns: r.columns });
+      process.send?.({ id: req.id, ok: true, rows: r.rows, columns: r.columns, skipped: r.skipped });
     } catch (err) {
       process.send?.({ id: req.id, ok: false, fileError: err instanceof FileReadError, message: errorMessage(err) });
     }

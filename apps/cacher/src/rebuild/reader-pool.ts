@@ -5,6 +5,7 @@ import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 import type { FileKind, Logger } from '@flashduck/core';
 import { FileReadError, readFileToPart, type ReadFileResult } from './read-file.js';
+import type { CsvOptions } from './table-options.js';
 
 /** A file to read into a part (DuckDB file). */
 export interface ReadJob {
@@ -12,6 +13,8 @@ export interface ReadJob {
   readonly relPath: string;
   readonly kind: FileKind;
   readonly out: string;
+  /** The table's validated CSV reader options (`_table.yaml`). */
+  readonly csv?: CsvOptions;
 }
 
 /** Reads data files into parts (DuckDB files). */
@@ -61,13 +64,13 @@ export class ReaderPool implements FileReader {
       }),
     };
     worker.ready.catch(() => undefined);
-    child.on('message', (msg: { id?: number; ok?: boolean; rows?: number; columns?: { name: string; type: string }[]; message?: string; fileError?: boolean }) => {
+    child.on('message', (msg: { id?: number; ok?: boolean; rows?: number; columns?: ReadFileResult['columns']; skipped?: ReadFileResult['skipped']; message?: string; fileError?: boolean }) => {
       const b = worker.busy;
       if (!b || msg.id !== b.id) return;
       clearTimeout(b.timer);
       worker.busy = null;
       worker.reserved = false;
-      if (msg.ok) b.resolve({ rows: msg.rows!, columns: msg.columns! });
+      if (msg.ok) b.resolve({ rows: msg.rows!, columns: msg.columns!, ...(msg.skipped ? { skipped: msg.skipped } : {}) });
       else b.reject(msg.fileError ? new FileReadError(b.job.relPath, msg.message!) : new Error(msg.message));
       this.release();
     });
@@ -127,7 +130,7 @@ export class ReaderPool implements FileReader {
       }, this.options.timeoutMs);
       worker.busy = { id, job, resolve, reject, timer };
       worker.ready.then(
-        () => worker.child.send({ id, absPath: job.absPath, relPath: job.relPath, kind: job.kind, out: job.out }),
+        () => worker.child.send({ id, absPath: job.absPath, relPath: job.relPath, kind: job.kind, out: job.out, csv: job.csv }),
         (err: unknown) => {
           clearTimeout(timer);
           worker.busy = null;

@@ -25,6 +25,7 @@ import type { CacherConfig } from '../config.js';
 import { collectRetired, parseFragments } from '../store/fragments.js';
 import { describeSources, readSources, tableSchema, versionParts, type StoredFragment } from './sources.js';
 import type { FileReader } from './reader-pool.js';
+import { isOptionsPath, loadTableOptions } from './table-options.js';
 
 const publishScript = LuaScript.load('version-publish-4');
 /** Score for a part written but not yet referenced: collected only if the writer died before committing. */
@@ -190,7 +191,10 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
   if (!state.recorded) return { outcome: 'skipped', reason: 'Redis holds no manifest of the table (the monitor records it again)' };
   if (state.builtGen >= state.gen) return { outcome: 'skipped', reason: `snapshot already built from generation ${state.builtGen}` };
 
-  if (state.manifest.size === 0) {
+  // `_table.yaml` is the table's reader options, not a data file.
+  const optionsPath = [...state.manifest.keys()].find(isOptionsPath);
+  const dataFiles = new Map([...state.manifest].filter(([p]) => !isOptionsPath(p)));
+  if (dataFiles.size === 0) {
     if (!(await publishVersion(deps, table, lease, null, state.gen, new Map(), []))) return { outcome: 'refused' };
     await redis.srem(keys.tables, table);
     log.info({ gen: state.gen }, 'table dropped (no files left)');
@@ -202,10 +206,13 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
   await mkdir(workDir, { recursive: true });
   try {
     const version = await redis.incr(keys.tableSeq(table));
+    const options = await loadTableOptions(config.dataDir, table, optionsPath);
+    if (!options.ok) log.warn({ error: options.error }, 'the table\'s reader options are refused; its CSV/TSV files keep their last rows');
     const { sources, changing } = await readSources({
       dataDir: config.dataDir,
       workDir,
-      manifest: state.manifest,
+      manifest: dataFiles,
+      options,
       fragments: state.fragments,
       reader: deps.reader,
       parallelism: config.readParallelism,
@@ -234,7 +241,18 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
       if (s.kind === 'fresh') {
         written += s.written;
         fresh.push({ file: s.file, part: s.part });
-        const f: StoredFragment = { v: 2, path: s.path, fingerprint: s.fingerprint, part: s.part, member: 0, rows: s.rows, columns: s.columns, format: s.format };
+        const f: StoredFragment = {
+          v: 2,
+          path: s.path,
+          fingerprint: s.fingerprint,
+          part: s.part,
+          member: 0,
+          rows: s.rows,
+          columns: s.columns,
+          format: s.format,
+          ...(s.options ? { options: s.options } : {}),
+          ...(s.skipped ? { skipped: s.skipped } : {}),
+        };
         fragments.set(s.path, f);
         holding.push(f);
       } else if (s.kind === 'cached') {
@@ -244,7 +262,7 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
         fragments.set(s.path, { ...s.fragment, failed: s.failed });
         holding.push(s.fragment);
       } else {
-        fragments.set(s.path, { v: 2, path: s.path, fingerprint: s.fingerprint, member: 0, rows: 0, columns: [], format: 'unknown', failed: { fingerprint: s.fingerprint, message: s.message } });
+        fragments.set(s.path, { v: 2, path: s.path, fingerprint: s.fingerprint, member: 0, rows: 0, columns: [], format: 'unknown', failed: { fingerprint: s.fingerprint, message: s.message, ...(s.options ? { options: s.options } : {}) } });
       }
     }
     const schema = tableSchema(sources);

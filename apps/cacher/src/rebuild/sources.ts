@@ -12,7 +12,8 @@ import {
   type TablePart,
 } from '@flashduck/core';
 import { mergeSchemas, type MergedSchema } from '@flashduck/schema';
-import { FileReadError } from './read-file.js';
+import { FileReadError, type ReadFileResult } from './read-file.js';
+import { NO_OPTIONS, type TableOptions } from './table-options.js';
 import type { FileReader } from './reader-pool.js';
 
 const sameFingerprint = (a: FileFingerprint | null, b: FileFingerprint) => a !== null && fileIdentity(a) === fileIdentity(b);
@@ -24,13 +25,26 @@ const holdsRows = (f: Fragment | undefined): f is StoredFragment => f?.part !== 
 /** Where the rows of one file come from in this build. */
 export type FileSource =
   /** Read now into the part file `file` (a DuckDB database), stored at once as a new part (`part`). */
-  | { kind: 'fresh'; path: string; fingerprint: FileFingerprint; file: string; rows: number; columns: { name: string; type: string }[]; format: string; part: PartRef; written: number }
+  | {
+      kind: 'fresh';
+      path: string;
+      fingerprint: FileFingerprint;
+      file: string;
+      rows: number;
+      columns: ReadFileResult['columns'];
+      format: string;
+      part: PartRef;
+      written: number;
+      /** The reader options' hash it was read with ('' for none). */
+      options: string;
+      skipped?: ReadFileResult['skipped'];
+    }
   /** Unchanged since it was read: its rows stay in the part that holds them. */
   | { kind: 'cached'; path: string; fragment: StoredFragment }
   /** Unreadable now; an earlier readable version's rows stay in the table. */
-  | { kind: 'stale'; path: string; fragment: StoredFragment; failed: { fingerprint: FileFingerprint; message: string } }
+  | { kind: 'stale'; path: string; fragment: StoredFragment; failed: { fingerprint: FileFingerprint; message: string; options?: string } }
   /** Unreadable and never read before: contributes no rows. */
-  | { kind: 'failed'; path: string; fingerprint: FileFingerprint; message: string };
+  | { kind: 'failed'; path: string; fingerprint: FileFingerprint; message: string; options?: string };
 
 export type ReadableSource = Exclude<FileSource, { kind: 'failed' }>;
 
@@ -43,6 +57,8 @@ export interface ReadSourcesInput {
   readonly reader: FileReader;
   /** Files read at once. */
   readonly parallelism: number;
+  /** The table's reader options (`_table.yaml`), for its CSV/TSV files. */
+  readonly options?: TableOptions;
   /** Stores a file read now as a part (while the next files are read). */
   readonly store: (file: string, shape: { rows: number; members: number; columns: { name: string; type: string }[] }) => Promise<{ part: PartRef; written: number }>;
 }
@@ -77,17 +93,23 @@ export async function readSources(input: ReadSourcesInput): Promise<ReadSources>
   const readOne = async (i: number): Promise<FileSource | null> => {
     const [relPath, fp] = entries[i]!;
     const fragment = fragments.get(relPath) ?? renamed.get(relPath);
+    const kind = fileKindOf(relPath);
+    // The table's reader options apply to its CSV/TSV files: a file read with other options is read again.
+    const options = input.options ?? NO_OPTIONS;
+    const optionsHash = kind?.format === 'csv' || kind?.format === 'tsv' ? options.hash : '';
     const keepOld = (message: string): FileSource => {
       // A fragment without a part only remembers an earlier failure: there are no rows to keep.
-      if (!holdsRows(fragment)) return { kind: 'failed', path: relPath, fingerprint: fp, message };
-      return { kind: 'stale', path: relPath, fragment: { ...fragment, path: relPath }, failed: { fingerprint: fp, message } };
+      if (!holdsRows(fragment)) return { kind: 'failed', path: relPath, fingerprint: fp, message, options: optionsHash };
+      return { kind: 'stale', path: relPath, fragment: { ...fragment, path: relPath }, failed: { fingerprint: fp, message, options: optionsHash } };
     };
     if (fp.refused) return keepOld(fp.refused);
-    // Failed before in exactly this version: do not read it again.
-    if (fragment?.failed && sameFingerprint(fragment.failed.fingerprint, fp)) return keepOld(fragment.failed.message);
-    if (holdsRows(fragment) && sameFingerprint(fragment.fingerprint, fp)) return { kind: 'cached', path: relPath, fragment: { ...fragment, path: relPath } };
-    const kind = fileKindOf(relPath);
+    // Failed before in exactly this version, with these options: do not read it again.
+    if (fragment?.failed && sameFingerprint(fragment.failed.fingerprint, fp) && (fragment.failed.options ?? '') === optionsHash) return keepOld(fragment.failed.message);
+    if (holdsRows(fragment) && sameFingerprint(fragment.fingerprint, fp) && (fragment.options ?? '') === optionsHash) {
+      return { kind: 'cached', path: relPath, fragment: { ...fragment, path: relPath } };
+    }
     if (!kind) return { kind: 'failed', path: relPath, fingerprint: fp, message: 'not a data file FlashDuck reads' };
+    if (optionsHash && !options.ok) return keepOld(options.error);
     const absPath = path.join(input.dataDir, relPath);
     // The file must be the version the manifest names, before and after the read: a file renamed, deleted or
     // rewritten meanwhile was read in a state the manifest does not describe (or not at all). The monitor sees
@@ -108,10 +130,10 @@ export async function readSources(input: ReadSourcesInput): Promise<ReadSources>
     if (await changedMeanwhile()) return lastStored();
     const file = path.join(readDir, `${i + 1}.duckdb`);
     try {
-      const read = await input.reader.read({ absPath, relPath, kind, out: file });
+      const read = await input.reader.read({ absPath, relPath, kind, out: file, ...(optionsHash && options.ok ? { csv: options.csv } : {}) });
       if (await changedMeanwhile()) return lastStored();
-      const { part, written } = await input.store(file, { rows: read.rows, members: 1, columns: read.columns });
-      return { kind: 'fresh', path: relPath, fingerprint: fp, file, rows: read.rows, columns: read.columns, format: kind.format, part, written };
+      const { part, written } = await input.store(file, { rows: read.rows, members: 1, columns: read.columns.map((c) => ({ name: c.name, type: c.type })) });
+      return { kind: 'fresh', path: relPath, fingerprint: fp, file, rows: read.rows, columns: read.columns, format: kind.format, part, written, options: optionsHash, ...(read.skipped ? { skipped: read.skipped } : {}) };
     } catch (err) {
       if (MISSING_FILE.test(err instanceof Error ? err.message : String(err))) gone = true;
       if ((await changedMeanwhile()) || gone) return lastStored();
@@ -152,7 +174,7 @@ export function renamedFragments(manifest: ReadonlyMap<string, FileFingerprint>,
   return out;
 }
 
-function columnsOf(s: FileSource): { name: string; type: string }[] {
+function columnsOf(s: FileSource): { name: string; type: string; mixed?: string[] }[] {
   if (s.kind === 'fresh') return s.columns;
   if (s.kind === 'failed') return [];
   return s.fragment.columns;
@@ -196,7 +218,12 @@ export function describeSources(sources: readonly FileSource[]): { files: Snapsh
     const fp = s.kind === 'fresh' || s.kind === 'failed' ? s.fingerprint : s.kind === 'stale' ? s.failed.fingerprint : s.fragment.fingerprint;
     const rows = s.kind === 'fresh' ? s.rows : s.kind === 'failed' ? 0 : s.fragment.rows;
     const format = s.kind === 'fresh' ? s.format : s.kind === 'failed' ? (fileKindOf(s.path)?.format ?? 'unknown') : s.fragment.format;
-    files.push({ path: s.path, size: fp.size, mtimeMs: fp.mtimeMs, rows, format, ...(s.kind === 'stale' ? { stale: true } : {}) });
+    const skipped = s.kind === 'fresh' ? s.skipped : s.kind === 'cached' ? s.fragment.skipped : undefined;
+    files.push({ path: s.path, size: fp.size, mtimeMs: fp.mtimeMs, rows, format, ...(s.kind === 'stale' ? { stale: true } : {}), ...(skipped ? { skipped: skipped.rows } : {}) });
+    if (skipped) {
+      const first = skipped.lines.map((l) => `line ${l.line}: ${l.message}`).join('; ');
+      errors.push({ file: s.path, message: `${skipped.rows} row(s) skipped (ignore_errors in _table.yaml): ${first}${skipped.rows > skipped.lines.length ? '; …' : ''}`, skipped });
+    }
     if (s.kind === 'failed') errors.push({ file: s.path, message: s.message });
     if (s.kind === 'stale') {
       errors.push({ file: s.path, message: `${s.failed.message} (serving the ${s.fragment.rows} rows of its last readable version)` });

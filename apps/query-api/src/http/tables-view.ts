@@ -14,6 +14,7 @@ export function tableSummary(meta: TableMeta) {
       format: f.format,
       modifiedAt: new Date(f.mtimeMs).toISOString(),
       ...(f.stale ? { stale: true } : {}),
+      ...(f.skipped ? { skipped: f.skipped } : {}),
     })),
     errors: meta.errors,
     updatedAt: new Date(meta.updatedAt).toISOString(),
