@@ -63,7 +63,7 @@ const CHECKS: Record<keyof CsvOptions, Check> = {
   header: bool,
   names: (v, k) => {
     if (!Array.isArray(v) || v.length === 0 || !v.every((n) => typeof n === 'string' && n.length > 0 && n.length <= 255)) throw new Error(`"${k}" must be a list of column names`);
-    return v;
+    return v as string[];
   },
   delim: char(4),
   quote: char(1, true),
@@ -78,9 +78,9 @@ const CHECKS: Record<keyof CsvOptions, Check> = {
   dateformat: text,
   timestampformat: text,
   nullstr: (v, k) => {
-    const list = typeof v === 'string' ? [v] : v;
+    const list: unknown = typeof v === 'string' ? [v] : v;
     if (!Array.isArray(list) || !list.every((s) => typeof s === 'string' && s.length <= 64)) throw new Error(`"${k}" must be a string or a list of strings`);
-    return list;
+    return list as string[];
   },
   ignore_errors: bool,
   skip: int(0, 1_000_000),
