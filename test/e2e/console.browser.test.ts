@@ -96,6 +96,45 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
     await shot('chart');
   });
 
+  it('labels a line chart over timestamps with short dates and times', async () => {
+    await page.fill('#sql', 'SELECT ordered_at, amount FROM orders ORDER BY ordered_at');
+    await page.click('#run');
+    await page.waitForFunction(() => document.querySelectorAll('#result tbody tr').length === 12);
+    await page.selectOption('#chart-type', 'line');
+    await page.selectOption('#chart-x', 'ordered_at');
+    await page.selectOption('#chart-y', 'amount');
+    await page.click('#chart-draw');
+    const labels = await page.evaluate(() => (window as unknown as { Chart: { getChart(c: unknown): { data: { labels: string[] } } } }).Chart.getChart(document.getElementById('chart'))!.data.labels);
+    expect(labels[0]).toBe('2024-01-03 09:15');
+    expect(labels.every((l) => /^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?$/.test(l))).toBe(true);
+    await shot('chart-line');
+  });
+
+  it('a new query clears the previous chart, and an error clears the previous rows', async () => {
+    const chartOf = () => page.evaluate(() => (window as unknown as { Chart: { getChart(c: unknown): unknown } }).Chart.getChart(document.getElementById('chart')) !== undefined);
+    expect(await chartOf()).toBe(true);
+    await page.fill('#sql', 'SELECT 1 AS x');
+    await page.click('#run');
+    await page.waitForFunction(() => document.querySelectorAll('#result tbody tr').length === 1);
+    expect(await chartOf()).toBe(false);
+    await page.fill('#sql', 'SELEC nonsense');
+    await page.click('#run');
+    await page.waitForFunction(() => (document.getElementById('sql-error')?.textContent ?? '').length > 0);
+    expect(await page.$$('#result tbody tr')).toHaveLength(0);
+    await shot('sql-error');
+    // The CSV download below uses the orders query again.
+    await page.fill('#sql', 'SELECT order_id, amount FROM orders ORDER BY order_id');
+    await page.click('#run');
+    await page.waitForFunction(() => document.querySelectorAll('#result tbody tr').length === 12);
+  });
+
+  it('has a favicon of its own', async () => {
+    expect(await page.getAttribute('link[rel="icon"]', 'href')).toBe('favicon.svg');
+    const res = await fetch(`http://127.0.0.1:${port}/favicon.svg`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/image\/svg\+xml/);
+  });
+
   it('downloads the result as CSV', async () => {
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-download="csv"]')]);
     const file = path.join(work, 'result.csv');
@@ -123,13 +162,17 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
     await shot('status-live');
   });
 
-  it('submits an upsert and shows it go to visible', async () => {
+  it('submits an upsert, shows it go to visible, and shows the table with it in the grid', async () => {
     await page.click('a[data-view="writes"]');
     await page.fill('#write-table', 'customers');
     await page.fill('#write-key', 'id');
+    await page.click('#write-load');
+    await page.waitForFunction(() => document.querySelectorAll('#write-grid tbody tr').length === 7);
     await page.fill('#write-paste', '[{"id": 8, "name": "Barbara Liskov", "country": "US", "signup_date": "2024-03-20"}]');
     await page.click('#paste-upsert');
     await page.waitForFunction(() => document.querySelector('[data-write-status]')?.textContent === 'visible', undefined, { timeout: 30_000 });
+    await page.waitForFunction(() => document.querySelector('#write-grid tbody')?.textContent?.includes('Barbara Liskov'), undefined, { timeout: 10_000 });
+    expect(await page.$$('#write-grid tbody tr')).toHaveLength(8);
     await shot('writes');
     await page.click('a[data-view="sql"]');
     await page.fill('#sql', 'SELECT name FROM customers WHERE id = 8');

@@ -155,6 +155,7 @@ $('preview-next').onclick = () => { previewPage += 1; void loadPreview(); };
 
 // ---------- SQL ----------
 let lastResult = null;
+let chart = null;
 function resultGrid(body) {
   return grid(body.columns.map((c) => el('span', {}, c.name, el('small', {}, c.type))), body.rows.map((r) => body.columns.map((c) => r[c.name] ?? null)), { empty: 'No rows.' });
 }
@@ -168,11 +169,19 @@ function remember(sql) {
 function renderHistory() {
   $('history').replaceChildren(...history().map((s) => el('li', { title: s, onclick: () => { $('sql').value = s; } }, s)));
 }
+/** Forgets the shown result: its grid and its chart go, so nothing of an earlier query stays on screen. */
+function clearResult() {
+  lastResult = null;
+  chart?.destroy();
+  chart = null;
+  show('result', el('p', { class: 'muted', style: 'padding: 8px' }, ''));
+}
 async function runSql() {
   const sql = $('sql').value.trim();
   if (!sql) return;
   $('sql-error').textContent = '';
   $('result-status').textContent = 'running…';
+  clearResult();
   try {
     const body = await (await api('/v1/query', { json: { sql } })).json();
     lastResult = body;
@@ -188,6 +197,7 @@ async function runSql() {
   } catch (err) {
     $('sql-error').textContent = err.message;
     $('result-status').textContent = '';
+    clearResult();
   }
 }
 $('run').onclick = () => void runSql();
@@ -212,7 +222,13 @@ for (const b of document.querySelectorAll('[data-download]')) {
   });
 }
 
-let chart = null;
+/** A chart label: ISO timestamps shortened to the date, or the date and time (seconds only when not zero). */
+function labelText(v) {
+  const m = typeof v === 'string' ? /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(:\d{2})?(\.\d+)?Z?$/.exec(v) : null;
+  if (!m) return cellText(v);
+  const seconds = m[3] && m[3] !== ':00' ? m[3] : '';
+  return m[2] === '00:00' && !seconds ? m[1] : `${m[1]} ${m[2]}${seconds}`;
+}
 function drawChart() {
   if (!lastResult || !window.Chart) return;
   const type = $('chart-type').value;
@@ -221,7 +237,7 @@ function drawChart() {
   const num = (v) => (v === null ? null : Number(v));
   const data = type === 'scatter'
     ? { datasets: [{ label: `${y} by ${x}`, data: lastResult.rows.map((r) => ({ x: num(r[x]), y: num(r[y]) })), backgroundColor: '#c2410c' }] }
-    : { labels: lastResult.rows.map((r) => cellText(r[x])), datasets: [{ label: y, data: lastResult.rows.map((r) => num(r[y])), backgroundColor: '#fb923c', borderColor: '#c2410c' }] };
+    : { labels: lastResult.rows.map((r) => labelText(r[x])), datasets: [{ label: y, data: lastResult.rows.map((r) => num(r[y])), backgroundColor: '#fb923c', borderColor: '#c2410c' }] };
   chart?.destroy();
   chart = new window.Chart($('chart'), { type, data, options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: true } } } });
 }
@@ -272,19 +288,29 @@ function renderWriteGrid() {
   });
   show('write-grid', writeRows.length ? el('table', {}, el('thead', {}, el('tr', {}, headers.map((h) => el('th', {}, h)))), el('tbody', {}, rows)) : el('p', { class: 'muted', style: 'padding: 8px' }, 'Load rows of a table, or add a row.'));
 }
-$('write-load').onclick = async () => {
-  const table = $('write-table').value.trim();
+let writeGridTable = null;
+/** Loads (or reloads) rows of a table into the grid: the first 20, by the key when one is given. */
+async function loadWriteGrid(table) {
   $('write-error').textContent = '';
   try {
-    const body = await (await api('/v1/query', { json: { sql: `SELECT * FROM "${table.replace(/"/g, '""')}" LIMIT 20` } })).json();
+    const key = $('write-key').value.split(',').map((s) => s.trim()).filter(Boolean);
+    const order = key.length ? ` ORDER BY ${key.map((k) => `"${k.replace(/"/g, '""')}"`).join(', ')}` : '';
+    let body;
+    try {
+      body = await (await api('/v1/query', { json: { sql: `SELECT * FROM "${table.replace(/"/g, '""')}"${order} LIMIT 20` } })).json();
+    } catch {
+      body = await (await api('/v1/query', { json: { sql: `SELECT * FROM "${table.replace(/"/g, '""')}" LIMIT 20` } })).json();
+    }
     writeColumns = body.columns.map((c) => c.name);
     writeRows = body.rows.map((r) => ({ ...r }));
+    writeGridTable = table;
     if (!$('write-key').value) $('write-key').value = writeColumns[0] || '';
     renderWriteGrid();
   } catch (err) {
     $('write-error').textContent = err.message;
   }
-};
+}
+$('write-load').onclick = () => void loadWriteGrid($('write-table').value.trim());
 $('write-add').onclick = () => {
   if (!writeColumns.length) writeColumns = ($('write-key').value || 'id').split(',').map((s) => s.trim()).filter(Boolean);
   writeRows.push({ __edited: true });
@@ -339,6 +365,8 @@ async function trackWrite(entry) {
       entry.version = s.version;
       entry.error = s.error;
       renderWriteLog();
+      // The grid shows the table as it is now, the write included.
+      if (entry.status === 'visible' && writeGridTable === entry.table) await loadWriteGrid(entry.table);
     } catch {}
   }
 }
