@@ -4,6 +4,7 @@ import { cp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { redisAnswers, startPrivateRedis } from '@flashduck/cli';
+import { tableFromIPC } from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, TEST_REDIS_URL, deletePrefix, freePort, removeDir, tempDir, uniquePrefix, waitFor } from './helpers.js';
 
@@ -167,6 +168,17 @@ describe('flashduck standalone with query, tables and status', () => {
     const table = run(['query', 'SELECT range AS i FROM range(25000)'], env);
     expect(table.status).toBe(3);
     expect(table.stderr).toMatch(/only the first 10000 rows are shown \(QUERY_MAX_ROWS\); use --format csv/);
+  });
+
+  it("the README's command form (pnpm -s flashduck …) writes only the result to stdout: a readable Arrow stream, a clean CSV", () => {
+    const pnpm = (args: string[]) => spawnSync('pnpm', ['-s', 'flashduck', ...args], { cwd: ROOT, encoding: 'buffer', env: { ...process.env, ...env }, timeout: 60_000 });
+    const arrow = pnpm(['query', '--format', 'arrow', 'SELECT order_id, amount FROM orders ORDER BY order_id']);
+    expect(arrow.status).toBe(0);
+    const table = tableFromIPC(new Uint8Array(arrow.stdout));
+    expect(table.numRows).toBe(12);
+    expect(table.getChild('order_id')?.get(0)).toBe(1001n);
+    const csv = pnpm(['query', '--format', 'csv', 'SELECT count(*) AS n FROM orders']);
+    expect(csv.stdout.toString()).toBe('n\n12\n');
   });
 
   it('query shows the API error and exits 1', () => {
