@@ -48,7 +48,9 @@ async function withRedis<T>(fn: (redis: RedisClient, keys: ReturnType<typeof cre
   const redis = await connectOnce(config);
   try {
     const keys = createKeys(config.prefix);
-    if ((await redis.exists(keys.tables, keys.folderRecord, keys.heartbeats)) === 0) {
+    // One key per call: on Redis Cluster the three live in different slots.
+    const present = await Promise.all([keys.tables, keys.folderRecord, keys.heartbeats].map((k) => redis.exists(k)));
+    if (present.every((n) => n === 0)) {
       const where = config.redisClusterNodes?.length ? `the Redis Cluster at ${config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}` : `the Redis at ${redactUrl(config.redisUrl)}`;
       throw new NoDeploymentError(
         `no FlashDuck deployment here: ${where} holds nothing under the prefix "${config.prefix}" (no component has run with it). Start FlashDuck (npm start), or point --redis-url / FLASHDUCK_REDIS_URL and --prefix / FLASHDUCK_PREFIX at the deployment.`,
