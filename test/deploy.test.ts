@@ -53,11 +53,11 @@ describe('config variables', () => {
     expect(READS.cacher).not.toContain('MONITOR_POLL_MS');
   });
 
-  it('are all documented in the README', () => {
-    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  it('are all documented in docs/CONFIGURATION.md', () => {
+    const configuration = readFileSync(path.join(ROOT, 'docs/CONFIGURATION.md'), 'utf8');
     for (const v of ALL_VARIABLES) {
       if (v === 'POD_NAME') continue;
-      expect(readme, v).toContain(`\`${v}\``);
+      expect(configuration, v).toContain(`\`${v}\``);
     }
   });
 });

@@ -6,7 +6,7 @@ import { redisAnswers } from '@flashduck/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppProcess, freePort, query, removeDir, tempDir, waitFor } from './helpers.js';
 
-/** The least-privilege ACL the README recommends, for prefix `fdacl`. */
+/** The least-privilege ACL docs/OPERATIONS.md recommends, for prefix `fdacl`. */
 const ACL = ['flashduck', 'on', '>s3cret', '~fdacl:*', '&fdacl:*', '+@all', '-@dangerous', '+info', '+config|get', '+client|setname', '+client|getname', '+client|id'];
 
 async function runStack(env: Record<string, string>, dataDir: string): Promise<{ port: number; procs: AppProcess[] }> {

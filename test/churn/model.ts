@@ -4,7 +4,7 @@
  * Every data file has an identity (`fid`, written into each of its rows) that a rename or a move keeps. For
  * each identity the model keeps the history of its states — table, path, row count `n`, `sum(seq)` `s`,
  * unreadable or not — each with the window in which it began (the operation's start and end) and in which it
- * was replaced. The consistency model (README, "What a reader sees while files change") becomes these rules for an answer that started at
+ * was replaced. The consistency model (docs/OPERATIONS.md, "What a reader sees while files change") becomes these rules for an answer that started at
  * `start` and ended at `end`:
  *
  * - state-never-existed / state-too-old: every fid an answer shows in table t, with (n, s), is a state that
@@ -294,7 +294,7 @@ interface ReplicaTable {
  * version-went-back and same-version-different-rows, also across a loss of Redis's data.
  *
  * Without a loss: a replica never answers with an older version of a table than before, and a version has
- * one content on every replica. When Redis loses its data the version numbers start again at 1 (README,
+ * one content on every replica. When Redis loses its data the version numbers start again at 1 (docs/OPERATIONS.md,
  * "Redis is a cache of the folder"): the builds published before the loss and the rebuilt ones are two eras,
  * and versions are compared only within one era; once a replica answered with a rebuilt version of a table
  * it never answers with a pre-loss one of that table again. The era of an answer:
@@ -426,7 +426,7 @@ export class WritesModel {
   count = 0;
   /**
    * Writes (by number) that may or may not be applied: queued, and not yet applied when Redis lost its data
-   * (README: writes queued and not yet applied are lost with it). Every other accepted write must be applied.
+   * (docs/OPERATIONS.md: writes queued and not yet applied are lost with it). Every other accepted write must be applied.
    */
   readonly uncertain = new Set<number>();
   /** The uncertain writes applied in the outcome the last answer equal to one was (null: none yet). */

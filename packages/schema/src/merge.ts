@@ -87,7 +87,7 @@ const TEXT: Widened = { type: 'VARCHAR', kind: 'text', rule: 'incompatible types
 
 /**
  * Widens two DuckDB types to one that can hold the values of both.
- * The rules, in order (documented in the README's schema-evolution section):
+ * The rules, in order (documented in docs/DATA.md, schema evolution):
  *
  * 1. equal types stay; `NULL` (a column with no values in a file) takes the other type;
  * 2. integers widen to the narrowest integer that holds both (signed+unsigned → next signed width);
