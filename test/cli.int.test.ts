@@ -181,6 +181,18 @@ describe('flashduck standalone with query, tables and status', () => {
     expect(csv.stdout.toString()).toBe('n\n12\n');
   });
 
+  it('upsert sends an Idempotency-Key: the same key and rows again queue nothing and print the first writeId', () => {
+    const rows = path.join(dataDir, '..', 'idem-rows.json');
+    spawnSync('sh', ['-c', `printf '[{"order_id": 1001, "amount": 1.25}]' > ${rows}`]);
+    const first = run(['upsert', 'orders', '--key', 'order_id', '--file', rows, '--idempotency-key', 'cli-test-1'], env);
+    expect(first.status).toBe(0);
+    expect(first.stderr).toMatch(/^queued upsert of 1 row into orders/);
+    const again = run(['upsert', 'orders', '--key', 'order_id', '--file', rows, '--idempotency-key', 'cli-test-1'], env);
+    expect(again.status).toBe(0);
+    expect(again.stdout).toBe(first.stdout);
+    expect(again.stderr).toMatch(/^already queued \(same Idempotency-Key\): upsert of 1 row into orders/);
+  });
+
   it('query shows the API error and exits 1', () => {
     const r = run(['query', 'DROP TABLE orders'], env);
     expect(r.status).toBe(1);

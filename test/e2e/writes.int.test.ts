@@ -1,6 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as A from 'apache-arrow';
+import { Redis } from 'ioredis';
+import { createKeys } from '@flashduck/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, post, query, removeDir, rows, rowsOnDisk, tempDir, uniquePrefix, waitFor, flashduckEnv } from '../helpers.js';
 
@@ -120,6 +122,91 @@ describe('writes end to end (separate processes)', () => {
     }, 60_000);
     expect(s.error).toMatch(/stock\.arrow is an Arrow IPC file, which FlashDuck reads but does not rewrite, and 1 key\(s\) of this write are in it/);
     expect(await rows(port, 'SELECT qty FROM stock WHERE sku = 1')).toEqual([{ qty: 10 }]);
+  });
+
+  describe('Idempotency-Key', () => {
+    const send = async (body: unknown, key?: string) => {
+      const res = await fetch(`http://127.0.0.1:${port}/v1/tables/notes/upsert`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(key !== undefined ? { 'idempotency-key': key } : {}) },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, replayed: res.headers.get('idempotent-replayed'), body: (await res.json()) as { writeId?: string; error?: { code: string; message: string } } };
+    };
+    const note = (text: string) => ({ key: ['id'], rows: [{ id: 7, note: text }] });
+    let redis: Redis;
+    const queued = () => redis.xlen(createKeys(prefix).tableWrites('notes'));
+    beforeAll(async () => {
+      redis = new Redis(TEST_REDIS_URL);
+      await writeFile(path.join(dataDir, 'notes.csv'), 'id,note\n7,zero\n');
+      await waitFor('notes served', async () => (await rows(port, 'SELECT count(*) AS n FROM notes'))[0]?.n === 1);
+    });
+    afterAll(() => redis?.disconnect());
+
+    it('a retry of a write already applied and since overwritten changes nothing and answers the first writeId', async () => {
+      const first = await send(note('first'), 'req-first');
+      expect(first.status).toBe(202);
+      expect(first.replayed).toBeNull();
+      expect((await query(port, 'SELECT note FROM notes WHERE id = 7', { after: first.body.writeId })).body.rows).toEqual([{ note: 'first' }]);
+      const second = await send(note('second'), 'req-second');
+      expect((await query(port, 'SELECT note FROM notes WHERE id = 7', { after: second.body.writeId })).body.rows).toEqual([{ note: 'second' }]);
+      const before = await queued();
+      const retry = await send(note('first'), 'req-first');
+      expect(retry.status).toBe(202);
+      expect(retry.replayed).toBe('true');
+      expect(retry.body.writeId).toBe(first.body.writeId);
+      expect(await queued()).toBe(before);
+      expect((await query(port, 'SELECT note FROM notes WHERE id = 7')).body.rows).toEqual([{ note: 'second' }]);
+    });
+
+    it('refuses the same key with another request (422), and a malformed key (400)', async () => {
+      const other = await send(note('something else'), 'req-first');
+      expect(other.status).toBe(422);
+      expect(other.body.error?.code).toBe('idempotency_key_reused');
+      expect(other.body.error?.message).toMatch(/Idempotency-Key "req-first" was used for another request to notes/);
+      expect((await send(note('x'), 'has space')).status).toBe(400);
+      expect((await send(note('x'), 'k'.repeat(201))).status).toBe(400);
+    });
+
+    it('queues once for concurrent requests with one key', async () => {
+      const before = await queued();
+      const all = await Promise.all(Array.from({ length: 8 }, () => send(note('concurrent'), 'req-concurrent')));
+      expect(all.map((r) => r.status)).toEqual(Array(8).fill(202));
+      expect(new Set(all.map((r) => r.body.writeId)).size).toBe(1);
+      expect(all.filter((r) => r.replayed === 'true')).toHaveLength(7);
+      expect(await queued()).toBe(before + 1);
+    });
+
+    it('answers a retry the same after query-api was SIGKILLed (the key lives in Redis)', async () => {
+      const first = await send(note('before the kill'), 'req-kill');
+      const api = procs.find((p) => p.app === 'query-api')!;
+      await api.kill('SIGKILL');
+      procs.splice(procs.indexOf(api), 1);
+      const next = AppProcess.start('query-api', env);
+      procs.push(next);
+      await next.waitForLog(/"msg":"query-api listening"/);
+      const retry = await send(note('before the kill'), 'req-kill');
+      expect(retry.status).toBe(202);
+      expect(retry.replayed).toBe('true');
+      expect(retry.body.writeId).toBe(first.body.writeId);
+      // The tests after this one query the new replica: once it serves the tables.
+      await waitFor('query-api ready again', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200);
+    });
+
+    it('refuses unknown fields in a write or a query instead of ignoring them', async () => {
+      const w = await post(port, '/v1/tables/notes/upsert', { key: ['id'], rows: [{ id: 1 }], idempotencyKey: 'x' });
+      expect(w.status).toBe(400);
+      expect(w.body.error.message).toMatch(/unknown field "idempotencyKey"/);
+      const q = await query(port, 'SELECT 1', { fromat: 'csv' });
+      expect(q.status).toBe(400);
+      expect(q.body.error.message).toMatch(/unknown field "fromat"/);
+      expect((await fetch(`http://127.0.0.1:${port}/v1/query?sql=SELECT%201&fromat=csv`)).status).toBe(400);
+      // Also once the same query is in the result cache (answered before the full app sees it).
+      expect((await query(port, 'SELECT 1')).status).toBe(200);
+      expect((await query(port, 'SELECT 1', { fromat: 'csv' })).status).toBe(400);
+      expect((await fetch(`http://127.0.0.1:${port}/v1/query?sql=SELECT%201`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/v1/query?sql=SELECT%201&fromat=csv`)).status).toBe(400);
+    });
   });
 
   it('dead-letters a write that cannot be stored, with its reason, and applies the ones after it', async () => {

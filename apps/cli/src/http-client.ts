@@ -10,9 +10,9 @@ export class ApiError extends Error {
 }
 
 /** Calls query-api at FLASHDUCK_API_URL (default http://127.0.0.1:8080) with the token, if any. */
-export async function apiRequest(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Response> {
+export async function apiRequest(method: 'GET' | 'POST', path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<Response> {
   const base = (process.env.FLASHDUCK_API_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...extraHeaders };
   if (body !== undefined) headers['content-type'] = 'application/json';
   const token = process.env.FLASHDUCK_API_TOKEN;
   if (token) headers.authorization = `Bearer ${token}`;

@@ -11,6 +11,8 @@ export interface QueryApiConfig extends CommonConfig {
   readonly maxResultBytes: number;
   /** Bytes a streamed result (csv, ndjson, arrow, parquet) may have. */
   readonly maxStreamBytes: number;
+  /** How long an Idempotency-Key of a write is remembered. */
+  readonly idempotencyTtlMs: number;
   readonly maxBodyBytes: number;
   /** Replicas that must hold a write (Redis WAIT) before it is acknowledged; 0 = the master alone. */
   readonly writeReplicas: number;
@@ -70,6 +72,7 @@ export function loadQueryApiConfig(env: NodeJS.ProcessEnv): QueryApiConfig {
     maxRows: r.int('QUERY_MAX_ROWS', 10_000, { min: 1 }),
     maxResultBytes: r.int('QUERY_MAX_RESULT_BYTES', 64 * 1024 * 1024, { min: 1024 }),
     maxStreamBytes: r.int('QUERY_MAX_STREAM_BYTES', 4 * 1024 * 1024 * 1024, { min: 1024 }),
+    idempotencyTtlMs: r.int('WRITER_IDEMPOTENCY_TTL_MS', 24 * 60 * 60 * 1000, { min: 1_000 }),
     maxBodyBytes: r.int('QUERY_MAX_BODY_BYTES', 8 * 1024 * 1024, { min: 1024 }),
     writeReplicas: r.int('QUERY_API_WRITE_REPLICAS', 0, { min: 0, max: 16 }),
     writeReplicasTimeoutMs: r.int('QUERY_API_WRITE_REPLICAS_TIMEOUT_MS', 2_000, { min: 10 }),

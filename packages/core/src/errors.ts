@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'conflict'
   | 'timeout'
   | 'too_large'
+  | 'idempotency_key_reused'
   | 'rate_limited'
   | 'not_ready'
   | 'config'
@@ -27,6 +28,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   conflict: 409,
   timeout: 408,
   too_large: 413,
+  idempotency_key_reused: 422,
   rate_limited: 429,
   not_ready: 503,
   config: 500,

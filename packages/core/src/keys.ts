@@ -33,6 +33,7 @@
  * fd:scan-hints                  PUBSUB files a write-applier just replaced atomically   writer: write-applier; reader: monitor
  * fd:{orders}:writes             STREAM upsert/delete entries       writer: query-api; reader: write-applier group "appliers"
  * fd:{orders}:write-state        HASH   stream id → WriteState      writer: query-api (pending), write-applier (applied/failed)
+ * fd:{orders}:idem:<hash>       STRING "<request fingerprint>|<stream id>" with TTL: an Idempotency-Key's first write   writer: query-api (in the enqueue script)
  * fd:{orders}:writes-applied     STRING last stream id applied to the files   writer: write-applier (fenced by the apply lease)
  * fd:{orders}:writes-dead        STREAM dead-lettered entries with their reason   writer: write-applier
  * fd:{orders}:apply              STRING apply lease "<token>|<epoch>"  writer: write-applier
@@ -83,6 +84,8 @@ export interface Keys {
   readonly scanHints: string;
   tableWrites(table: string): string;
   tableWriteState(table: string): string;
+  /** The record of one Idempotency-Key (`keyHash`: a hash of the key) of writes to the table. */
+  tableIdempotency(table: string, keyHash: string): string;
   tableWritesApplied(table: string): string;
   tableWritesDead(table: string): string;
   tableApplyLease(table: string): string;
@@ -140,6 +143,7 @@ export function createKeys(prefix: string): Keys {
     scanHints: `${prefix}:scan-hints`,
     tableWrites: (table) => t(table, 'writes'),
     tableWriteState: (table) => t(table, 'write-state'),
+    tableIdempotency: (table, keyHash) => t(table, `idem:${keyHash}`),
     tableWritesApplied: (table) => t(table, 'writes-applied'),
     tableWritesDead: (table) => t(table, 'writes-dead'),
     tableApplyLease: (table) => t(table, 'apply'),

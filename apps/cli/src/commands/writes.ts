@@ -1,6 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { API_FLAGS, UsageError, helpText, parseCommand, type CommandSpec } from '../args.js';
-import { apiRequest } from '../http-client.js';
+import { ApiError, apiRequest } from '../http-client.js';
 
 const WRITE_FLAGS = {
   ...API_FLAGS,
@@ -8,6 +9,7 @@ const WRITE_FLAGS = {
   file: { type: 'string', help: 'rows as JSON (array or object), NDJSON or CSV; "-" or omitted: standard input' },
   format: { type: 'string', help: 'json, ndjson or csv (default: from the file extension, else detected)' },
   wait: { type: 'boolean', short: 'w', help: 'wait until the write is visible in queries (or failed)' },
+  'idempotency-key': { type: 'string', help: 'sent as Idempotency-Key: the same key and rows again queue nothing (default: a new key per command, so its own retries are safe)' },
 } as const;
 
 export const upsertSpec: CommandSpec = {
@@ -140,9 +142,21 @@ export async function runWriteCommand(op: 'upsert' | 'delete', argv: string[]): 
     if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
     rows = parseRows(await readInput(values.file as string | undefined), values.format as string | undefined, (values.file as string | undefined) ?? '');
   }
-  const res = await apiRequest('POST', `/v1/tables/${encodeURIComponent(table)}/${op}`, { key, rows });
+  // One key per command: a retry after a lost answer (connection reset, Redis failover) cannot queue it twice.
+  const idempotencyKey = (values['idempotency-key'] as string | undefined) ?? `flashduck-cli-${randomUUID()}`;
+  let res: Response;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      res = await apiRequest('POST', `/v1/tables/${encodeURIComponent(table)}/${op}`, { key, rows }, { 'idempotency-key': idempotencyKey });
+      break;
+    } catch (err) {
+      if (attempt >= 4 || !(err instanceof ApiError) || (err.status !== 0 && err.status !== 503)) throw err;
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
+  }
   const { writeId } = (await res.json()) as { writeId: string };
   process.stdout.write(`${writeId}\n`);
-  process.stderr.write(`queued ${op} of ${rows.length} row${rows.length === 1 ? '' : 's'} into ${table}\n`);
+  const replayed = res.headers.get('idempotent-replayed') === 'true';
+  process.stderr.write(`${replayed ? 'already queued (same Idempotency-Key):' : 'queued'} ${op} of ${rows.length} row${rows.length === 1 ? '' : 's'} into ${table}\n`);
   return values.wait ? await waitVisible(writeId) : 0;
 }

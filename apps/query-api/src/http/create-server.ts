@@ -6,17 +6,18 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { AppError, HTTP_STATUS, counter, isRedisUnavailable, readIgnoredFiles, registry, tableOfPath, within, type Keys, type Logger, type RedisClient } from '@flashduck/core';
 
 const writesEnqueued = counter('flashduck_query_writes_enqueued_total', 'Writes queued through the API', ['op']);
+const writesReplayed = counter('flashduck_query_writes_replayed_total', 'Writes answered again for a repeated Idempotency-Key (nothing queued)', ['op']);
 const httpErrors = counter('flashduck_http_errors_total', 'HTTP error responses by code', ['code']);
 const streamsCut = counter('flashduck_query_streams_cut_total', 'Streamed results aborted after their first bytes (byte cap, deadline, client gone)', ['reason']);
 /** A csv/ndjson/arrow/parquet result up to this size is answered whole (Content-Length, cacheable); a larger one streams. */
 const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 import type { QueryApiConfig } from '../config.js';
-import { CONTENT_TYPES, ClientGone, RESULT_FORMATS, cleanDuckDBMessage, runQuery, streamQuery, type ResultFormat } from '../query/run-query.js';
+import { CONTENT_TYPES, ClientGone, QUERY_FIELDS, QUERY_PARAMS_GET, RESULT_FORMATS, cleanDuckDBMessage, runQuery, streamQuery, type ResultFormat } from '../query/run-query.js';
 import { WindowedResponse } from './stream-response.js';
 import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
 import { etagOf, isCacheable, normalizeSql, resultKey, type CachedResult, type ResultCache } from '../query/result-cache.js';
 import type { Catalog } from '../snapshots/catalog.js';
-import { enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
+import { checkIdempotencyKey, enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
 import { requireScope } from './auth.js';
 import { compareWithFiles, consoleStatus } from './console-data.js';
 import type { PreparsedRequest } from './fast-path.js';
@@ -79,9 +80,9 @@ export function createServer(deps: ServerDeps): express.Express {
       if (origin && (config.corsOrigins.includes('*') || config.corsOrigins.includes(origin))) {
         res.setHeader('Access-Control-Allow-Origin', config.corsOrigins.includes('*') ? '*' : origin);
         res.setHeader('Vary', 'Origin');
-        res.setHeader('Access-Control-Allow-Headers', 'authorization, content-type');
+        res.setHeader('Access-Control-Allow-Headers', 'authorization, content-type, idempotency-key');
         res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
-        res.setHeader('Access-Control-Expose-Headers', 'X-FlashDuck-Row-Count, X-FlashDuck-Truncated, X-FlashDuck-Tables, X-FlashDuck-Elapsed-Ms, X-FlashDuck-Instance');
+        res.setHeader('Access-Control-Expose-Headers', 'X-FlashDuck-Row-Count, X-FlashDuck-Truncated, X-FlashDuck-Tables, X-FlashDuck-Elapsed-Ms, X-FlashDuck-Instance, Idempotent-Replayed');
         if (req.method === 'OPTIONS') return void res.status(204).end();
       }
       next();
@@ -152,6 +153,9 @@ export function createServer(deps: ServerDeps): express.Express {
 
   const query = async (req: Request, res: Response) => {
     const input = req.method === 'GET' ? req.query : ((req.body ?? {}) as Record<string, unknown>);
+    const allowed = req.method === 'GET' ? QUERY_PARAMS_GET : QUERY_FIELDS;
+    const unknown = Object.keys(input).find((k) => !allowed.has(k));
+    if (unknown !== undefined) throw new AppError('bad_request', `unknown ${req.method === 'GET' ? 'parameter' : 'field'} "${unknown}": a query has ${[...QUERY_FIELDS].map((f) => `"${f}"`).join(', ')}`);
     const sql = input.sql;
     if (typeof sql !== 'string' || !sql.trim()) throw new AppError('bad_request', 'the request needs "sql": a non-empty string');
     if (sql.length > 1_000_000) throw new AppError('too_large', 'the SQL text is over 1,000,000 characters');
@@ -224,11 +228,16 @@ export function createServer(deps: ServerDeps): express.Express {
     const table = String(req.params.table);
     const valid = validateWrite(op, table, req.body, servedMeta(table));
     const durability = { replicas: config.writeReplicas, timeoutMs: config.writeReplicasTimeoutMs };
-    const writeId = await enqueueWrite(deps.requestRedis, deps.keys, table, op, valid, durability).catch((err: unknown) => {
+    const idemKey = checkIdempotencyKey(req.headers['idempotency-key']);
+    const idempotency = idemKey ? { key: idemKey, ttlMs: config.idempotencyTtlMs } : undefined;
+    const { writeId, replayed } = await enqueueWrite(deps.requestRedis, deps.keys, table, op, valid, durability, idempotency).catch((err: unknown) => {
       if (err instanceof AppError) throw err;
       throw new AppError('not_ready', `the write could not be queued: Redis is unavailable (${(err as Error).message})`);
     });
-    writesEnqueued.inc({ op });
+    if (replayed) {
+      writesReplayed.inc({ op });
+      res.setHeader('Idempotent-Replayed', 'true');
+    } else writesEnqueued.inc({ op });
     res.status(202).json({ writeId });
   };
   app.post('/v1/tables/:table/upsert', write, enqueue('upsert'));

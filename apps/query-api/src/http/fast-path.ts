@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { QueryApiConfig } from '../config.js';
+import { QUERY_FIELDS, QUERY_PARAMS_GET } from '../query/run-query.js';
 import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
 import { etagOf, isCacheable, normalizeSql, resultKey, type ResultCache } from '../query/result-cache.js';
 import type { Catalog } from '../snapshots/catalog.js';
@@ -75,7 +76,8 @@ export function createFastPath(deps: { config: QueryApiConfig; catalog: Catalog;
   const answerGet = (req: IncomingMessage, res: ServerResponse): boolean => {
     const params = new URLSearchParams(req.url!.slice('/v1/query?'.length));
     const sql = params.get('sql');
-    if (!sql || params.has('after') || !authorized(req, params.get('token'))) return false;
+    // `after`, or a parameter the API does not know (the full app refuses it), goes to the full app.
+    if (!sql || params.has('after') || [...params.keys()].some((k) => !QUERY_PARAMS_GET.has(k)) || !authorized(req, params.get('token'))) return false;
     return answerFromCache(req, res, sql, params.get('format') || 'json');
   };
 
@@ -94,6 +96,7 @@ export function createFastPath(deps: { config: QueryApiConfig; catalog: Catalog;
       const input = req.body as { sql?: unknown; format?: unknown; after?: unknown } | null;
       const format = input?.format ?? 'json';
       if (typeof input?.sql !== 'string' || typeof format !== 'string' || (input.after !== undefined && input.after !== '')) return next();
+      if (Object.keys(input).some((k) => !QUERY_FIELDS.has(k))) return next();
       if (!answerFromCache(req, res, input.sql, format || 'json')) next();
     });
   };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   AppError,
   LuaScript,
@@ -12,7 +13,7 @@ import {
   type TableMeta,
 } from '@flashduck/core';
 
-const enqueueScript = LuaScript.load('write-enqueue-2');
+const enqueueScript = LuaScript.load('write-enqueue-3');
 
 /** A write id is "<table>.<stream id>": the table tells where to look, the stream id orders it. */
 export function parseWriteId(writeId: string): { table: string; id: string } {
@@ -34,6 +35,8 @@ export function validateWrite(
   if (op === 'delete' && !existing) throw new AppError('not_found', `no table named "${table}" to delete from`);
   if (!body || typeof body !== 'object' || Array.isArray(body)) throw new AppError('bad_request', 'the body must be a JSON object: {"key": [...], "rows": [...]}');
   const b = body as { key?: unknown; rows?: unknown };
+  const unknown = Object.keys(b).filter((k) => k !== 'key' && k !== 'rows');
+  if (unknown.length) throw new AppError('bad_request', `unknown field "${unknown[0]}" in the body: a write has "key" and "rows"`);
   const key = typeof b.key === 'string' ? [b.key] : b.key;
   if (!Array.isArray(key) || key.length === 0 || !key.every((k) => typeof k === 'string' && k.length > 0)) {
     throw new AppError('bad_request', '"key" must name the key column(s): a non-empty array of column names');
@@ -68,6 +71,21 @@ export function validateWrite(
 }
 
 /** Appends a write to the table's stream and records it as pending; returns the write id. */
+/** An `Idempotency-Key` header's value: 1 to 200 visible ASCII characters. */
+export function checkIdempotencyKey(value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value) || !/^[\x21-\x7e]{1,200}$/.test(value)) {
+    throw new AppError('bad_request', 'Idempotency-Key must be one value of 1 to 200 visible ASCII characters (no spaces)');
+  }
+  return value;
+}
+
+/**
+ * Queues a write (the entry and its pending state in one step). With an idempotency key the key is checked and
+ * recorded in that same step: the same key with the same request within `ttlMs` returns the first write's id
+ * (`replayed`) and queues nothing, also for requests that arrive at once; the same key with another request is
+ * refused (422).
+ */
 export async function enqueueWrite(
   redis: RedisClient,
   keys: Keys,
@@ -75,19 +93,28 @@ export async function enqueueWrite(
   op: 'upsert' | 'delete',
   write: { key: string[]; rows: Record<string, unknown>[] },
   durability: { replicas: number; timeoutMs: number } = { replicas: 0, timeoutMs: 0 },
-): Promise<string> {
+  idempotency?: { key: string; ttlMs: number },
+): Promise<{ writeId: string; replayed: boolean }> {
   const at = Date.now();
   const entry: WriteEntry = { v: 1, op, key: write.key, rows: write.rows, at };
   WriteEntry.parse(entry);
   const state: WriteState = { v: 1, status: 'pending', op, rows: write.rows.length, at };
+  const keyHash = idempotency ? createHash('sha256').update(idempotency.key).digest('hex').slice(0, 32) : '';
+  const fingerprint = idempotency ? createHash('sha256').update(`${op}\n${JSON.stringify(write.key)}\n${JSON.stringify(write.rows)}`).digest('hex') : '';
   // The table set lives in another slot: registered first, so an applier finds every stream that exists.
   await redis.sadd(keys.writeTables, table);
-  const id = await enqueueScript.run(
+  const [outcome, id] = (await enqueueScript.run(
     redis,
-    [keys.tableWrites(table), keys.tableWriteState(table)],
-    ['1', op, JSON.stringify(write.key), JSON.stringify(write.rows), at, encode(WriteState, state), keys.writesChannel, table],
-  );
+    [keys.tableWrites(table), keys.tableWriteState(table), keys.tableIdempotency(table, keyHash || 'none')],
+    ['1', op, JSON.stringify(write.key), JSON.stringify(write.rows), at, encode(WriteState, state), keys.writesChannel, table, fingerprint, idempotency?.ttlMs ?? 0],
+  )) as [string, string];
   const writeId = `${table}.${String(id)}`;
+  if (outcome === 'reused') {
+    throw new AppError(
+      'idempotency_key_reused',
+      `Idempotency-Key "${idempotency!.key}" was used for another request to ${table} (write ${writeId}) within WRITER_IDEMPOTENCY_TTL_MS; send a new key with a new write`,
+    );
+  }
   if (durability.replicas > 0) {
     const acked = await waitForReplicas(redis, keys.tableWrites(table), durability.replicas, durability.timeoutMs);
     if (acked < durability.replicas) {
@@ -98,7 +125,7 @@ export async function enqueueWrite(
       );
     }
   }
-  return writeId;
+  return { writeId, replayed: outcome === 'replay' };
 }
 
 /** The public view of a write's progress. */
