@@ -2,7 +2,8 @@ import { copyFile, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
-import { LuaScript, WRITE_GROUP, createKeys } from '@flashduck/core';
+import { WRITE_GROUP, createKeys } from '@flashduck/core';
+import { enqueueWrite } from '@flashduck/query-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, removeDir, rowsOnDisk, tempDir, uniquePrefix, waitFor, writeAtomic, flashduckEnv } from '../helpers.js';
 
@@ -129,15 +130,13 @@ describe('operating the components', () => {
   it('write-applier: SIGTERM during a batch exits 0; every write ends applied exactly once', async () => {
     await mkdir(path.join(dataDir, 'ledger'));
     await writeFile(path.join(dataDir, 'ledger', 'base.csv'), `id,n\n${Array.from({ length: 50_000 }, (_, i) => `${i},0`).join('\n')}\n`);
-    const enqueue = LuaScript.load('write-enqueue-2');
     await redis.sadd(keys.writeTables, 'ledger');
     const expected = new Map<number, number>(Array.from({ length: 50_000 }, (_, i) => [i, 0]));
     let last = '';
     for (let w = 1; w <= 60; w++) {
       const rows = Array.from({ length: 500 }, (_, k) => ({ id: (w * 997 + k * 13) % 60_000, n: w }));
       for (const r of rows) expected.set(r.id, r.n);
-      const state = JSON.stringify({ v: 1, status: 'pending', op: 'upsert', rows: rows.length, at: Date.now() });
-      last = String(await enqueue.run(redis, [keys.tableWrites('ledger'), keys.tableWriteState('ledger')], ['1', 'upsert', '["id"]', JSON.stringify(rows), Date.now(), state, keys.writesChannel, 'ledger']));
+      last = (await enqueueWrite(redis, keys, 'ledger', 'upsert', { key: ['id'], rows })).writeId.slice('ledger.'.length);
     }
     const applier = procs.get('write-applier')!;
     await waitFor('a batch applied', () => applier.logs.some((l) => l.includes('"msg":"writes applied"') && l.includes('"table":"ledger"')), 30_000, 10);

@@ -1,7 +1,8 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { LuaScript, WRITE_GROUP, createKeys } from '@flashduck/core';
+import { WRITE_GROUP, createKeys } from '@flashduck/core';
+import { enqueueWrite } from '@flashduck/query-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppProcess, TEST_REDIS_URL, deletePrefix, removeDir, rowsOnDisk, tempDir, uniquePrefix, waitFor } from '../helpers.js';
 
@@ -71,7 +72,6 @@ describe('write-applier crash safety', () => {
       ops.push({ op, rows });
     }
 
-    const enqueue = LuaScript.load('write-enqueue-2');
     await redis.sadd(keys.writeTables, 'crash');
     let applier = AppProcess.start('write-applier', env);
     procs.push(applier);
@@ -87,8 +87,7 @@ describe('write-applier crash safety', () => {
       }
     })();
     for (const [i, o] of ops.entries()) {
-      const pending = JSON.stringify({ v: 1, status: 'pending', op: o.op, rows: o.rows.length, at: Date.now() });
-      lastId = String(await enqueue.run(redis, [keys.tableWrites('crash'), keys.tableWriteState('crash')], ['1', o.op, '["id"]', JSON.stringify(o.rows), Date.now(), pending, keys.writesChannel, 'crash']));
+      lastId = (await enqueueWrite(redis, keys, 'crash', o.op, { key: ['id'], rows: o.rows })).writeId.slice('crash.'.length);
       if (i % 50 === 49) await new Promise((r) => setTimeout(r, 40));
     }
     await killer;

@@ -120,7 +120,7 @@ describe('writes end to end (separate processes)', () => {
       const st = await status(held.body.writeId);
       return st.status === 'failed' ? st : undefined;
     }, 60_000);
-    expect(s.error).toMatch(/stock\.arrow is an Arrow IPC file, which FlashDuck reads but does not rewrite, and 1 key\(s\) of this write are in it/);
+    expect(s.error).toMatch(/^refused: stock\.arrow is an Arrow IPC file, which FlashDuck reads but does not rewrite, and 1 key\(s\) of this write are in it/);
     expect(await rows(port, 'SELECT qty FROM stock WHERE sku = 1')).toEqual([{ qty: 10 }]);
   });
 

@@ -25,7 +25,7 @@ import {
 import type { WriteApplierConfig } from './config.js';
 import type { Write } from './apply/effects.js';
 import { ConcurrentEditError, LeaseLostError, applyWrites } from './apply/apply-writes.js';
-import { checkTypes } from './apply/rewrite.js';
+import { WriteRefusedError, checkTypes } from './apply/rewrite.js';
 
 const commitScript = LuaScript.load('write-commit-4');
 
@@ -257,6 +257,8 @@ export async function startWriteApplier(deps: WriteApplierDeps): Promise<WriteAp
     } catch (err) {
       if (err instanceof LeaseLostError || err instanceof ConcurrentEditError) throw err;
       if (todo.length === 1) {
+        // Retrying cannot help a refused write: it goes to the dead letters now, and the writes after it go on.
+        if (err instanceof WriteRefusedError) return void (await deadLetter(table, lease, todo[0]!.entry, `refused: ${err.message}`));
         lastErrors.set(todo[0]!.entry.id, cleanDuckDBMessage(err));
         throw err;
       }

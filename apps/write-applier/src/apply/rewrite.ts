@@ -99,6 +99,9 @@ async function loadChanges(ctx: RewriteContext, columns: readonly { name: string
   }
 }
 
+/** A write that can never be applied as it is (retrying cannot help): dead-lettered at once with its reason. */
+export class WriteRefusedError extends Error {}
+
 function readerSql(kind: FileKind, link: string, dialect: { delim: string; quote: string } | null): string {
   const f = quoteLiteral(link);
   if (kind.format === 'parquet') return `read_parquet(${f})`;
@@ -164,7 +167,7 @@ async function rewriteWithDuckDB(
   if (arrow) {
     // Read, never rewritten: a write that would change its rows fails with the reason; new keys go elsewhere.
     if (found.length) {
-      throw new Error(
+      throw new WriteRefusedError(
         `${file.path} is an Arrow IPC file, which FlashDuck reads but does not rewrite, and ${found.length} key(s) of this write are in it; change those rows at their source, or keep them in a CSV, JSON or Parquet file of the table`,
       );
     }
@@ -273,7 +276,7 @@ async function rewriteJson(
   file: TableFile,
   placed: ReadonlySet<string>,
 ): Promise<{ tmp: string; holds: string[] } | null> {
-  if (file.kind.compression === 'zstd') throw new Error(`${file.path}: zstd-compressed JSON cannot be rewritten here; decompress it or write to another file of the table`);
+  if (file.kind.compression === 'zstd') throw new WriteRefusedError(`${file.path}: zstd-compressed JSON cannot be rewritten here; decompress it or write to another file of the table`);
   const raw = await readFile(file.abs);
   const text = (file.kind.compression === 'gzip' ? gunzipSync(raw) : raw).toString('utf8').replace(/^\uFEFF/, '');
   const isArray = /^\s*\[/.test(text);
