@@ -16,7 +16,7 @@ describe('flashduck CLI', () => {
   it('prints help for itself and for every command', () => {
     const top = run(['--help']);
     expect(top.status).toBe(0);
-    for (const cmd of ['standalone', 'monitor', 'cacher', 'query-api', 'exporter', 'write-applier', 'query', 'tables', 'status']) {
+    for (const cmd of ['standalone', 'monitor', 'cacher', 'query-api', 'exporter', 'write-applier', 'query', 'tables', 'status', 'versions']) {
       expect(top.stdout).toContain(cmd);
       const r = run([cmd, '--help']);
       expect(r.status, cmd).toBe(0);

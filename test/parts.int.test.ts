@@ -36,7 +36,7 @@ describe('parts: a change costs what changed', () => {
   const info = async (t: string) => (await fetch(`http://127.0.0.1:${stack.api.port}/v1/tables/${t}`)).json();
 
   beforeAll(async () => {
-    stack = await startStack('parts', { CACHER_MERGE: 'false', CACHER_RETAIN_MS: '0' }, async (dir) => {
+    stack = await startStack('parts', { CACHER_MERGE: 'false', CACHER_RETAIN_MS: '0', FLASHDUCK_RETAIN_VERSIONS: '1' }, async (dir) => {
       await mkdir(path.join(dir, 'events'));
       for (let f = 1; f <= 6; f++) await writeAtomic(path.join(dir, 'events', `f${f}.csv`), csv(f, 2_000));
     });
@@ -130,7 +130,7 @@ describe('background merges', () => {
   const perFile = () => rows(stack.api.port, 'SELECT file, count(*) AS n FROM logs GROUP BY file ORDER BY file');
 
   beforeAll(async () => {
-    stack = await startStack('merges', { CACHER_MERGE_MAX_PARTS: '3', CACHER_RETAIN_MS: '0' }, async (dir) => {
+    stack = await startStack('merges', { CACHER_MERGE_MAX_PARTS: '3', CACHER_RETAIN_MS: '0', FLASHDUCK_RETAIN_VERSIONS: '1' }, async (dir) => {
       await mkdir(path.join(dir, 'logs'));
       for (let f = 1; f <= 8; f++) await writeAtomic(path.join(dir, 'logs', `f${f}.csv`), csv(f, 100 * f));
     });

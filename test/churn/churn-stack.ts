@@ -107,6 +107,8 @@ export class ChurnStack {
       // the current version: answers are checked across merges and collection, not only across builds.
       CACHER_MERGE_MAX_PARTS: '3',
       CACHER_RETAIN_MS: '3000',
+      // Two versions retained: answers are also checked while versions are pruned and their parts collected.
+      FLASHDUCK_RETAIN_VERSIONS: '2',
       // One DuckDB thread per process, as a pod with a one-core limit would run: the stack shares two cores.
       CACHER_THREADS: '1',
       QUERY_THREADS: '1',

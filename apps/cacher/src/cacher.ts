@@ -246,7 +246,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
       const lease = new Lease(redis, { owner: keys.tableBuildLease(table), epoch: keys.tableBuildEpoch(table) }, config.leaseMs, config.instanceId);
       if (await lease.tryAcquire()) {
         try {
-          await collectRetired(redis, keys, table, config.retainMs, Date.now());
+          await collectRetired(redis, keys, table, config.retainMs, Date.now(), config.retention);
         } finally {
           await lease.release().catch(() => undefined);
         }

@@ -10,6 +10,8 @@ export interface CacherConfig extends CommonConfig {
   readonly isolateReads: boolean;
   readonly readTimeoutMs: number;
   readonly retainMs: number;
+  /** Versions kept queryable per table: the last `versions`, and every one younger than `ms`. */
+  readonly retention: { versions: number; ms: number };
   readonly leaseMs: number;
   readonly reconcileMs: number;
   readonly memoryLimitMb: number | undefined;
@@ -34,6 +36,7 @@ export function loadCacherConfig(env: NodeJS.ProcessEnv): CacherConfig {
     isolateReads: r.bool('CACHER_ISOLATE_READS', true),
     readTimeoutMs: r.int('CACHER_READ_TIMEOUT_MS', 600_000, { min: 1_000 }),
     retainMs: r.int('CACHER_RETAIN_MS', 60_000, { min: 0 }),
+    retention: { versions: r.int('FLASHDUCK_RETAIN_VERSIONS', 20, { min: 1, max: 10_000 }), ms: r.int('FLASHDUCK_RETAIN_MS', 0, { min: 0 }) },
     leaseMs: r.int('CACHER_LEASE_MS', 10_000, { min: 1_000 }),
     reconcileMs: r.int('CACHER_RECONCILE_MS', 5_000, { min: 100 }),
     memoryLimitMb: r.optionalInt('CACHER_MEMORY_LIMIT_MB', { min: 64 }),

@@ -4,6 +4,7 @@ import { COMPONENTS, runComponentCommand, runStandalone } from './commands/compo
 import { runStatusCommand, runTablesCommand } from './commands/inspect.js';
 import { runExportCommand } from './commands/export.js';
 import { runQueryCommand } from './commands/query.js';
+import { runVersionsCommand } from './commands/versions.js';
 import { runWriteCommand } from './commands/writes.js';
 import { ApiError } from './http-client.js';
 import { adoptRunningStandalone } from './runtime-state.js';
@@ -23,6 +24,7 @@ Run:
 Use:
   query "<sql>"    run SQL through query-api (--format table|json|csv|ndjson|arrow)
   tables           list tables with version, rows, files, errors, age
+  versions <table> the retained versions of a table (query one: query --version t=N, or --as-of <time>)
   status           live components, tables and write streams
   upsert <table>   queue an upsert (--key id --file rows.json|.ndjson|.csv, or stdin)
   delete <table>   queue a delete (--key id 1 2 3, or rows from --file/stdin)
@@ -49,6 +51,8 @@ async function main(argv: string[]): Promise<number> {
       return await runQueryCommand(rest);
     case 'tables':
       return await runTablesCommand(rest);
+    case 'versions':
+      return await runVersionsCommand(rest);
     case 'status':
       return await runStatusCommand(rest);
     case 'export':

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'timeout'
   | 'too_large'
   | 'idempotency_key_reused'
+  | 'gone'
   | 'rate_limited'
   | 'not_ready'
   | 'config'
@@ -29,6 +30,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   timeout: 408,
   too_large: 413,
   idempotency_key_reused: 422,
+  gone: 410,
   rate_limited: 429,
   not_ready: 503,
   config: 500,

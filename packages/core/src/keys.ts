@@ -18,6 +18,7 @@
  * fd:{orders}:seq                STRING snapshot version counter    writer: cacher
  * fd:{orders}:meta               HASH   current version: its list of parts + metadata   writer: cacher (publish script); readers: query-api, exporter, cli
  * fd:{orders}:frags              HASH   path → Fragment (the part and member holding the file's rows)   writer/reader: cacher
+ * fd:{orders}:versions           HASH   version → TableMeta: the retained versions (FLASHDUCK_RETAIN_VERSIONS / _MS)   writer: cacher (publish script, pruning); readers: query-api
  * fd:{orders}:retired            ZSET   "<part id>:<chunks>" → when it left the current version (collected after a grace period)
  * fd:{part:<id>}:<i>             STRING chunk i of part <id> (content-addressed; hashes on its own id, so on Redis Cluster
  *                                       a table's parts spread over every node)   writer: cacher; readers: query-api, exporter, cacher
@@ -84,6 +85,8 @@ export interface Keys {
   readonly scanHints: string;
   tableWrites(table: string): string;
   tableWriteState(table: string): string;
+  /** The retained versions of a table (version → TableMeta JSON). */
+  tableVersions(table: string): string;
   /** The record of one Idempotency-Key (`keyHash`: a hash of the key) of writes to the table. */
   tableIdempotency(table: string, keyHash: string): string;
   tableWritesApplied(table: string): string;
@@ -143,6 +146,7 @@ export function createKeys(prefix: string): Keys {
     scanHints: `${prefix}:scan-hints`,
     tableWrites: (table) => t(table, 'writes'),
     tableWriteState: (table) => t(table, 'write-state'),
+    tableVersions: (table) => t(table, 'versions'),
     tableIdempotency: (table, keyHash) => t(table, `idem:${keyHash}`),
     tableWritesApplied: (table) => t(table, 'writes-applied'),
     tableWritesDead: (table) => t(table, 'writes-dead'),

@@ -195,7 +195,7 @@ async function publishMerge(
     const parts = versionParts(holding);
     const meta: TableMeta = { ...current, version, parts, bytes: parts.reduce((n, p) => n + p.bytes, 0), updatedAt: Date.now(), buildMs: Date.now() - started, cause: 'merge' };
     if (!(await publishVersion(deps, table, lease, meta, current.sourceGen, fragments, [merged]))) return { outcome: 'superseded', reason: 'publish refused' };
-    await collectRetired(redis, keys, table, config.retainMs, Date.now());
+    await collectRetired(redis, keys, table, config.retainMs, Date.now(), config.retention);
     const result = { outcome: 'merged' as const, version, inputs: inputs.length, files: members.length, parts: parts.length, bytes: merged.bytes, rows: merged.rows, ms: Date.now() - started };
     log.info(result, 'parts merged');
     return result;

@@ -27,7 +27,7 @@ import { describeSources, readSources, tableSchema, versionParts, type StoredFra
 import type { FileReader } from './reader-pool.js';
 import { isOptionsPath, loadTableOptions } from './table-options.js';
 
-const publishScript = LuaScript.load('version-publish-4');
+const publishScript = LuaScript.load('version-publish-5');
 /** Score for a part written but not yet referenced: collected only if the writer died before committing. */
 export const PROVISIONAL_MS = 24 * 60 * 60 * 1000;
 
@@ -114,7 +114,7 @@ export async function publishVersion(
   for (const [p, f] of fragments) index[p] = encode(Fragment, f);
   const ok = await publishScript.run(
     redis,
-    [keys.tableMeta(table), keys.tableRetired(table), keys.tableBuildLease(table), keys.tableFragments(table)],
+    [keys.tableMeta(table), keys.tableRetired(table), keys.tableBuildLease(table), keys.tableFragments(table), keys.tableVersions(table)],
     [
       lease.token,
       meta ? encode(TableMeta, meta) : '',
@@ -312,7 +312,7 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
     if (deps.keepPart) {
       for (const f of fresh) await deps.keepPart(table, f.part, f.file).catch(() => undefined);
     }
-    await collectRetired(redis, keys, table, config.retainMs, Date.now());
+    await collectRetired(redis, keys, table, config.retainMs, Date.now(), config.retention);
     return {
       outcome: 'published',
       version,

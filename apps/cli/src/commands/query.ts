@@ -5,10 +5,12 @@ import { apiRequest } from '../http-client.js';
 export const querySpec: CommandSpec = {
   name: 'query',
   summary: 'Runs one read-only SQL statement through query-api and prints the result.',
-  usage: 'query "<sql>" [--format table|json|csv|ndjson|arrow|parquet]',
+  usage: 'query "<sql>" [--format table|json|csv|ndjson|arrow|parquet] [--version <table>=<n>] [--as-of <time>]',
   positionals: true,
   flags: {
     ...API_FLAGS,
+    'as-of': { type: 'string', help: 'read every table as it was at this ISO-8601 time (a retained version)' },
+    version: { type: 'string', help: 'pin tables to retained versions: <table>=<n>[,<table>=<n>…]' },
     format: { type: 'string', short: 'f', help: 'table (default) or json: at most QUERY_MAX_ROWS rows; csv, ndjson, arrow (Arrow IPC stream) or parquet: every row, streamed' },
   },
 };
@@ -41,7 +43,18 @@ export async function runQueryCommand(argv: string[]): Promise<number> {
   if (!sql) throw new UsageError('give the SQL to run, e.g. flashduck query "SELECT * FROM orders LIMIT 5"');
   const format = (values.format as string | undefined) ?? 'table';
   if (!['table', 'json', 'csv', 'ndjson', 'arrow', 'parquet'].includes(format)) throw new UsageError(`--format must be table, json, csv, ndjson, arrow or parquet`);
-  const res = await apiRequest('POST', '/v1/query', { sql, format: format === 'table' ? 'json' : format });
+  const pins: Record<string, unknown> = {};
+  if (values['as-of']) pins.asOf = values['as-of'];
+  if (values.version) {
+    pins.versions = Object.fromEntries(
+      (values.version as string).split(',').map((pair) => {
+        const [t, v] = pair.split('=');
+        if (!t || !v || !/^\d+$/.test(v)) throw new UsageError(`--version takes <table>=<n>[,<table>=<n>…], not "${pair}"`);
+        return [t.trim(), Number(v)];
+      }),
+    );
+  }
+  const res = await apiRequest('POST', '/v1/query', { sql, format: format === 'table' ? 'json' : format, ...pins });
   if (format !== 'table') {
     const { complete, bytes } = await pipeToStdout(res);
     if (!complete) {

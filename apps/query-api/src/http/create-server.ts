@@ -3,12 +3,44 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { AppError, HTTP_STATUS, counter, isRedisUnavailable, readIgnoredFiles, registry, tableOfPath, within, type Keys, type Logger, type RedisClient } from '@flashduck/core';
+import { AppError, HTTP_STATUS, counter, isRedisUnavailable, readIgnoredFiles, registry, tableOfPath, within, type Keys, type Logger, type RedisClient, type TableMeta } from '@flashduck/core';
 
 const writesEnqueued = counter('flashduck_query_writes_enqueued_total', 'Writes queued through the API', ['op']);
 const writesReplayed = counter('flashduck_query_writes_replayed_total', 'Writes answered again for a repeated Idempotency-Key (nothing queued)', ['op']);
 const httpErrors = counter('flashduck_http_errors_total', 'HTTP error responses by code', ['code']);
 const streamsCut = counter('flashduck_query_streams_cut_total', 'Streamed results aborted after their first bytes (byte cap, deadline, client gone)', ['reason']);
+interface Pins {
+  versions?: Record<string, number>;
+  asOf?: number;
+}
+
+/** `versions` ({"t": 3}, or "t=3,u=2" in a query string) and `asOf` (an ISO-8601 time) of a query request. */
+function parsePins(input: Record<string, unknown>): Pins | null {
+  const out: Pins = {};
+  let raw = input.versions;
+  if (typeof raw === 'string') {
+    raw = Object.fromEntries(
+      raw.split(',').filter(Boolean).map((pair) => {
+        const [t, v] = pair.split('=');
+        return [t?.trim() ?? '', Number(v)];
+      }),
+    );
+  }
+  if (raw !== undefined && raw !== null && raw !== '') {
+    if (typeof raw !== 'object' || Array.isArray(raw)) throw new AppError('bad_request', '"versions" must map table names to versions, e.g. {"orders": 3} (or orders=3 in a query string)');
+    for (const [t, v] of Object.entries(raw as Record<string, unknown>)) {
+      if (!t || typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new AppError('bad_request', `"versions": ${JSON.stringify(t)} needs a positive integer version`);
+    }
+    out.versions = raw as Record<string, number>;
+  }
+  if (input.asOf !== undefined && input.asOf !== '') {
+    const at = typeof input.asOf === 'string' && /^\d{4}-\d{2}-\d{2}/.test(input.asOf) ? Date.parse(input.asOf) : Number.NaN;
+    if (Number.isNaN(at)) throw new AppError('bad_request', '"asOf" must be an ISO-8601 time, e.g. 2026-12-06T10:00:00Z');
+    out.asOf = at;
+  }
+  return out.versions || out.asOf !== undefined ? out : null;
+}
+
 /** A csv/ndjson/arrow/parquet result up to this size is answered whole (Content-Length, cacheable); a larger one streams. */
 const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 import type { QueryApiConfig } from '../config.js';
@@ -17,6 +49,7 @@ import { WindowedResponse } from './stream-response.js';
 import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
 import { etagOf, isCacheable, normalizeSql, resultKey, type CachedResult, type ResultCache } from '../query/result-cache.js';
 import type { Catalog } from '../snapshots/catalog.js';
+import { pickVersion, retainedVersions, versionAt, versionView } from '../snapshots/versions.js';
 import { checkIdempotencyKey, enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
 import { requireScope } from './auth.js';
 import { compareWithFiles, consoleStatus } from './console-data.js';
@@ -123,6 +156,13 @@ export function createServer(deps: ServerDeps): express.Express {
     res.json({ ...tableDetail(t.meta), ignored: ignored ? ignored.files.filter((f) => tableOfPath(f) === t.meta.table) : [] });
   });
 
+  app.get('/v1/tables/:table/versions', read, async (req, res) => {
+    const name = String(req.params.table).toLowerCase();
+    const versions = await retainedVersions(deps.requestRedis, deps.keys, name);
+    if (versions.length === 0 && !served().tables.has(name)) throw new AppError('not_found', `no table named "${name}"`);
+    res.json({ table: name, versions: versions.map(versionView) });
+  });
+
   const servedMeta = (table: string) => catalog.generation?.tables.get(table)?.meta;
 
   /** Waits until the served snapshot contains a write (read-your-writes), bounded by the query deadline. */
@@ -151,6 +191,29 @@ export function createServer(deps: ServerDeps): express.Express {
     }
   };
 
+  /** The generation a pinned query runs on: its `versions`, or every table as it was at `asOf`. */
+  const pinnedGeneration = async (sql: string, normalized: string, pins: Pins) => {
+    const refs = deps.references.known(normalized) ?? (await deps.references.parse(sql, normalized));
+    const current = served();
+    const overrides = new Map<string, TableMeta>();
+    for (const [t, v] of Object.entries(pins.versions ?? {})) overrides.set(t, pickVersion(t, await retainedVersions(deps.requestRedis, deps.keys, t), v));
+    let only: Set<string> | undefined;
+    if (pins.asOf !== undefined) {
+      only = new Set(overrides.keys());
+      for (const t of current.tables.keys()) {
+        if (overrides.has(t)) continue;
+        const read = refs.dynamic || refs.tables.includes(t);
+        try {
+          overrides.set(t, versionAt(t, await retainedVersions(deps.requestRedis, deps.keys, t), pins.asOf));
+          only.add(t);
+        } catch (err) {
+          if (read) throw err; // a table the query reads did not exist then; one it does not read is left out
+        }
+      }
+    }
+    return await catalog.pinned(overrides, only);
+  };
+
   const query = async (req: Request, res: Response) => {
     const input = req.method === 'GET' ? req.query : ((req.body ?? {}) as Record<string, unknown>);
     const allowed = req.method === 'GET' ? QUERY_PARAMS_GET : QUERY_FIELDS;
@@ -171,8 +234,10 @@ export function createServer(deps: ServerDeps): express.Express {
     // meanwhile would retire and close an unpinned one.
     const normalized = normalizeSql(sql);
     const cacheable = isCacheable(sql);
+    const pins = parsePins(input);
+    // A pinned query reads older versions: a generation serving them (its tables' versions key the cache as usual).
+    const gen = pins ? await pinnedGeneration(sql, normalized, pins) : served();
     const refs = deps.references.known(normalized);
-    const gen = served();
     let tables: Record<string, number> | Promise<Record<string, number>>;
     if (refs) {
       tables = versionsRead(refs, gen.versions());

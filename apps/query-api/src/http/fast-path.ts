@@ -77,7 +77,7 @@ export function createFastPath(deps: { config: QueryApiConfig; catalog: Catalog;
     const params = new URLSearchParams(req.url!.slice('/v1/query?'.length));
     const sql = params.get('sql');
     // `after`, or a parameter the API does not know (the full app refuses it), goes to the full app.
-    if (!sql || params.has('after') || [...params.keys()].some((k) => !QUERY_PARAMS_GET.has(k)) || !authorized(req, params.get('token'))) return false;
+    if (!sql || params.has('after') || params.has('versions') || params.has('asOf') || [...params.keys()].some((k) => !QUERY_PARAMS_GET.has(k)) || !authorized(req, params.get('token'))) return false;
     return answerFromCache(req, res, sql, params.get('format') || 'json');
   };
 
@@ -96,7 +96,8 @@ export function createFastPath(deps: { config: QueryApiConfig; catalog: Catalog;
       const input = req.body as { sql?: unknown; format?: unknown; after?: unknown } | null;
       const format = input?.format ?? 'json';
       if (typeof input?.sql !== 'string' || typeof format !== 'string' || (input.after !== undefined && input.after !== '')) return next();
-      if (Object.keys(input).some((k) => !QUERY_FIELDS.has(k))) return next();
+      // Unknown fields (refused by the full app) and pinned queries (another generation) are not answered here.
+      if (Object.keys(input).some((k) => !QUERY_FIELDS.has(k) || k === 'versions' || k === 'asOf')) return next();
       if (!answerFromCache(req, res, input.sql, format || 'json')) next();
     });
   };

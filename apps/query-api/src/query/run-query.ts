@@ -12,7 +12,7 @@ import type { Generation } from '../snapshots/generation.js';
 export type ResultFormat = 'json' | 'csv' | 'ndjson' | 'arrow' | 'parquet';
 export const RESULT_FORMATS: readonly ResultFormat[] = ['json', 'csv', 'ndjson', 'arrow', 'parquet'];
 /** What a query request may carry (a misspelled field is an error, not silently ignored); GET also `token`. */
-export const QUERY_FIELDS: ReadonlySet<string> = new Set(['sql', 'format', 'after']);
+export const QUERY_FIELDS: ReadonlySet<string> = new Set(['sql', 'format', 'after', 'versions', 'asOf']);
 export const QUERY_PARAMS_GET: ReadonlySet<string> = new Set([...QUERY_FIELDS, 'token']);
 /** Formats meant for files: complete results, streamed, no row cap. */
 export type StreamFormat = Exclude<ResultFormat, 'json'>;

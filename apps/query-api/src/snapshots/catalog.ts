@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import {
+  AppError,
   PartMissingError,
   SnapshotEvent,
   type PartRef,
@@ -34,6 +35,8 @@ const servedRows = gauge('flashduck_query_served_rows', 'Rows this replica serve
 const buildId = (meta: TableMeta) => `v${meta.version}-${meta.updatedAt}`;
 const sameBuild = (a: TableMeta, b: TableMeta) => a.version === b.version && a.updatedAt === b.updatedAt;
 
+/** Pinned generations (queries on older versions) kept at once per replica. */
+const PINNED_GENERATIONS = 4;
 /** How long a prefetched part stays on disk waiting for a version to list it (a build that is not published). */
 const PREFETCH_KEEP_MS = 10 * 60_000;
 /** Parts fetched at once ahead of their version. */
@@ -66,6 +69,10 @@ export class Catalog {
   private readonly parts: PartCache;
   /** Versions a refresh is preparing: their parts stay until the generation serving them is in service. */
   private preparing: TableMeta[] = [];
+  /** Generations serving older versions of some tables (pinned queries), by what they serve; the newest few. */
+  private readonly pinnedGens = new Map<string, Promise<Generation>>();
+  /** Versions a pinned generation is being prepared for: their parts stay. */
+  private pinning: TableMeta[] = [];
   /** Parts fetched (or being fetched) before a version listed them: part id → kept until. */
   private readonly prefetched = new Map<string, number>();
   private readonly prefetchQueue: PartRef[] = [];
@@ -164,6 +171,54 @@ export class Catalog {
     }
   }
 
+  /**
+   * A generation serving the current tables with `overrides` (older retained versions) in place of theirs, and
+   * only the tables in `only` when given: for queries pinned to versions or a time. Built once (parts fetched
+   * as for any version) and kept for the next queries with the same pins until the served generation changes.
+   */
+  pinned(overrides: ReadonlyMap<string, TableMeta>, only?: ReadonlySet<string>): Promise<Generation> {
+    const current = this.current;
+    if (!current) throw new AppError('not_ready', 'no tables are loaded yet');
+    const key = `${current.id}|${only ? [...only].sort().join(',') : '*'}|${[...overrides].sort(([a], [b]) => a.localeCompare(b)).map(([t, m]) => `${t}@${buildId(m)}`).join(',')}`;
+    const hit = this.pinnedGens.get(key);
+    if (hit) {
+      this.pinnedGens.delete(key);
+      this.pinnedGens.set(key, hit);
+      return hit;
+    }
+    const made = (async () => {
+      this.pinning.push(...overrides.values());
+      try {
+        const tables = new Map<string, ServedTable>();
+        for (const [name, t] of current.tables) if (!only || only.has(name)) tables.set(name, t);
+        for (const [name, meta] of overrides) tables.set(name, await this.prepare(meta));
+        const gen = await Generation.create(this.nextId++, tables, { connections: this.o.connections, memoryLimitMb: this.o.memoryLimitMb, threads: this.o.threads });
+        gen.onClose = () => {
+          this.live.delete(gen);
+          void this.removeUnusedFiles();
+        };
+        this.live.add(gen);
+        return gen;
+      } finally {
+        this.pinning = this.pinning.filter((m) => ![...overrides.values()].includes(m));
+      }
+    })();
+    made.catch(() => this.pinnedGens.delete(key));
+    this.pinnedGens.set(key, made);
+    while (this.pinnedGens.size > PINNED_GENERATIONS) {
+      const [oldKey, old] = this.pinnedGens.entries().next().value!;
+      this.pinnedGens.delete(oldKey);
+      void old.then((g) => g.retire()).catch(() => undefined);
+    }
+    return made;
+  }
+
+  /** Retires every pinned generation (the served one changed: they serve its old versions of unpinned tables). */
+  private dropPinned(): void {
+    for (const p of this.pinnedGens.values()) void p.then((g) => g.retire()).catch(() => undefined);
+    this.pinnedGens.clear();
+  }
+
   /** Fetches the parts of a version this replica lacks (a few at a time) and returns how to serve it. */
   private async prepare(meta: TableMeta): Promise<ServedTable> {
     const started = Date.now();
@@ -254,6 +309,7 @@ export class Catalog {
     const old = this.current;
     this.current = gen;
     old?.retire();
+    this.dropPinned();
     swapsTotal.inc();
     servedVersion.reset();
     servedRows.reset();
@@ -269,7 +325,7 @@ export class Catalog {
   private async removeUnusedFiles(): Promise<void> {
     const used = new Set([...this.live].flatMap((g) => [...g.tables.values()].flatMap((t) => t.meta.parts.map((p) => p.id))));
     // A refresh may be fetching parts for the next generation: keep those too.
-    for (const t of this.preparing) for (const p of t.parts) used.add(p.id);
+    for (const t of [...this.preparing, ...this.pinning]) for (const p of t.parts) used.add(p.id);
     const now = Date.now();
     for (const [id, until] of this.prefetched) {
       if (until < now) this.prefetched.delete(id);

@@ -4,6 +4,7 @@
 -- KEYS[2] retired zset (member "<part id>:<chunks>" -> when it left the current version, ms)
 -- KEYS[3] build lease owner key ("<token>|<epoch>")
 -- KEYS[4] fragment index hash (path -> Fragment JSON)
+-- KEYS[5] version history hash (version -> TableMeta JSON): the retained versions, pruned by the cacher
 -- ARGV[1] build lease token of the caller (fencing: only the current lease holder may publish)
 -- ARGV[2] TableMeta JSON, or "" to drop the table
 -- ARGV[3] version
@@ -44,8 +45,19 @@ if ARGV[2] == '' then
   -- A dropped table keeps only its source generation, so no older build can bring it back.
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'sourceGen', ARGV[4], 'updatedAt', ARGV[5])
+  -- Its retained versions go with it (their parts are collected once no version lists them).
+  for _, json in ipairs(redis.call('HVALS', KEYS[5])) do
+    local ok, meta = pcall(cjson.decode, json)
+    if ok and type(meta) == 'table' and type(meta.parts) == 'table' then
+      for _, p in ipairs(meta.parts) do
+        if type(p) == 'table' and p.id and p.chunks then redis.call('ZADD', KEYS[2], ARGV[5], p.id .. ':' .. tostring(p.chunks)) end
+      end
+    end
+  end
+  redis.call('DEL', KEYS[5])
 else
   redis.call('HSET', KEYS[1], 'json', ARGV[2], 'version', ARGV[3], 'sourceGen', ARGV[4], 'updatedAt', ARGV[5], 'parts', ARGV[8])
+  redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
 end
 redis.call('DEL', KEYS[4])
 for path, fragment in pairs(cjson.decode(ARGV[9])) do redis.call('HSET', KEYS[4], path, fragment) end
