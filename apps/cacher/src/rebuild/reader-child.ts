@@ -28,18 +28,26 @@ let queue = Promise.resolve();
 // Fault injection for the reliability tests: crash (abort) on a file whose path contains this text.
 const crashOn = process.env.CACHER_FAULT_CRASH_ON;
 
+/**
+ * Answers the cacher. The cacher may be gone by then (it stopped while this file was read): the answer is dropped
+ * instead of crashing this process with an unhandled ERR_IPC_CHANNEL_CLOSED.
+ */
+function reply(message: object): void {
+  if (process.connected) process.send?.(message, undefined, undefined, () => undefined);
+}
+
 process.on('message', (req: ReadRequest) => {
   queue = queue.then(async () => {
     if (crashOn && req.relPath.includes(crashOn)) process.abort();
     try {
       const r = await readFileToPart(db.conn, { ...req, linkDir, index: req.id });
-      process.send?.({ id: req.id, ok: true, rows: r.rows, columns: r.columns, skipped: r.skipped });
+      reply({ id: req.id, ok: true, rows: r.rows, columns: r.columns, skipped: r.skipped });
     } catch (err) {
-      process.send?.({ id: req.id, ok: false, fileError: err instanceof FileReadError, message: errorMessage(err) });
+      reply({ id: req.id, ok: false, fileError: err instanceof FileReadError, message: errorMessage(err) });
     }
   });
 });
 process.on('disconnect', () => {
   void rm(linkDir, { recursive: true, force: true }).finally(() => process.exit(0));
 });
-process.send?.({ ready: true });
+reply({ ready: true });
