@@ -2,7 +2,7 @@ import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isInside } from './config.js';
 import type { FileFingerprint } from './messages.js';
-import { fileKindOf, isIgnoredName, tableOfPath } from './table-names.js';
+import { fileKindOf, isIgnoredName, isTableOptionsPath, tableOfPath } from './table-names.js';
 
 /** A data file found by a scan. */
 export interface ScannedFile {
@@ -33,8 +33,6 @@ const vanished = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.c
 
 const MAX_DEPTH = 32;
 
-/** The file in a table's folder that holds its reader options (read by the cacher). */
-export const TABLE_OPTIONS_FILE = '_table.yaml';
 
 /** The fingerprint of the file at `absPath` now (through a symlink, as a scan records it), or null when it is gone. */
 export async function fingerprintNow(absPath: string): Promise<FileFingerprint | null> {
@@ -99,7 +97,7 @@ export async function walkDataDir(dataDir: string): Promise<ScanResult> {
     }
     const one = async (entry: (typeof entries)[number]): Promise<void> => {
       // A table folder's `_table.yaml` (its reader options) is recorded with its files: a change rebuilds the table.
-      const optionsFile = entry.name === TABLE_OPTIONS_FILE && rel !== '' && !rel.includes('/');
+      const optionsFile = isTableOptionsPath(rel ? `${rel}/${entry.name}` : entry.name);
       if (isIgnoredName(entry.name) && !optionsFile) return;
       const abs = path.join(dir, entry.name);
       const relPath = rel ? `${rel}/${entry.name}` : entry.name;

@@ -38,6 +38,15 @@ export function isIgnoredName(name: string): boolean {
   return TEMP_SUFFIXES.some((s) => lower.endsWith(s));
 }
 
+/** The file in a table's folder that holds its reader options (read by the cacher, recorded by the monitor). */
+export const TABLE_OPTIONS_FILE = '_table.yaml';
+
+/** True for `<table>/_table.yaml`, directly in a table's folder. */
+export function isTableOptionsPath(relPath: string): boolean {
+  const parts = relPath.split('/');
+  return parts.length === 2 && parts[1] === TABLE_OPTIONS_FILE;
+}
+
 /** The format of a data file from its name; null when FlashDuck does not read it. */
 export function fileKindOf(name: string): FileKind | null {
   const lower = name.toLowerCase();

@@ -133,23 +133,23 @@ export async function readFileIntoTable(
   conn: DuckDBConnection,
   options: { absPath: string; relPath: string; kind: FileKind; target: string; linkDir: string; index: number; csv?: CsvOptions },
 ): Promise<ReadFileResult> {
-  const link = path.join(options.linkDir, `f${options.index}${options.kind.extension}`);
-  await symlink(options.absPath, link);
   const target = options.target;
   const textFormat = options.kind.format !== 'parquet' && options.kind.format !== 'arrow';
   if (options.kind.format === 'json' && !options.kind.compression) await checkJsonArrayComplete(options.absPath, options.relPath);
   const size = (await open(options.absPath, 'r').then(async (fh) => { try { return (await fh.stat()).size; } finally { await fh.close(); } }));
   if (size === 0) throw new FileReadError(options.relPath, 'the file is empty (0 bytes)');
   if (options.kind.format === 'arrow') {
-    await rm(link, { force: true });
+    // Read by apache-arrow from the file itself: DuckDB never sees its name.
     try {
       await conn.run(`DROP TABLE IF EXISTS ${target}`);
       await loadArrow(conn, await readFile(options.absPath), target);
     } catch (err) {
-      throw new FileReadError(options.relPath, `not a readable Arrow IPC file (stream or file form): ${cleanReason((err as Error).message, link, options.relPath)}`);
+      throw new FileReadError(options.relPath, `not a readable Arrow IPC file (stream or file form): ${(err as Error).message.split('\n')[0]}`);
     }
     return await describeRead(conn, target, options.relPath, false);
   }
+  const link = path.join(options.linkDir, `f${options.index}${options.kind.extension}`);
+  await symlink(options.absPath, link);
   const dialect = textFormat ? await detectDialect(options.absPath, options.kind) : { delim: ',', encoding: 'utf-8' as const };
   const csv = options.kind.format === 'csv' || options.kind.format === 'tsv' ? (options.csv ?? {}) : {};
   const rejects = csv.ignore_errors ? `fd_rejects_${options.index}` : null;

@@ -11,6 +11,7 @@ import {
   TableMeta,
   decode,
   encode,
+  isTableOptionsPath,
   retiredMember,
   storePart,
   type Keys,
@@ -25,7 +26,7 @@ import type { CacherConfig } from '../config.js';
 import { collectRetired, parseFragments } from '../store/fragments.js';
 import { describeSources, readSources, tableSchema, versionParts, type StoredFragment } from './sources.js';
 import type { FileReader } from './reader-pool.js';
-import { isOptionsPath, loadTableOptions } from './table-options.js';
+import { loadTableOptions } from './table-options.js';
 
 const publishScript = LuaScript.load('version-publish-5');
 /** Score for a part written but not yet referenced: collected only if the writer died before committing. */
@@ -192,8 +193,8 @@ export async function rebuildTable(deps: RebuildDeps, table: string, lease: Leas
   if (state.builtGen >= state.gen) return { outcome: 'skipped', reason: `snapshot already built from generation ${state.builtGen}` };
 
   // `_table.yaml` is the table's reader options, not a data file.
-  const optionsPath = [...state.manifest.keys()].find(isOptionsPath);
-  const dataFiles = new Map([...state.manifest].filter(([p]) => !isOptionsPath(p)));
+  const optionsPath = [...state.manifest.keys()].find(isTableOptionsPath);
+  const dataFiles = new Map([...state.manifest].filter(([p]) => !isTableOptionsPath(p)));
   if (dataFiles.size === 0) {
     if (!(await publishVersion(deps, table, lease, null, state.gen, new Map(), []))) return { outcome: 'refused' };
     await redis.srem(keys.tables, table);

@@ -4,10 +4,6 @@ import path from 'node:path';
 import { TABLE_OPTIONS_FILE, quoteIdent, quoteLiteral } from '@flashduck/core';
 import { parse } from 'yaml';
 
-const OPTIONS_FILE = TABLE_OPTIONS_FILE;
-
-/** True for a manifest path that is a table's options file (`<table>/_table.yaml`), not a data file. */
-export const isOptionsPath = (relPath: string): boolean => path.posix.basename(relPath) === OPTIONS_FILE && relPath.split('/').length === 2;
 
 /** DuckDB `read_csv` options a table may set, validated: never a path, never a setting. */
 export interface CsvOptions {
@@ -108,7 +104,7 @@ const ALIASES: Record<string, keyof CsvOptions> = { sep: 'delim', delimiter: 'de
  */
 export function parseTableOptions(table: string, source: string): TableOptions {
   const hash = createHash('sha256').update(source).digest('hex').slice(0, 16);
-  const where = `${table}/${OPTIONS_FILE}`;
+  const where = `${table}/${TABLE_OPTIONS_FILE}`;
   let doc: unknown;
   try {
     doc = parse(source);

@@ -4,11 +4,24 @@ import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { AppError, HTTP_STATUS, counter, isRedisUnavailable, readIgnoredFiles, registry, tableOfPath, within, type Keys, type Logger, type RedisClient, type TableMeta } from '@flashduck/core';
+import type { QueryApiConfig } from '../config.js';
+import { CONTENT_TYPES, ClientGone, QUERY_FIELDS, QUERY_PARAMS_GET, RESULT_FORMATS, cleanDuckDBMessage, runQuery, streamQuery, type ResultFormat } from '../query/run-query.js';
+import { WindowedResponse } from './stream-response.js';
+import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
+import { etagOf, isCacheable, normalizeSql, resultKey, type CachedResult, type ResultCache } from '../query/result-cache.js';
+import type { Catalog } from '../snapshots/catalog.js';
+import { pickVersion, retainedVersions, versionAt, versionView } from '../snapshots/versions.js';
+import { checkIdempotencyKey, enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
+import { requireScope } from './auth.js';
+import { compareWithFiles, consoleStatus } from './console-data.js';
+import type { PreparsedRequest } from './fast-path.js';
+import { tableDetail, tableSummary } from './tables-view.js';
 
 const writesEnqueued = counter('flashduck_query_writes_enqueued_total', 'Writes queued through the API', ['op']);
 const writesReplayed = counter('flashduck_query_writes_replayed_total', 'Writes answered again for a repeated Idempotency-Key (nothing queued)', ['op']);
 const httpErrors = counter('flashduck_http_errors_total', 'HTTP error responses by code', ['code']);
 const streamsCut = counter('flashduck_query_streams_cut_total', 'Streamed results aborted after their first bytes (byte cap, deadline, client gone)', ['reason']);
+
 interface Pins {
   versions?: Record<string, number>;
   asOf?: number;
@@ -43,18 +56,6 @@ function parsePins(input: Record<string, unknown>): Pins | null {
 
 /** A csv/ndjson/arrow/parquet result up to this size is answered whole (Content-Length, cacheable); a larger one streams. */
 const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
-import type { QueryApiConfig } from '../config.js';
-import { CONTENT_TYPES, ClientGone, QUERY_FIELDS, QUERY_PARAMS_GET, RESULT_FORMATS, cleanDuckDBMessage, runQuery, streamQuery, type ResultFormat } from '../query/run-query.js';
-import { WindowedResponse } from './stream-response.js';
-import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
-import { etagOf, isCacheable, normalizeSql, resultKey, type CachedResult, type ResultCache } from '../query/result-cache.js';
-import type { Catalog } from '../snapshots/catalog.js';
-import { pickVersion, retainedVersions, versionAt, versionView } from '../snapshots/versions.js';
-import { checkIdempotencyKey, enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
-import { requireScope } from './auth.js';
-import { compareWithFiles, consoleStatus } from './console-data.js';
-import type { PreparsedRequest } from './fast-path.js';
-import { tableDetail, tableSummary } from './tables-view.js';
 
 export interface ServerDeps {
   readonly config: QueryApiConfig;
@@ -195,8 +196,11 @@ export function createServer(deps: ServerDeps): express.Express {
   const pinnedGeneration = async (sql: string, normalized: string, pins: Pins) => {
     const refs = deps.references.known(normalized) ?? (await deps.references.parse(sql, normalized));
     const current = served();
+    // Every table's retained versions the pins need, read at once.
+    const names = new Set([...Object.keys(pins.versions ?? {}), ...(pins.asOf !== undefined ? current.tables.keys() : [])]);
+    const history = new Map(await Promise.all([...names].map(async (t) => [t, await retainedVersions(deps.requestRedis, deps.keys, t)] as const)));
     const overrides = new Map<string, TableMeta>();
-    for (const [t, v] of Object.entries(pins.versions ?? {})) overrides.set(t, pickVersion(t, await retainedVersions(deps.requestRedis, deps.keys, t), v));
+    for (const [t, v] of Object.entries(pins.versions ?? {})) overrides.set(t, pickVersion(t, history.get(t)!, v));
     let only: Set<string> | undefined;
     if (pins.asOf !== undefined) {
       only = new Set(overrides.keys());
@@ -204,7 +208,7 @@ export function createServer(deps: ServerDeps): express.Express {
         if (overrides.has(t)) continue;
         const read = refs.dynamic || refs.tables.includes(t);
         try {
-          overrides.set(t, versionAt(t, await retainedVersions(deps.requestRedis, deps.keys, t), pins.asOf));
+          overrides.set(t, versionAt(t, history.get(t)!, pins.asOf));
           only.add(t);
         } catch (err) {
           if (read) throw err; // a table the query reads did not exist then; one it does not read is left out

@@ -31,9 +31,14 @@ const describeOldest = (versions: readonly TableMeta[]) => {
   return o ? `the oldest retained is v${o.version} of ${new Date(o.updatedAt).toISOString()}` : 'it has no retained version';
 };
 
+/** 404 when a table has no retained versions at all. */
+function requireVersions(table: string, versions: readonly TableMeta[]): void {
+  if (versions.length === 0) throw new AppError('not_found', `table "${table}" has no retained versions (unknown table, or Redis lost its history)`);
+}
+
 /** One retained version of a table: 404 when the table has none, 410 when that version is not (or no longer) retained. */
 export function pickVersion(table: string, versions: readonly TableMeta[], version: number): TableMeta {
-  if (versions.length === 0) throw new AppError('not_found', `table "${table}" has no retained versions (unknown table, or Redis lost its history)`);
+  requireVersions(table, versions);
   const m = versions.find((v) => v.version === version);
   if (!m) throw new AppError('gone', `version ${version} of table "${table}" is not retained (FLASHDUCK_RETAIN_VERSIONS, FLASHDUCK_RETAIN_MS); ${describeOldest(versions)}`);
   return m;
@@ -41,7 +46,7 @@ export function pickVersion(table: string, versions: readonly TableMeta[], versi
 
 /** The version of a table that was current at `at` (ms): the newest published at or before it. */
 export function versionAt(table: string, versions: readonly TableMeta[], at: number): TableMeta {
-  if (versions.length === 0) throw new AppError('not_found', `table "${table}" has no retained versions (unknown table, or Redis lost its history)`);
+  requireVersions(table, versions);
   const m = versions.find((v) => v.updatedAt <= at);
   if (!m) throw new AppError('gone', `table "${table}" has no retained version at ${new Date(at).toISOString()}; ${describeOldest(versions)}`);
   return m;
