@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
+import { TEST_REDIS_URL, deletePrefix } from '@flashduck/core/testing';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export { TEST_REDIS_URL, deletePrefix, uniquePrefix } from '@flashduck/core/testing';
@@ -78,6 +79,23 @@ export class AppProcess {
     if (this.alive) this.child.kill(signal);
     return await this.exited;
   }
+}
+
+/** Log lines each component writes once it is up. */
+export const STARTED_LOG = /"msg":"(monitor started|cacher started|query-api listening|exporter started|write-applier started)"/;
+
+/** Starts components as separate processes with one environment and waits until each is up. */
+export async function startApps(apps: readonly string[], env: Record<string, string>): Promise<AppProcess[]> {
+  const procs = apps.map((app) => AppProcess.start(app, env));
+  await Promise.all(procs.map((p) => p.waitForLog(STARTED_LOG)));
+  return procs;
+}
+
+/** Stops processes (SIGTERM), then deletes their Redis prefix and directories. */
+export async function stopApps(procs: readonly AppProcess[], prefix: string, ...dirs: string[]): Promise<void> {
+  await Promise.all(procs.map((p) => p.kill('SIGTERM')));
+  await deletePrefix(TEST_REDIS_URL, prefix);
+  for (const dir of dirs) await removeDir(dir);
 }
 
 /** Sends SQL to a query-api and returns the parsed JSON body with the status. */

@@ -1,8 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { createKeys, type TableMeta } from '@flashduck/core';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppProcess, ROOT, TEST_REDIS_URL, deletePrefix, flashduckEnv, freePort, query, removeDir, rows, tempDir, uniquePrefix, waitFor } from '../helpers.js';
+import { AppProcess, startApps, stopApps, ROOT, TEST_REDIS_URL, flashduckEnv, freePort, query, rows, tempDir, uniquePrefix, waitFor } from '../helpers.js';
 
 interface VersionView {
   version: number;
@@ -16,7 +18,7 @@ describe('retained versions and pinned queries (separate processes)', () => {
   let dataDir: string;
   let work: string;
   let port: number;
-  const procs: AppProcess[] = [];
+  let procs: AppProcess[] = [];
   const versions = async () => ((await (await fetch(`http://127.0.0.1:${port}/v1/tables/t/versions`)).json()) as { table: string; versions: VersionView[] }).versions;
   const count = async () => (await rows(port, 'SELECT count(*) AS n FROM t'))[0]?.n;
   const addFile = async (name: string, id: number) => {
@@ -30,15 +32,9 @@ describe('retained versions and pinned queries (separate processes)', () => {
     port = await freePort();
     await mkdir(path.join(dataDir, 't'));
     const env = { ...flashduckEnv(prefix, dataDir, work), MONITOR_POLL_MS: '100', MONITOR_SETTLE_MS: '50', QUERY_API_PORT: String(port), QUERY_API_REFRESH_MS: '200', FLASHDUCK_RETAIN_VERSIONS: '3', CACHER_RETAIN_MS: '0' };
-    for (const app of ['monitor', 'cacher', 'query-api']) procs.push(AppProcess.start(app, env));
-    await Promise.all(procs.map((p) => p.waitForLog(/"msg":"(monitor started|cacher started|query-api listening)"/)));
+    procs = await startApps(['monitor', 'cacher', 'query-api'], env);
   });
-  afterAll(async () => {
-    await Promise.all(procs.map((p) => p.kill('SIGTERM')));
-    await deletePrefix(TEST_REDIS_URL, prefix);
-    await removeDir(dataDir);
-    await removeDir(work);
-  });
+  afterAll(() => stopApps(procs, prefix, dataDir, work));
 
   it('lists the retained versions newest first, and answers a query pinned to a version or a time', async () => {
     await addFile('a.csv', 1);
@@ -106,5 +102,64 @@ describe('retained versions and pinned queries (separate processes)', () => {
     const gone = await query(port, 'SELECT * FROM t', { versions: { t: now[2]!.version - 1 } });
     expect(gone.status).toBe(410);
     expect(gone.body.error.message).toMatch(new RegExp(`the oldest retained is v${now[2]!.version} `));
+  });
+
+  it('finishes a running pinned query whose version is pruned and whose parts are collected meanwhile', async () => {
+    const redis = new Redis(TEST_REDIS_URL);
+    const keys = createKeys(prefix);
+    try {
+      const [pinned] = await versions();
+      const meta = JSON.parse((await redis.hget(keys.tableVersions('t'), String(pinned!.version)))!) as TableMeta;
+      const metric = async () => Number(/flashduck_query_requests_total\{format="csv",outcome="ok"\} (\d+)/.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);
+      const finishedBefore = await metric();
+      // A streamed answer of ~40 MB the client stops reading after its first bytes: the query stays running.
+      const res = await fetch(`http://127.0.0.1:${port}/v1/query`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sql: 'SELECT t.id, t.v, r.range AS n FROM t, range(1000000) r', format: 'csv', versions: { t: pinned!.version } }),
+      });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = decoder.decode((await reader.read()).value, { stream: true });
+
+      // b.csv rewritten, then two more files: with 3 versions retained the pinned one is pruned, and the old
+      // b.csv part (listed by no retained version) is collected from Redis.
+      await writeFile(path.join(dataDir, 't', 'b.csv'), 'id,v\n2,changed\n');
+      await waitFor('b.csv rewritten', async () => (await rows(port, `SELECT count(*) AS n FROM t WHERE v = 'changed'`))[0]?.n === 1);
+      const current = JSON.parse((await redis.hget(keys.tableMeta('t'), 'json')) ?? 'null') as TableMeta | null;
+      const oldB = meta.parts.filter((p) => !current?.parts.some((q) => q.id === p.id));
+      expect(oldB).toHaveLength(1);
+      await addFile('e.csv', 5);
+      await addFile('f.csv', 6);
+      await waitFor('the pinned version pruned', async () => !(await versions()).some((v) => v.version === pinned!.version));
+      await waitFor('its old b.csv part collected', async () => {
+        const left = await Promise.all(oldB.map((p) => redis.exists(keys.partChunk(p.id, 0))));
+        return left.every((n) => n === 0) && oldB.length > 0;
+      });
+      expect(await metric()).toBe(finishedBefore); // still running
+
+      // Read the rest: every row of the pinned version, b.csv as it was.
+      const counts = new Map<string, number>();
+      let lines = 0;
+      const take = (chunk: string) => {
+        const parts = chunk.split('\n');
+        text = parts.pop()!;
+        for (const line of parts) {
+          lines += 1;
+          const v = line.split(',')[1]!;
+          counts.set(v, (counts.get(v) ?? 0) + 1);
+        }
+      };
+      take(text);
+      for (let r = await reader.read(); !r.done; r = await reader.read()) take(text + decoder.decode(r.value, { stream: true }));
+      expect(res.headers.get('x-flashduck-tables')).toBe(JSON.stringify({ t: pinned!.version }));
+      expect(lines).toBe(1 + 4 * 1_000_000);
+      expect(counts.get('b.csv')).toBe(1_000_000);
+      expect(counts.get('changed')).toBeUndefined();
+      expect(await metric()).toBe(finishedBefore + 1);
+    } finally {
+      redis.disconnect();
+    }
   });
 });

@@ -2,6 +2,7 @@
 import { UsageError } from './args.js';
 import { COMPONENTS, runComponentCommand, runStandalone } from './commands/components.js';
 import { runStatusCommand, runTablesCommand } from './commands/inspect.js';
+import { runDiffCommand } from './commands/diff.js';
 import { runExportCommand } from './commands/export.js';
 import { runQueryCommand } from './commands/query.js';
 import { runVersionsCommand } from './commands/versions.js';
@@ -25,6 +26,7 @@ Use:
   query "<sql>"    run SQL through query-api (--format table|json|csv|ndjson|arrow)
   tables           list tables with version, rows, files, errors, age
   versions <table> the retained versions of a table (query one: query --version t=N, or --as-of <time>)
+  diff <table> <from> [<to>]  the rows that differ between two versions (--key id pairs updates)
   status           live components, tables and write streams
   upsert <table>   queue an upsert (--key id --file rows.json|.ndjson|.csv, or stdin)
   delete <table>   queue a delete (--key id 1 2 3, or rows from --file/stdin)
@@ -53,6 +55,8 @@ async function main(argv: string[]): Promise<number> {
       return await runTablesCommand(rest);
     case 'versions':
       return await runVersionsCommand(rest);
+    case 'diff':
+      return await runDiffCommand(rest);
     case 'status':
       return await runStatusCommand(rest);
     case 'export':

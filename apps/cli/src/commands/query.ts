@@ -55,6 +55,11 @@ export async function runQueryCommand(argv: string[]): Promise<number> {
     );
   }
   const res = await apiRequest('POST', '/v1/query', { sql, format: format === 'table' ? 'json' : format, ...pins });
+  return await printAnswer(res, format);
+}
+
+/** Prints a query-shaped answer: `table` as a text table (from JSON), any other format's bytes as they come. */
+export async function printAnswer(res: Response, format: string): Promise<number> {
   if (format !== 'table') {
     const { complete, bytes } = await pipeToStdout(res);
     if (!complete) {

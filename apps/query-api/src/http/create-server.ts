@@ -3,13 +3,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { AppError, HTTP_STATUS, counter, isRedisUnavailable, readIgnoredFiles, registry, tableOfPath, within, type Keys, type Logger, type RedisClient, type TableMeta } from '@flashduck/core';
+import { AppError, HTTP_STATUS, counter, quoteIdent, isRedisUnavailable, readIgnoredFiles, registry, tableOfPath, within, type Keys, type Logger, type RedisClient, type TableMeta } from '@flashduck/core';
 import type { QueryApiConfig } from '../config.js';
 import { CONTENT_TYPES, ClientGone, QUERY_FIELDS, QUERY_PARAMS_GET, RESULT_FORMATS, cleanDuckDBMessage, runQuery, streamQuery, type ResultFormat } from '../query/run-query.js';
 import { WindowedResponse } from './stream-response.js';
 import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
 import { etagOf, isCacheable, normalizeSql, resultKey, type CachedResult, type ResultCache } from '../query/result-cache.js';
-import type { Catalog } from '../snapshots/catalog.js';
+import { CHANGES_ADDED, CHANGES_REMOVED, type Catalog } from '../snapshots/catalog.js';
+import { changeColumns, changeKey, changesSql } from '../snapshots/changes.js';
+import type { Generation } from '../snapshots/generation.js';
 import { pickVersion, retainedVersions, versionAt, versionView } from '../snapshots/versions.js';
 import { checkIdempotencyKey, enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
 import { requireScope } from './auth.js';
@@ -53,6 +55,20 @@ function parsePins(input: Record<string, unknown>): Pins | null {
   }
   return out.versions || out.asOf !== undefined ? out : null;
 }
+
+/** What a change-feed request may carry. */
+const CHANGES_PARAMS: ReadonlySet<string> = new Set(['from', 'to', 'key', 'format', 'token']);
+
+/** A version number in a query string (undefined when absent). */
+function versionParam(value: unknown, name: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const v = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(v) || v < 1) throw new AppError('bad_request', `"${name}" must be a version number (a positive integer), got ${JSON.stringify(value)}`);
+  return v;
+}
+
+/** What keys an answer in the result cache: a user's query text, or a generated query's own key. */
+type Keying = { normalized: string; cacheable: boolean } | { fixed: string; tables: Record<string, number> };
 
 /** A csv/ndjson/arrow/parquet result up to this size is answered whole (Content-Length, cacheable); a larger one streams. */
 const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
@@ -164,6 +180,34 @@ export function createServer(deps: ServerDeps): express.Express {
     res.json({ table: name, versions: versions.map(versionView) });
   });
 
+  /**
+   * The change feed: the rows that differ between two retained versions (`to`: the newest when left out), from
+   * the parts they do not share. Its answer never changes, so it is cached and its ETag holds.
+   */
+  app.get('/v1/tables/:table/changes', read, async (req, res) => {
+    const name = String(req.params.table).toLowerCase();
+    const unknown = Object.keys(req.query).find((k) => !CHANGES_PARAMS.has(k));
+    if (unknown !== undefined) throw new AppError('bad_request', `unknown parameter "${unknown}": a change feed has ${[...CHANGES_PARAMS].filter((p) => p !== 'token').map((p) => `"${p}"`).join(', ')}`);
+    const format = parseFormat(req.query.format);
+    const fromVersion = versionParam(req.query.from, 'from');
+    if (fromVersion === undefined) throw new AppError('bad_request', '"from" is required: the version to compare from (GET /v1/tables/<t>/versions lists them)');
+    const toVersion = versionParam(req.query.to, 'to');
+    const versions = await retainedVersions(deps.requestRedis, deps.keys, name);
+    if (versions.length === 0 && !served().tables.has(name)) throw new AppError('not_found', `no table named "${name}"`);
+    const from = pickVersion(name, versions, fromVersion);
+    const to = toVersion === undefined ? versions[0]! : pickVersion(name, versions, toVersion);
+    const columns = changeColumns(from, to);
+    const key = changeKey(req.query.key, name, columns);
+    const sql = changesSql(name, columns, key, quoteIdent(CHANGES_REMOVED), quoteIdent(CHANGES_ADDED));
+    const held = await catalog.changes(from, to);
+    try {
+      const fixed = `changes\n${format}\n${name}@${from.version}.${from.updatedAt}..${to.version}.${to.updatedAt}\nkey=${key.join(',')}`;
+      await answer(req, res, held.generation, sql, format, config.timeoutMs, { fixed, tables: { [name]: to.version } });
+    } finally {
+      held.release();
+    }
+  });
+
   const servedMeta = (table: string) => catalog.generation?.tables.get(table)?.meta;
 
   /** Waits until the served snapshot contains a write (read-your-writes), bounded by the query deadline. */
@@ -239,13 +283,30 @@ export function createServer(deps: ServerDeps): express.Express {
     const normalized = normalizeSql(sql);
     const cacheable = isCacheable(sql);
     const pins = parsePins(input);
+    if (!pins) return await answer(req, res, served(), sql, format, remaining, { normalized, cacheable });
     // A pinned query reads older versions: a generation serving them (its tables' versions key the cache as usual).
-    const gen = pins ? await pinnedGeneration(sql, normalized, pins) : served();
-    const refs = deps.references.known(normalized);
+    const held = await pinnedGeneration(sql, normalized, pins);
+    try {
+      await answer(req, res, held.generation, sql, format, remaining, { normalized, cacheable });
+    } finally {
+      held.release();
+    }
+  };
+
+  /**
+   * Answers `sql` on `gen` in `format`: from the result cache when the same answer was given before (or 304 for
+   * the client's own copy), else run; JSON whole, file formats streamed once they outgrow the window. A user's
+   * query is keyed by its text, format and the versions of the tables it may read; a generated one (a change
+   * feed) by a key of its own that already names the versions.
+   */
+  const answer = async (req: Request, res: Response, gen: Generation, sql: string, format: ResultFormat, remaining: number, keying: Keying) => {
     let tables: Record<string, number> | Promise<Record<string, number>>;
-    if (refs) {
-      tables = versionsRead(refs, gen.versions());
-      const key = resultKey(normalized, format, tables, (t) => gen.publishedAt(t));
+    const keyOf = (t: Record<string, number>) => ('fixed' in keying ? keying.fixed : resultKey(keying.normalized, format, t, (n) => gen.publishedAt(n)));
+    const cacheable = 'fixed' in keying || keying.cacheable;
+    const refs = 'fixed' in keying ? null : deps.references.known(keying.normalized);
+    if ('fixed' in keying || refs) {
+      tables = 'fixed' in keying ? keying.tables : versionsRead(refs!, gen.versions());
+      const key = keyOf(tables);
       const etag = etagOf(key);
       const ifNoneMatch = req.headers['if-none-match'];
       if (ifNoneMatch && cacheable && ifNoneMatch.split(/\s*,\s*/).includes(etag)) {
@@ -258,11 +319,11 @@ export function createServer(deps: ServerDeps): express.Express {
       // A text this replica never parsed cannot be in its cache: the query runs while DuckDB's parser finds
       // the tables it may read (in its own instance, in parallel).
       const versions = gen.versions();
-      tables = deps.references.parse(sql, normalized).then((r) => versionsRead(r, versions));
+      tables = deps.references.parse(sql, keying.normalized).then((r) => versionsRead(r, versions));
     }
     if (format === 'json') {
       const result = await runQuery(gen, sql, { ...config, timeoutMs: remaining }, tables);
-      const key = resultKey(normalized, format, result.tables, (t) => gen.publishedAt(t));
+      const key = keyOf(result.tables);
       const answer: CachedResult = { ...result, etag: etagOf(key) };
       if (cacheable) deps.cache.set(key, answer);
       return void sendResult(res, answer, cacheable ? 'miss' : 'off', undefined);
@@ -285,7 +346,7 @@ export function createServer(deps: ServerDeps): express.Express {
       return void sink.abort();
     }
     if (sink.started) return void sink.finish(done.rowCount);
-    const key = resultKey(normalized, format, done.tables, (t) => gen.publishedAt(t));
+    const key = keyOf(done.tables);
     const answer: CachedResult = { contentType: CONTENT_TYPES[format], body: sink.buffered(), rowCount: done.rowCount, truncated: false, tables: done.tables, elapsedMs: done.elapsedMs, etag: etagOf(key) };
     if (cacheable) deps.cache.set(key, answer);
     sendResult(res, answer, cacheable ? 'miss' : 'off', undefined);

@@ -3,6 +3,7 @@ import path from 'node:path';
 import {
   AppError,
   PartMissingError,
+  quoteIdent,
   SnapshotEvent,
   type PartRef,
   gauge,
@@ -14,7 +15,8 @@ import {
   type Logger,
   type RedisClient,
 } from '@flashduck/core';
-import { PartCache, partsSelectSql } from '@flashduck/core/duckdb';
+import { PartCache, partsSelectSql, type PartColumn } from '@flashduck/core/duckdb';
+import { changeColumns, changedParts } from './changes.js';
 import { Generation, type ServedTable } from './generation.js';
 
 const swapsTotal = counter('flashduck_query_snapshot_swaps_total', 'Snapshot generations put into service');
@@ -35,7 +37,22 @@ const servedRows = gauge('flashduck_query_served_rows', 'Rows this replica serve
 const buildId = (meta: TableMeta) => `v${meta.version}-${meta.updatedAt}`;
 const sameBuild = (a: TableMeta, b: TableMeta) => a.version === b.version && a.updatedAt === b.updatedAt;
 
-/** Pinned generations (queries on older versions) kept at once per replica. */
+/** A generation pinned for one caller, who calls `release` when done with it. */
+export interface HeldGeneration {
+  readonly generation: Generation;
+  readonly release: () => void;
+}
+
+/** The views of a change-feed generation: rows only the older version serves, and only the newer. */
+export const CHANGES_REMOVED = 'removed';
+export const CHANGES_ADDED = 'added';
+const CHANGES_KEY = 'changes|';
+
+/** No rows, typed as `columns`. */
+const emptySelectSql = (columns: readonly PartColumn[]) =>
+  columns.length ? `SELECT ${columns.map((c) => `CAST(NULL AS ${c.type}) AS ${quoteIdent(c.name)}`).join(', ')} WHERE false` : null;
+
+/** Pinned generations (queries on older versions, change feeds) kept at once per replica. */
 const PINNED_GENERATIONS = 4;
 /** How long a prefetched part stays on disk waiting for a version to list it (a build that is not published). */
 const PREFETCH_KEEP_MS = 10 * 60_000;
@@ -176,51 +193,97 @@ export class Catalog {
    * only the tables in `only` when given: for queries pinned to versions or a time. Built once (parts fetched
    * as for any version) and kept for the next queries with the same pins until the served generation changes.
    */
-  pinned(overrides: ReadonlyMap<string, TableMeta>, only?: ReadonlySet<string>): Promise<Generation> {
+  pinned(overrides: ReadonlyMap<string, TableMeta>, only?: ReadonlySet<string>): Promise<HeldGeneration> {
     const current = this.current;
     if (!current) throw new AppError('not_ready', 'no tables are loaded yet');
     const key = `${current.id}|${only ? [...only].sort().join(',') : '*'}|${[...overrides].sort(([a], [b]) => a.localeCompare(b)).map(([t, m]) => `${t}@${buildId(m)}`).join(',')}`;
-    const hit = this.pinnedGens.get(key);
-    if (hit) {
-      this.pinnedGens.delete(key);
-      this.pinnedGens.set(key, hit);
-      return hit;
-    }
-    const made = (async () => {
-      this.pinning.push(...overrides.values());
-      try {
-        const tables = new Map<string, ServedTable>();
-        for (const [name, t] of current.tables) if (!only || only.has(name)) tables.set(name, t);
-        for (const [name, meta] of overrides) tables.set(name, await this.prepare(meta));
-        const gen = await Generation.create(this.nextId++, tables, { connections: this.o.connections, memoryLimitMb: this.o.memoryLimitMb, threads: this.o.threads });
-        gen.onClose = () => {
-          this.live.delete(gen);
-          void this.removeUnusedFiles();
-        };
-        this.live.add(gen);
-        return gen;
-      } finally {
-        this.pinning = this.pinning.filter((m) => ![...overrides.values()].includes(m));
+    return this.hold(key, [...overrides.values()], async () => {
+      const tables = new Map<string, ServedTable>();
+      for (const [name, t] of current.tables) if (!only || only.has(name)) tables.set(name, t);
+      for (const [name, meta] of overrides) tables.set(name, await this.prepare(meta));
+      return tables;
+    });
+  }
+
+  /**
+   * A generation holding what two versions of a table do not share, as two views of the same columns
+   * ({@link CHANGES_REMOVED}: rows only `from` serves; {@link CHANGES_ADDED}: only `to`): a change feed reads
+   * only the parts that differ, fetched as for any version. Kept across swaps (it does not depend on them).
+   */
+  changes(from: TableMeta, to: TableMeta): Promise<HeldGeneration> {
+    const { removed, added } = changedParts(from.parts, to.parts);
+    const columns = changeColumns(from, to);
+    const sides = [
+      { ...from, parts: removed },
+      { ...to, parts: added },
+    ];
+    return this.hold(`${CHANGES_KEY}${from.table}|${buildId(from)}|${buildId(to)}`, sides, async () => {
+      const [r, a] = [await this.prepare(sides[0]!, columns), await this.prepare(sides[1]!, columns)];
+      return new Map([
+        [CHANGES_REMOVED, r],
+        [CHANGES_ADDED, a],
+      ]);
+    });
+  }
+
+  /**
+   * A kept generation (built by `build` on first use, its parts held while they are fetched), pinned for the
+   * caller: `release` when done. One the LRU or a swap retired and closed between its build and this call is
+   * built again.
+   */
+  private async hold(key: string, metas: TableMeta[], build: () => Promise<Map<string, ServedTable>>): Promise<HeldGeneration> {
+    for (;;) {
+      let made = this.pinnedGens.get(key);
+      if (made) {
+        this.pinnedGens.delete(key);
+        this.pinnedGens.set(key, made);
+      } else {
+        made = (async () => {
+          this.pinning.push(...metas);
+          try {
+            const gen = await Generation.create(this.nextId++, await build(), { connections: this.o.connections, memoryLimitMb: this.o.memoryLimitMb, threads: this.o.threads });
+            gen.onClose = () => {
+              this.live.delete(gen);
+              void this.removeUnusedFiles();
+            };
+            this.live.add(gen);
+            return gen;
+          } finally {
+            this.pinning = this.pinning.filter((m) => !metas.includes(m));
+          }
+        })();
+        const mine = made;
+        made.catch(() => {
+          if (this.pinnedGens.get(key) === mine) this.pinnedGens.delete(key);
+        });
+        this.pinnedGens.set(key, made);
+        while (this.pinnedGens.size > PINNED_GENERATIONS) {
+          const [oldKey, old] = this.pinnedGens.entries().next().value!;
+          this.pinnedGens.delete(oldKey);
+          void old.then((g) => g.retire()).catch(() => undefined);
+        }
       }
-    })();
-    made.catch(() => this.pinnedGens.delete(key));
-    this.pinnedGens.set(key, made);
-    while (this.pinnedGens.size > PINNED_GENERATIONS) {
-      const [oldKey, old] = this.pinnedGens.entries().next().value!;
-      this.pinnedGens.delete(oldKey);
-      void old.then((g) => g.retire()).catch(() => undefined);
+      const gen = await made;
+      // Checked and pinned in the same step as the await resumes: nothing can close it in between.
+      if (!gen.isClosed) return { generation: gen, release: gen.pin() };
+      if (this.pinnedGens.get(key) === made) this.pinnedGens.delete(key);
     }
-    return made;
   }
 
   /** Retires every pinned generation (the served one changed: they serve its old versions of unpinned tables). */
   private dropPinned(): void {
-    for (const p of this.pinnedGens.values()) void p.then((g) => g.retire()).catch(() => undefined);
-    this.pinnedGens.clear();
+    for (const [key, p] of this.pinnedGens) {
+      if (key.startsWith(CHANGES_KEY)) continue;
+      this.pinnedGens.delete(key);
+      void p.then((g) => g.retire()).catch(() => undefined);
+    }
   }
 
-  /** Fetches the parts of a version this replica lacks (a few at a time) and returns how to serve it. */
-  private async prepare(meta: TableMeta): Promise<ServedTable> {
+  /**
+   * Fetches the parts of a version this replica lacks (a few at a time) and returns how to serve it (as
+   * `columns` when given; then a version without parts serves no rows of those columns).
+   */
+  private async prepare(meta: TableMeta, columns?: readonly PartColumn[]): Promise<ServedTable> {
     const started = Date.now();
     const files = new Map<string, string>();
     const got = await this.parts.ensureAll(meta.parts);
@@ -230,7 +293,8 @@ export class Catalog {
       files.set(part.id, got[i]!.file);
     });
     loadSeconds.observe((Date.now() - started) / 1000);
-    return { meta, select: partsSelectSql(meta.parts, meta.columns), files };
+    const select = columns ? (partsSelectSql(meta.parts, columns) ?? emptySelectSql(columns)) : partsSelectSql(meta.parts, meta.columns);
+    return { meta, select, files };
   }
 
   private async refreshOnce(): Promise<void> {

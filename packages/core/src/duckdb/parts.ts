@@ -116,12 +116,16 @@ export async function decodePart(conn: DuckDBConnection, source: string, format:
   }
 }
 
+/** A part as a SELECT reads it: a version's (members it excludes left out), or only the members in `include`. */
+export type SelectedPart = TablePart & { readonly include?: readonly number[] };
+
 /**
  * The SELECT that serves a table version from its parts: each part's columns cast to the table's types (a
- * column a part lacks as NULL), members the version excludes filtered out. `relationOf` names a part's table
- * (by default its attached file, {@link partRelation}). Null when the version has no parts or no columns.
+ * column a part lacks as NULL), members the version excludes filtered out (or only those a part includes).
+ * `relationOf` names a part's table (by default its attached file, {@link partRelation}). Null when the
+ * version has no parts or no columns.
  */
-export function partsSelectSql(parts: readonly TablePart[], columns: readonly PartColumn[], relationOf: (part: TablePart) => string = partRelation): string | null {
+export function partsSelectSql(parts: readonly SelectedPart[], columns: readonly PartColumn[], relationOf: (part: TablePart) => string = partRelation): string | null {
   if (parts.length === 0 || columns.length === 0) return null;
   return parts
     .map((p) => {
@@ -132,7 +136,11 @@ export function partsSelectSql(parts: readonly TablePart[], columns: readonly Pa
         if (own.type === col.type && own.name === col.name) return quoteIdent(col.name);
         return `CAST(${quoteIdent(own.name)} AS ${col.type}) AS ${quoteIdent(col.name)}`;
       });
-      const where = p.exclude?.length ? ` WHERE ${quoteIdent(MEMBER_COLUMN)} NOT IN (${p.exclude.join(', ')})` : '';
+      const where = p.include
+        ? ` WHERE ${quoteIdent(MEMBER_COLUMN)} IN (${p.include.join(', ')})`
+        : p.exclude?.length
+          ? ` WHERE ${quoteIdent(MEMBER_COLUMN)} NOT IN (${p.exclude.join(', ')})`
+          : '';
       return `SELECT ${list.join(', ')} FROM ${relationOf(p)}${where}`;
     })
     .join('\nUNION ALL\n');
