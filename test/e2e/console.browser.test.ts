@@ -18,7 +18,11 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
   let browser: Browser;
   let page: Page;
   const procs: AppProcess[] = [];
-  const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  // From the top: the sticky header would be drawn where the page was scrolled to.
+  const shot = async (name: string) => {
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  };
 
   beforeAll(async () => {
     if (!haveChromium) throw new Error(`Chromium is not installed at ${CHROMIUM}: apt-get install chromium (or set FLASHDUCK_CHROMIUM)`);
@@ -178,6 +182,56 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
     await page.fill('#sql', 'SELECT name FROM customers WHERE id = 8');
     await page.click('#run');
     await page.waitForFunction(() => document.querySelector('#result tbody')?.textContent?.includes('Barbara Liskov'));
+  });
+
+  it('lists a table\'s versions, shows what changed between two, and queries an older one', async () => {
+    await page.click('a[data-view="explorer"]');
+    await page.click('#explorer-tables li:has-text("customers")');
+    // The upsert above made a second version of customers.
+    await page.waitForFunction(() => document.querySelectorAll('#explorer-versions tbody tr').length === 2);
+    const [newest, older] = await page.$$eval('#explorer-versions [data-version-row]', (tds) => tds.map((td) => Number(td.getAttribute('data-version-row'))));
+    expect(await page.inputValue('#diff-from')).toBe(String(older));
+    expect(await page.inputValue('#diff-to')).toBe(String(newest));
+    await page.fill('#diff-key', 'id');
+    await page.click('#diff-run');
+    await page.waitForSelector('#explorer-diff tbody tr');
+    const changes = await page.$$eval('#explorer-diff tbody tr', (trs) => trs.map((tr) => [tr.getAttribute('data-change'), tr.textContent]));
+    expect(changes).toEqual([['insert', expect.stringContaining('Barbara Liskov')]]);
+    expect(await page.textContent('#diff-status')).toMatch(new RegExp(`^v${older} → v${newest}: 1 insert · `));
+    await shot('versions-diff');
+
+    // An update, paired by the key: the new value with the old one struck out beside it.
+    const res = await fetch(`http://127.0.0.1:${port}/v1/tables/customers/upsert`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: ['id'], rows: [{ id: 2, name: 'Grace Brewster Hopper', country: 'US', signup_date: '2023-12-14' }] }) });
+    expect(res.status).toBe(202);
+    // The versions list follows live (no reload): a third version appears.
+    await page.waitForFunction(() => document.querySelectorAll('#explorer-versions tbody tr').length >= 3, undefined, { timeout: 30_000 });
+    const latest = await page.$eval('#explorer-versions [data-version-row]', (td) => td.getAttribute('data-version-row'));
+    await page.selectOption('#diff-from', String(newest));
+    await page.selectOption('#diff-to', latest ?? '');
+    await page.click('#diff-run');
+    await page.waitForSelector('#explorer-diff tr[data-change="update"]');
+    expect(await page.textContent('#explorer-diff tr[data-change="update"] del')).toBe('Grace Hopper');
+    expect(await page.textContent('#explorer-diff tr[data-change="update"]')).toContain('Grace Brewster Hopper');
+    expect(await page.textContent('#explorer-title')).toBe(`customers — v${latest}, 8 rows, 2 files`);
+    await shot('versions-diff-update');
+
+    // The first version, queried from its row: the table before the upserts.
+    await page.click(`#explorer-versions tr:has([data-version-row="${older}"]) button`);
+    await page.waitForFunction(() => document.querySelectorAll('#result tbody tr').length === 7);
+    expect(await page.textContent('#pins-state')).toBe(`pinned: customers v${older}`);
+    expect(await page.textContent('#result-status')).toMatch(new RegExp(`read customers v${older} \\(pinned\\)`));
+    await shot('sql-pinned');
+    // A time before any retained version: the API's answer, naming the oldest retained one.
+    await page.click('#pins-clear');
+    await page.fill('#as-of', '2001-01-01T00:00:00');
+    await page.click('#run');
+    await page.waitForFunction(() => /no retained version at 2001-01-01/.test(document.getElementById('sql-error')?.textContent ?? ''));
+    // Back to the current versions: the upserts' rows are there.
+    await page.click('#pins-clear');
+    expect(await page.textContent('#pins-state')).toBe('current versions');
+    await page.click('#run');
+    await page.waitForFunction(() => document.querySelector('#result tbody')?.textContent?.includes('Grace Brewster Hopper'));
+    expect(await page.$$('#result tbody tr')).toHaveLength(8);
   });
 
   it('shows the explorer, cache and exports views', async () => {

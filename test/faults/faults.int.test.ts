@@ -116,7 +116,11 @@ describe('faults: SIGKILL of every component under load, and a Redis restart', (
   });
 
   it('converges: snapshots equal the folder, every acknowledged write applied once, exports current, no temp files', async () => {
-    const acked: { writeId: string; op: 'upsert' | 'delete'; rows: { id: number; v?: string }[] }[] = [];
+    const acked: { writeId: string; op: 'upsert' | 'delete'; rows: { id: number; v?: string }[]; key: string }[] = [];
+    /** The last write acknowledged before the Redis restart, sent again after it with its Idempotency-Key. */
+    let retried: { first: string; again: { writeId: string; replayed: string | null } } | undefined;
+    const send = (op: 'upsert' | 'delete', rows: { id: number; v?: string }[], key: string) =>
+      fetch(`http://127.0.0.1:${writePort}/v1/tables/ledger/${op}`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': key }, body: JSON.stringify({ key: ['id'], rows }) });
     const stats = { churnOps: 0, writesSent: 0, writesAcked: 0, writesRefused: 0, queries: 0, queryErrors: 0, kills: 0, redisRestarts: 0 };
     const killed = new Set<Role>();
     let writesPaused = false;
@@ -150,9 +154,10 @@ describe('faults: SIGKILL of every component under load, and a Redis restart', (
         i += 1;
         stats.writesSent += 1;
         try {
-          const res = await fetch(`http://127.0.0.1:${writePort}/v1/tables/ledger/${op}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: ['id'], rows }) });
+          const key = `faults-${i}`;
+          const res = await send(op, rows, key);
           if (res.status === 202) {
-            acked.push({ writeId: ((await res.json()) as { writeId: string }).writeId, op, rows });
+            acked.push({ writeId: ((await res.json()) as { writeId: string }).writeId, op, rows, key });
             stats.writesAcked += 1;
           } else stats.writesRefused += 1;
         } catch {
@@ -187,6 +192,15 @@ describe('faults: SIGKILL of every component under load, and a Redis restart', (
           await sleep(1500);
           await startRedis();
           stats.redisRestarts += 1;
+          // A client retrying its last write across the restart (AOF): answered again, queued once.
+          const last = acked[acked.length - 1];
+          if (last) {
+            const again = await waitFor('the last write answered again after the restart', async () => {
+              const res = await send(last.op, last.rows, last.key);
+              return res.status === 202 ? { writeId: ((await res.json()) as { writeId: string }).writeId, replayed: res.headers.get('idempotent-replayed') } : undefined;
+            });
+            retried = { first: last.writeId, again };
+          }
           writesPaused = false;
           continue;
         }
@@ -254,6 +268,7 @@ describe('faults: SIGKILL of every component under load, and a Redis restart', (
       expect(stats.kills).toBeGreaterThanOrEqual(8);
       expect(killed).toEqual(new Set(['monitor', 'cacher', 'query-api', 'exporter', 'write-applier']));
       expect(stats.redisRestarts).toBe(1);
+      expect(retried?.again).toEqual({ writeId: retried?.first, replayed: 'true' });
       expect(mismatches).toBe(0);
       expect(notApplied).toBe(0);
       expect(exportRows).toBe(reference.size);

@@ -30,6 +30,10 @@ describe('Redis Cluster: the same answers as one Redis', () => {
     single = await runScenario({ label: 'single', prefix, redisEnv: () => ({ FLASHDUCK_REDIS_URL: TEST_REDIS_URL }) });
     expect(single.instances).toEqual({ cacher: 1, exporter: 1, monitor: 1, 'query-api': 2, 'write-applier': 1 });
     expect((single.answers.changed as Record<string, unknown[]>).orders).toHaveLength(1);
+    // Idempotency-Key: first queued, retried through the other replica answered again, reused with another body 422.
+    expect(single.answers.idempotent).toEqual([202, null, 202, 'true', 422]);
+    // The file change as a change feed: part-1.csv's 300 rows deleted, part-3.csv's 100 inserted.
+    expect(single.answers.changes).toMatchObject({ count: 400, kinds: ['delete', 'insert'] });
   }, 180_000);
 
   it('runs the same workload against the cluster with separate processes, with equal answers, files and exports', async () => {

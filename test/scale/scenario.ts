@@ -233,6 +233,17 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       if (r.status !== 202) throw new Error(`upsert refused: ${JSON.stringify(r.body)}`);
       last = r.body.writeId;
     }
+    // An idempotent write, retried through another replica: answered again with its writeId, queued once; the
+    // key with another body is refused.
+    const idem = async (port: number, rows: unknown[]) => {
+      const res = await fetch(`http://127.0.0.1:${port}/v1/tables/ledger/upsert`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': 'scenario-1' }, body: JSON.stringify({ key: ['id'], rows }) });
+      return { status: res.status, replayed: res.headers.get('idempotent-replayed'), writeId: ((await res.json()) as { writeId?: string }).writeId };
+    };
+    const first = await idem(ports[0]!, [{ id: 42, v: 'idempotent', amount: 1 }]);
+    const retry = await idem(ports[ports.length - 1]!, [{ id: 42, v: 'idempotent', amount: 1 }]);
+    const reused = await idem(ports[0]!, [{ id: 42, v: 'other', amount: 2 }]);
+    if (first.status !== 202 || retry.writeId !== first.writeId) throw new Error(`an idempotent retry was not answered with the first writeId: ${JSON.stringify({ first, retry })}`);
+    result.answers.idempotent = [first.status, first.replayed, retry.status, retry.replayed, reused.status];
     const del = await post(ports[0]!, '/v1/tables/ledger/delete', { key: ['id'], rows: Array.from({ length: 20 }, (_, i) => ({ id: i * 9 })) });
     if (del.status !== 202) throw new Error(`delete refused: ${JSON.stringify(del.body)}`);
     last = del.body.writeId;
@@ -241,6 +252,8 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     result.answers.afterWritesRead = fresh.body.rows;
     result.answers.written = await answers(ports[ports.length - 1]!);
 
+    const newest = async () => ((await (await fetch(`http://127.0.0.1:${ports[0]}/v1/tables/orders/versions`)).json()) as { versions: { version: number }[] }).versions[0]!.version;
+    const before = await newest();
     // A file change: one orders file removed, a new one added.
     await writeAtomic(path.join(dataDir, 'orders', 'part-3.csv'), csv('id,customer,sku,amount,coupon', Array.from({ length: 100 }, (_, i) => `${600 + i},c${i % 5},P${i % 20},${i}.5,NEW`)));
     await rm(path.join(dataDir, 'orders', 'part-1.csv'));
@@ -249,6 +262,11 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     }
     const changed = await answers(ports[0]!);
     result.answers.changed = changed;
+    // The change feed between the versions before and after it, paired by id (its parts may live on other nodes).
+    const feed = await fetch(`http://127.0.0.1:${ports[ports.length - 1]}/v1/tables/orders/changes?from=${before}&to=${await newest()}&key=id`);
+    if (feed.status !== 200) throw new Error(`change feed failed: ${feed.status} ${await feed.text()}`);
+    const changes = ((await feed.json()) as { rows: { _change: string }[] }).rows;
+    result.answers.changes = { count: changes.length, kinds: [...new Set(changes.map((r) => r._change))].sort(), rows: changes };
 
     // Exports: every table's export is the version the query-api serves.
     const exportDir = env.FLASHDUCK_EXPORT_DIR!;

@@ -129,14 +129,24 @@ function renderExplorerList() {
   $('explorer-tables').replaceChildren(...status.tables.map((t) => el('li', { class: t.name === explorerTable ? 'active' : undefined, onclick: () => openTable(t.name) }, `${t.name} (${fmtNum(t.rows)})`)));
 }
 onStatus(renderExplorerList);
+/** The explorer's heading: the table's served version, rows and files (kept current as versions arrive). */
+function renderExplorerTitle() {
+  if (!explorerTable) return undefined;
+  const t = status.tables.find((x) => x.name === explorerTable);
+  $('explorer-title').textContent = t ? `${explorerTable} — v${t.version}, ${fmtNum(t.rows)} rows, ${t.files.length} files` : explorerTable;
+  return t;
+}
+onStatus(renderExplorerTitle);
 async function openTable(name) {
   explorerTable = name;
   previewPage = 0;
   renderExplorerList();
-  const t = status.tables.find((x) => x.name === name);
-  $('explorer-title').textContent = t ? `${name} — v${t.version}, ${fmtNum(t.rows)} rows, ${t.files.length} files` : name;
+  const t = renderExplorerTitle();
   if (t) show('explorer-schema', grid(['column', 'type', 'from files'], t.columns.map((c) => [c.name, c.type, c.files.join(', ')])));
-  await loadPreview();
+  show('explorer-diff', el('p', { class: 'muted', style: 'padding: 8px' }, 'Pick two versions and show what changed.'));
+  $('diff-status').textContent = '';
+  $('diff-from').value = '';
+  await Promise.all([loadPreview(), loadVersions()]);
 }
 async function loadPreview() {
   if (!explorerTable) return;
@@ -150,6 +160,71 @@ async function loadPreview() {
     show('explorer-preview', el('div', { class: 'error' }, err.message));
   }
 }
+
+/** Retained versions of the explorer's table, with a button to query one and the diff pickers filled. */
+async function loadVersions() {
+  if (!explorerTable) return;
+  try {
+    const { versions } = await (await api(`/v1/tables/${encodeURIComponent(explorerTable)}/versions`)).json();
+    show('explorer-versions', grid(['version', 'created', 'age', 'rows', 'files', 'parts', 'made by', ''],
+      versions.map((v) => [
+        el('td', { class: 'num', 'data-version-row': v.version }, String(v.version)),
+        v.createdAt, ago(v.createdAt), v.rows, v.files, v.parts, v.cause,
+        el('button', { onclick: () => queryVersion(explorerTable, v.version) }, 'Query this version'),
+      ]), { empty: 'No retained versions (Redis holds none for this table).' }));
+    const pick = (id, fallback) => {
+      const keep = $(id).value;
+      $(id).replaceChildren(...versions.map((v) => el('option', { value: v.version, selected: String(v.version) === keep }, `v${v.version} · ${fmtNum(v.rows)} rows · ${ago(v.createdAt)}`)));
+      if (!keep || !versions.some((v) => String(v.version) === keep)) $(id).value = fallback ? String(fallback.version) : '';
+    };
+    pick('diff-from', versions[1] ?? versions[0]);
+    pick('diff-to', versions[0]);
+  } catch (err) {
+    show('explorer-versions', el('div', { class: 'error' }, err.message));
+  }
+}
+function queryVersion(table, version) {
+  $('sql').value = `SELECT * FROM "${table.replace(/"/g, '""')}" LIMIT 100`;
+  $('as-of').value = '';
+  $('pin-versions').value = `${table}=${version}`;
+  renderPins();
+  location.hash = '#sql';
+  void runSql();
+}
+/** A change-feed row: its kind as a badge, the values; an update shows each changed value's old one struck out. */
+function diffGrid(body) {
+  const cols = body.columns.filter((c) => c.name !== '_change' && !(c.name.startsWith('_old_') && body.columns.some((k) => k.name === c.name.slice(5))));
+  const rows = body.rows.map((r) => {
+    const tr = el('tr', { class: `chg-${r._change}`, 'data-change': r._change });
+    tr.append(el('td', {}, el('span', { class: `badge chg ${r._change}` }, r._change)));
+    for (const c of cols) {
+      const old = r[`_old_${c.name}`];
+      const changed = r._change === 'update' && `_old_${c.name}` in r && cellText(old) !== cellText(r[c.name]);
+      tr.append(el('td', { class: r[c.name] === null ? 'null' : undefined, title: cellText(r[c.name]) }, changed ? [el('del', {}, cellText(old)), ' ', cellText(r[c.name])] : cellText(r[c.name])));
+    }
+    return tr;
+  });
+  if (!rows.length) return el('p', { class: 'muted', style: 'padding: 8px' }, 'No rows differ between these versions.');
+  return el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'change'), cols.map((c) => el('th', {}, c.name, el('small', {}, c.type))))), el('tbody', {}, rows));
+}
+$('diff-run').onclick = async () => {
+  $('diff-error').textContent = '';
+  $('diff-status').textContent = 'comparing…';
+  const params = new URLSearchParams({ from: $('diff-from').value, to: $('diff-to').value });
+  if ($('diff-key').value.trim()) params.set('key', $('diff-key').value.trim());
+  try {
+    const body = await (await api(`/v1/tables/${encodeURIComponent(explorerTable)}/changes?${params}`)).json();
+    show('explorer-diff', diffGrid(body));
+    const counts = {};
+    for (const r of body.rows) counts[r._change] = (counts[r._change] || 0) + 1;
+    const summary = ['insert', 'update', 'delete'].filter((k) => counts[k]).map((k) => `${counts[k]} ${k}${counts[k] === 1 ? '' : 's'}`).join(', ') || 'no changes';
+    $('diff-status').textContent = `v${params.get('from')} → v${params.get('to')}: ${summary}${body.truncated ? ' (first rows only)' : ''} · ${body.elapsedMs} ms`;
+  } catch (err) {
+    $('diff-status').textContent = '';
+    show('explorer-diff', el('p', { class: 'muted', style: 'padding: 8px' }, ''));
+    $('diff-error').textContent = err.message;
+  }
+};
 $('preview-prev').onclick = () => { previewPage = Math.max(0, previewPage - 1); void loadPreview(); };
 $('preview-next').onclick = () => { previewPage += 1; void loadPreview(); };
 
@@ -176,6 +251,41 @@ function clearResult() {
   chart = null;
   show('result', el('p', { class: 'muted', style: 'padding: 8px' }, ''));
 }
+/** What the SQL view reads: `asOf` (every table as of that time) and `versions` (tables pinned), or nothing. */
+function pins() {
+  const out = {};
+  if ($('as-of').value) out.asOf = new Date($('as-of').value).toISOString();
+  const pairs = $('pin-versions').value.split(',').map((p) => p.trim()).filter(Boolean);
+  if (pairs.length) {
+    out.versions = {};
+    for (const p of pairs) {
+      const [t, v] = p.split('=').map((x) => x.trim());
+      if (!t || !/^\d+$/.test(v || '')) throw new Error(`versions: write table=version (e.g. orders=3), not "${p}"`);
+      out.versions[t] = Number(v);
+    }
+  }
+  return out;
+}
+function renderPins() {
+  let text = 'current versions';
+  let cls = 'badge';
+  try {
+    const p = pins();
+    const parts = [p.asOf ? `as of ${p.asOf.replace('.000Z', 'Z')}` : '', ...Object.entries(p.versions || {}).map(([t, v]) => `${t} v${v}`)].filter(Boolean);
+    if (parts.length) [text, cls] = [`pinned: ${parts.join(', ')}`, 'badge applied'];
+  } catch (err) {
+    [text, cls] = [err.message, 'badge bad'];
+  }
+  $('pins-state').textContent = text;
+  $('pins-state').className = cls;
+}
+$('as-of').addEventListener('input', renderPins);
+$('pin-versions').addEventListener('input', renderPins);
+$('pins-clear').onclick = () => {
+  $('as-of').value = '';
+  $('pin-versions').value = '';
+  renderPins();
+};
 async function runSql() {
   const sql = $('sql').value.trim();
   if (!sql) return;
@@ -183,12 +293,13 @@ async function runSql() {
   $('result-status').textContent = 'running…';
   clearResult();
   try {
-    const body = await (await api('/v1/query', { json: { sql } })).json();
+    const body = await (await api('/v1/query', { json: { sql, ...pins() } })).json();
     lastResult = body;
     remember(sql);
     show('result', resultGrid(body));
     const versions = Object.entries(body.tables).map(([t, v]) => `${t} v${v}`).join(', ');
-    $('result-status').textContent = `${fmtNum(body.rowCount)} rows${body.truncated ? ' — truncated (the result has more rows than the limit)' : ''} · ${body.elapsedMs} ms${versions ? ` · read ${versions}` : ''}`;
+    const pinned = Object.keys(pins()).length ? ' (pinned)' : '';
+    $('result-status').textContent = `${fmtNum(body.rowCount)} rows${body.truncated ? ' — truncated (the result has more rows than the limit)' : ''} · ${body.elapsedMs} ms${versions ? ` · read ${versions}${pinned}` : ''}`;
     const options = body.columns.map((c) => el('option', { value: c.name }, c.name));
     $('chart-x').replaceChildren(...options.map((o) => o.cloneNode(true)));
     $('chart-y').replaceChildren(...options.map((o) => o.cloneNode(true)));
@@ -211,7 +322,7 @@ for (const b of document.querySelectorAll('[data-download]')) {
   b.addEventListener('click', async () => {
     const format = b.dataset.download;
     try {
-      const res = await api('/v1/query', { json: { sql: $('sql').value, format } });
+      const res = await api('/v1/query', { json: { sql: $('sql').value, format, ...pins() } });
       const url = URL.createObjectURL(await res.blob());
       const ext = { csv: 'csv', parquet: 'parquet', arrow: 'arrows' }[format];
       el('a', { href: url, download: `flashduck-result.${ext}` }).click();
@@ -419,7 +530,9 @@ function listen() {
   es.onerror = () => { $('live').textContent = 'reconnecting…'; $('live').classList.remove('on'); };
   for (const type of ['snapshot', 'dropped']) {
     es.addEventListener(type, () => {
-      void refreshStatus().then(() => { if (explorerTable) void loadPreview(); });
+      void refreshStatus().then(() => {
+        if (explorerTable) void Promise.all([loadPreview(), loadVersions()]);
+      });
     });
   }
 }

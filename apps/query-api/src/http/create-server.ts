@@ -10,7 +10,7 @@ import { WindowedResponse } from './stream-response.js';
 import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
 import { etagOf, isCacheable, normalizeSql, resultKey, type CachedResult, type ResultCache } from '../query/result-cache.js';
 import { CHANGES_ADDED, CHANGES_REMOVED, type Catalog } from '../snapshots/catalog.js';
-import { changeColumns, changeKey, changesSql } from '../snapshots/changes.js';
+import { changeColumns, changeKey, changedParts, changesSql } from '../snapshots/changes.js';
 import type { Generation } from '../snapshots/generation.js';
 import { pickVersion, retainedVersions, versionAt, versionView } from '../snapshots/versions.js';
 import { checkIdempotencyKey, enqueueWrite, validateWrite, writeStatus } from '../writes/writes.js';
@@ -198,7 +198,8 @@ export function createServer(deps: ServerDeps): express.Express {
     const to = toVersion === undefined ? versions[0]! : pickVersion(name, versions, toVersion);
     const columns = changeColumns(from, to);
     const key = changeKey(req.query.key, name, columns);
-    const sql = changesSql(name, columns, key, quoteIdent(CHANGES_REMOVED), quoteIdent(CHANGES_ADDED));
+    const { removed, added } = changedParts(from.parts, to.parts);
+    const sql = changesSql(name, columns, key, quoteIdent(CHANGES_REMOVED), quoteIdent(CHANGES_ADDED), { removed: removed.length > 0, added: added.length > 0 });
     const held = await catalog.changes(from, to);
     try {
       const fixed = `changes\n${format}\n${name}@${from.version}.${from.updatedAt}..${to.version}.${to.updatedAt}\nkey=${key.join(',')}`;

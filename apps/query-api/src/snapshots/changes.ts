@@ -79,27 +79,51 @@ export function changeKey(raw: unknown, table: string, columns: readonly PartCol
 
 /**
  * The SELECT of a change feed over two relations holding the rows only the older version serves (`removedRel`)
- * and only the newer serves (`addedRel`): every row that differs, as a multiset (EXCEPT ALL: a row both sides
- * hold the same number of times cancels), with `_change` = `delete` | `insert`. With key columns, a key deleted
- * once and inserted once becomes one `update` row: the new values, and `_old_<column>` the old value of every
- * other column; rows come ordered by the key.
+ * and only the newer serves (`addedRel`): every row that differs, as a multiset (a row both sides hold the same
+ * number of times cancels), with `_change` = `delete` | `insert`. With key columns, a key deleted once and
+ * inserted once becomes one `update` row: the new values, and `_old_<column>` the old value of every other
+ * column; rows come ordered by the key (then the kind of change and the other columns). The multiset difference is one GROUP BY over both sides counting each
+ * distinct row (+1 added, -1 removed), expanded back to that many rows: several times faster in DuckDB than
+ * EXCEPT ALL both ways (`docs/BENCHMARKS.md`), with the same answer (NULLs and NaNs compare equal).
  */
-export function changesSql(table: string, columns: readonly PartColumn[], key: readonly string[], removedRel: string, addedRel: string): string {
+export function changesSql(
+  table: string,
+  columns: readonly PartColumn[],
+  key: readonly string[],
+  removedRel: string,
+  addedRel: string,
+  /** Which sides hold rows at all: with one side empty nothing can cancel, and its rows are the answer as they are. */
+  sides: { removed: boolean; added: boolean } = { removed: true, added: true },
+): string {
   const taken = new Set(columns.map((c) => c.name.toLowerCase()));
   const others = columns.filter((c) => !key.includes(c.name));
   const reserved = [CHANGE_COLUMN, ...(key.length ? others.map((c) => `${OLD_PREFIX}${c.name}`) : [])];
   const clash = reserved.find((r) => taken.has(r.toLowerCase()));
   if (clash) throw new AppError('bad_request', `table "${table}" has a column named "${clash}", which the change feed uses for itself; select the columns you need from the two versions with a pinned query instead`);
   const q = quoteIdent;
-  const diff = `d AS (SELECT * FROM ${removedRel} EXCEPT ALL SELECT * FROM ${addedRel}),\n  i AS (SELECT * FROM ${addedRel} EXCEPT ALL SELECT * FROM ${removedRel})`;
-  if (key.length === 0) {
-    return `WITH ${diff}\nSELECT *, 'delete' AS ${q(CHANGE_COLUMN)} FROM d\nUNION ALL\nSELECT *, 'insert' AS ${q(CHANGE_COLUMN)} FROM i`;
+  const noOld = others.map((c) => `CAST(NULL AS ${c.type}) AS ${q(OLD_PREFIX + c.name)}`);
+  const tail = (kind: string) => [`'${kind}' AS ${q(CHANGE_COLUMN)}`, ...(key.length ? noOld : [])].join(', ');
+  if (!sides.removed || !sides.added) {
+    // An append (or only removals): every row of the one side, no grouping.
+    const [rel, kind] = sides.added ? [addedRel, 'insert'] : [removedRel, 'delete'];
+    const order = key.length ? ` ORDER BY ${[...key, ...others.map((c) => c.name)].map(q).join(', ')}` : '';
+    return `SELECT *, ${tail(kind)} FROM ${rel}${sides.added || sides.removed ? '' : ' WHERE false'}${order}`;
   }
+  const counted = [
+    `u AS (SELECT *, 1 AS __fd_side FROM ${addedRel} UNION ALL SELECT *, -1 AS __fd_side FROM ${removedRel})`,
+    `  g AS (SELECT * EXCLUDE (__fd_side), sum(__fd_side)::BIGINT AS __fd_n FROM u GROUP BY ALL HAVING sum(__fd_side) <> 0)`,
+  ].join(',\n');
+  if (key.length === 0) {
+    return `WITH ${counted}\nSELECT * EXCLUDE (__fd_n, __fd_k), CASE WHEN __fd_n > 0 THEN 'insert' ELSE 'delete' END AS ${q(CHANGE_COLUMN)} FROM g, range(abs(g.__fd_n)) AS r(__fd_k)`;
+  }
+  const diff = [
+    counted,
+    `  d AS (SELECT * EXCLUDE (__fd_n, __fd_k) FROM g, range(-g.__fd_n) AS r(__fd_k) WHERE g.__fd_n < 0)`,
+    `  i AS (SELECT * EXCLUDE (__fd_n, __fd_k) FROM g, range(g.__fd_n) AS r(__fd_k) WHERE g.__fd_n > 0)`,
+  ].join(',\n');
   const byKey = key.map(q).join(', ');
   const sameKey = (a: string, b: string) => key.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND ');
   const cols = (alias: string) => columns.map((c) => `${alias}.${q(c.name)}`).join(', ');
-  const noOld = others.map((c) => `CAST(NULL AS ${c.type}) AS ${q(OLD_PREFIX + c.name)}`);
-  const tail = (kind: string) => [`'${kind}' AS ${q(CHANGE_COLUMN)}`, ...noOld].join(', ');
   const paired = (alias: string, other: string) => `${alias}.__fd_n = 1 AND EXISTS (SELECT 1 FROM ${other} o WHERE o.__fd_n = 1 AND ${sameKey('o', alias)})`;
   return [
     `WITH ${diff},`,
@@ -111,6 +135,6 @@ export function changesSql(table: string, columns: readonly PartColumn[], key: r
     `SELECT ${cols('n')}, ${tail('insert')} FROM inn n WHERE NOT (${paired('n', 'dn')})`,
     `UNION ALL`,
     `SELECT ${cols('n')}, ${tail('delete')} FROM dn n WHERE NOT (${paired('n', 'inn')})`,
-    `ORDER BY ${byKey}, ${q(CHANGE_COLUMN)}`,
+    `ORDER BY ${[byKey, q(CHANGE_COLUMN), ...others.map((c) => q(c.name))].join(', ')}`,
   ].join('\n');
 }
