@@ -15,6 +15,7 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
   let dataDir: string;
   let work: string;
   let port: number;
+  let pgPort: number;
   let browser: Browser;
   let page: Page;
   const procs: AppProcess[] = [];
@@ -31,12 +32,14 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
     work = await tempDir('console-work');
     await cp(path.join(ROOT, 'examples/data'), dataDir, { recursive: true });
     port = await freePort();
+    pgPort = await freePort();
     const env = {
       ...flashduckEnv(prefix, dataDir, work),
       MONITOR_POLL_MS: '200',
       MONITOR_SETTLE_MS: '100',
       EXPORTER_DEBOUNCE_MS: '200',
       QUERY_API_PORT: String(port),
+      QUERY_API_PG_PORT: String(pgPort),
     };
     // Instance ids as Kubernetes gives them (POD_NAME): the console shows them.
     for (const app of ['monitor', 'cacher', 'query-api', 'exporter', 'write-applier']) procs.push(AppProcess.start(app, { ...env, POD_NAME: `flashduck-${app}-7d9f-x${app.length}` }));
@@ -67,6 +70,7 @@ describe.skipIf(!haveChromium && !process.env.CI)('web console in a real browser
     const instances = await page.$$eval('#components [data-instance]', (tds) => tds.map((t) => t.getAttribute('data-instance')).sort());
     expect(instances).toEqual(['cacher', 'exporter', 'monitor', 'query-api', 'write-applier'].map((a) => `flashduck-${a}-7d9f-x${a.length}`));
     expect(await page.textContent('[data-instance="flashduck-query-api-7d9f-x9"]')).toContain('this console');
+    expect(await page.textContent('#components')).toContain(`PostgreSQL ${pgPort}`);
     expect(await page.textContent('#components-summary')).toBe('1 × cacher · 1 × exporter · 1 × monitor · 1 × query-api · 1 × write-applier');
     expect(await page.textContent('[data-rows="orders"]')).toBe('12');
     await shot('status');

@@ -91,7 +91,7 @@ function componentDetail(c) {
   switch (c.component) {
     case 'monitor': return [i.role || '-', `${fmtNum(i.files ?? 0)} files, ${i.unsettled ?? 0} settling`];
     case 'cacher': return ['worker', `queue ${i.queue?.wait ?? 0} waiting, ${i.queue?.delayed ?? 0} delayed; building ${i.building ?? 0}`];
-    case 'query-api': return ['replica', `port ${i.port ?? '?'}, generation ${i.generation ?? '-'}, ${i.queued ?? 0} queued`];
+    case 'query-api': return ['replica', `port ${i.port ?? '?'}${i.pgPort ? `, PostgreSQL ${i.pgPort}` : ''}, generation ${i.generation ?? '-'}, ${i.queued ?? 0} queued`];
     case 'exporter': return ['worker', `queue ${i.queue?.wait ?? 0} waiting, ${i.queue?.delayed ?? 0} delayed`];
     case 'write-applier': return ['worker', i.lastBatch?.table ? `last batch: ${i.lastBatch.writes} writes to ${i.lastBatch.table}` : 'idle'];
     default: return ['-', ''];

@@ -33,6 +33,15 @@ export interface QueryApiConfig extends CommonConfig {
   /** Bearer tokens; empty means no authentication. `token` (read+write) or `token:read`. */
   readonly apiTokens: readonly { token: string; scopes: readonly ('read' | 'write')[] }[];
   readonly corsOrigins: readonly string[];
+  /** The PostgreSQL protocol's port (0: off). */
+  readonly pgPort: number;
+  /** QUERY_API_PG_PORT was set: failing to listen on it stops query-api (the default port taken only warns). */
+  readonly pgPortExplicit: boolean;
+  readonly pgMaxConnections: number;
+  readonly pgIdleMs: number;
+  /** PEM certificate and key: with both, PostgreSQL clients connect over TLS (and must). */
+  readonly pgTlsCertFile: string | undefined;
+  readonly pgTlsKeyFile: string | undefined;
 }
 
 function defaultCacheDir(): string {
@@ -89,5 +98,11 @@ export function loadQueryApiConfig(env: NodeJS.ProcessEnv): QueryApiConfig {
     threads: r.optionalInt('QUERY_THREADS', { min: 1 }),
     apiTokens: parseTokens(r),
     corsOrigins: (r.optionalString('QUERY_API_CORS_ORIGINS') ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    pgPort: r.int('QUERY_API_PG_PORT', 5433, { min: 0, max: 65_535 }),
+    pgPortExplicit: env.QUERY_API_PG_PORT !== undefined && env.QUERY_API_PG_PORT !== '',
+    pgMaxConnections: r.int('QUERY_API_PG_MAX_CONNECTIONS', 64, { min: 1, max: 10_000 }),
+    pgIdleMs: r.int('QUERY_API_PG_IDLE_MS', 10 * 60_000, { min: 100 }),
+    pgTlsCertFile: r.optionalString('QUERY_API_PG_TLS_CERT_FILE'),
+    pgTlsKeyFile: r.optionalString('QUERY_API_PG_TLS_KEY_FILE'),
   });
 }

@@ -16,6 +16,7 @@ import {
 } from '@flashduck/core';
 import type { QueryApiConfig } from './config.js';
 import { createServer } from './http/create-server.js';
+import { startPgServer } from './pg/server.js';
 import { createFastPath } from './http/fast-path.js';
 import { ResultCache } from './query/result-cache.js';
 import { TableReferenceParser } from './query/table-references.js';
@@ -29,6 +30,8 @@ export interface QueryApiDeps {
 export interface QueryApi extends Component {
   /** The port the server listens on (useful with QUERY_API_PORT=0). */
   readonly port: number;
+  /** The PostgreSQL protocol's port, or null when it is off (or its default port was taken). */
+  readonly pgPort: number | null;
   readonly catalog: Catalog;
 }
 
@@ -109,6 +112,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
       const gen = catalog.generation;
       return {
         port: server ? (server.address() as { port: number } | null)?.port : undefined,
+        pgPort: pg?.port,
         generation: gen?.id,
         tables: gen ? Object.fromEntries(gen.versions()) : {},
         queued: gen?.queued ?? 0,
@@ -142,6 +146,26 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
   });
+  const pg =
+    config.pgPort === 0
+      ? null
+      : await startPgServer({
+          host: config.host,
+          port: config.pgPort,
+          maxConnections: config.pgMaxConnections,
+          idleMs: config.pgIdleMs,
+          tlsCertFile: config.pgTlsCertFile,
+          tlsKeyFile: config.pgTlsKeyFile,
+          tokens: config.apiTokens,
+          limits: { timeoutMs: config.timeoutMs, maxQueued: config.maxQueued, maxStreamBytes: config.maxStreamBytes },
+          catalog,
+          log,
+        }).catch((err: unknown) => {
+          // The default port taken (a local PostgreSQL on 5433): HTTP still serves. A port asked for must be had.
+          if (config.pgPortExplicit) throw err;
+          log.warn({ err: (err as Error).message }, 'the PostgreSQL protocol is off: set QUERY_API_PG_PORT to a free port (0 turns it off)');
+          return null;
+        });
   // The first load happens with the server up: /readyz answers 503 until the snapshots are loaded.
   void refresh();
   const port = (server.address() as { port: number }).port;
@@ -152,6 +176,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
   return {
     name: 'query-api',
     port,
+    pgPort: pg?.port ?? null,
     catalog,
     readiness,
     stop() {
@@ -163,6 +188,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
           // Event streams never end by themselves; in-flight queries get a moment to finish.
           setTimeout(() => server.closeAllConnections(), Math.min(config.shutdownMs / 2, 5_000)).unref();
         });
+        await pg?.close();
         await catalog.close();
         await references.close();
         await heartbeat.stop();

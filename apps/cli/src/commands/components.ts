@@ -163,6 +163,6 @@ export async function runStandalone(argv: string[]): Promise<void> {
   const api = components.find((c) => c.name === 'query-api') as QueryApi | undefined;
   recordStandalone({ redisUrl: env.FLASHDUCK_REDIS_URL ?? common.redisUrl, prefix: common.prefix, apiUrl: `http://127.0.0.1:${api?.port ?? 8080}` });
   process.stderr.write(
-    `\nFlashDuck is running.\n  web console  http://localhost:${api?.port ?? '?'}/\n  data         ${common.dataDir}\n  exports      ${common.exportDir}\n  redis        ${env.FLASHDUCK_REDIS_URL ?? common.redisUrl} (prefix ${common.prefix})\nPress Ctrl+C to stop.\n\n`,
+    `\nFlashDuck is running.\n  web console  http://localhost:${api?.port ?? '?'}/\n${api?.pgPort ? `  PostgreSQL   psql -h localhost -p ${api.pgPort} -U me -d flashduck\n` : ''}  data         ${common.dataDir}\n  exports      ${common.exportDir}\n  redis        ${env.FLASHDUCK_REDIS_URL ?? common.redisUrl} (prefix ${common.prefix})\nPress Ctrl+C to stop.\n\n`,
   );
 }

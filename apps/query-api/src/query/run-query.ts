@@ -1,4 +1,4 @@
-import { StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBResult } from '@duckdb/node-api';
+import { StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBResult, type DuckDBType } from '@duckdb/node-api';
 import { AppError, cleanDuckDBMessage, counter, histogram } from '@flashduck/core';
 
 export { cleanDuckDBMessage };
@@ -67,6 +67,55 @@ const INTERNAL_TABLES = /\b(from|join)\s+(pragma_database_list|duckdb_databases|
 export function leadingKeyword(sql: string): string {
   const rest = sql.replace(/^(\s+|--[^\n]*(\n|$)|\/\*[\s\S]*?\*\/|\()*/, '');
   return /^[A-Za-z_]+/.exec(rest)?.[0].toUpperCase() ?? '';
+}
+
+/** The client cancelled the statement (PostgreSQL CancelRequest). */
+export class QueryCancelled extends Error {
+  constructor() {
+    super('canceling statement due to user request');
+  }
+}
+
+/** Parameter values of a statement (`$1`, `$2`, …): text DuckDB casts to each parameter's type, bytes, or NULL. */
+export type ParameterValue = string | Uint8Array | null;
+
+export interface StatementOptions {
+  /** Values for the statement's parameters. */
+  readonly bind?: readonly ParameterValue[];
+  /** Interrupts the statement inside DuckDB when aborted. */
+  readonly signal?: AbortSignal;
+}
+
+function bindParameters(prepared: DuckDBPreparedStatement, values: readonly ParameterValue[]): void {
+  if (values.length !== prepared.parameterCount) {
+    throw new AppError('bad_sql', `the statement has ${prepared.parameterCount} parameters, ${values.length} values were bound`);
+  }
+  values.forEach((v, i) => {
+    if (v === null) prepared.bindNull(i + 1);
+    else if (typeof v === 'string') prepared.bindVarchar(i + 1, v);
+    else prepared.bindBlob(i + 1, v);
+  });
+}
+
+/** What a statement takes and gives, without running it: its parameters' types and its columns. */
+export async function describeStatement(
+  generation: Generation,
+  sql: string,
+  limits: { timeoutMs: number; maxQueued: number },
+): Promise<{ parameters: DuckDBType[]; columns: { name: string; type: DuckDBType }[] }> {
+  const { conn, release } = await generation.acquire(limits.maxQueued, Date.now() + limits.timeoutMs);
+  try {
+    const prepared = await prepareReadOnly(conn, sql);
+    try {
+      const parameters = Array.from({ length: prepared.parameterCount }, (_, i) => prepared.parameterType(i + 1));
+      const columns = Array.from({ length: prepared.columnCount }, (_, i) => ({ name: prepared.columnName(i), type: prepared.columnType(i) }));
+      return { parameters, columns };
+    } finally {
+      prepared.destroySync();
+    }
+  } finally {
+    release();
+  }
 }
 
 /** Parses `sql` on a locked connection and refuses anything but exactly one read statement. */
@@ -168,13 +217,14 @@ async function collect(
  * exactly one SELECT-like statement; cut by DuckDB's interrupt at the deadline (a timer alone would leave it
  * running, and `use` may check `deadlineAt` between pieces); errors become the API's codes; counted by outcome.
  */
-async function withResult<T>(
+export async function withResult<T>(
   generation: Generation,
   sql: string,
-  format: ResultFormat,
+  format: ResultFormat | 'pg',
   limits: { timeoutMs: number; maxQueued: number },
   tablesRead: Record<string, number> | Promise<Record<string, number>>,
   use: (result: DuckDBResult, tables: Record<string, number>, deadlineAt: number) => Promise<T>,
+  options: StatementOptions = {},
 ): Promise<T> {
   const started = performance.now();
   const deadlineAt = Date.now() + limits.timeoutMs;
@@ -185,15 +235,23 @@ async function withResult<T>(
     timedOut = true;
     conn.interrupt();
   }, Math.max(1, deadlineAt - Date.now()));
+  const cancel = () => conn.interrupt();
+  options.signal?.addEventListener('abort', cancel);
   try {
+    if (options.signal?.aborted) throw new QueryCancelled();
     const prepared = await prepareReadOnly(conn, sql);
     try {
+      if (options.bind) bindParameters(prepared, options.bind);
       const tables = await tablesRead;
       return await use(await prepared.stream(), tables, deadlineAt);
     } finally {
       prepared.destroySync();
     }
   } catch (err) {
+    if (options.signal?.aborted && !timedOut) {
+      outcome = 'cancelled';
+      throw new QueryCancelled();
+    }
     if (timedOut || (err instanceof Error && /INTERRUPT/i.test(err.message))) {
       outcome = 'timeout';
       throw new AppError('timeout', `the query ran past its deadline of ${limits.timeoutMs} ms (QUERY_TIMEOUT_MS) and was cancelled`);
@@ -215,6 +273,7 @@ async function withResult<T>(
     throw new AppError('bad_sql', message);
   } finally {
     clearTimeout(timer);
+    options.signal?.removeEventListener('abort', cancel);
     release();
     queriesTotal.inc({ format, outcome });
     querySeconds.observe({ format }, (performance.now() - started) / 1000);

@@ -21,6 +21,8 @@ export function stackEnv(prefix: string, dataDir: string, work: string, redisUrl
     WRITER_WORK_DIR: path.join(work, 'writer'),
     QUERY_API_HOST: '127.0.0.1',
     QUERY_API_CACHE_DIR: path.join(work, 'cache'),
+    // The PostgreSQL protocol is off unless a test asks for it (on a port of its own).
+    QUERY_API_PG_PORT: '0',
   };
 }
 

@@ -1,0 +1,234 @@
+import { spawnSync } from 'node:child_process';
+import { cp } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppProcess, ROOT, flashduckEnv, freePort, startApps, stopApps, tempDir, uniquePrefix, waitFor } from '../helpers.js';
+
+const PSQL = '/usr/bin/psql';
+const PYTHON = '/usr/bin/python3';
+
+describe('PostgreSQL protocol (separate processes, real clients)', () => {
+  const prefix = uniquePrefix('pg');
+  let dataDir: string;
+  let work: string;
+  let httpPort: number;
+  let pgPort: number;
+  let procs: AppProcess[] = [];
+  const psql = (args: string[], input?: string) =>
+    spawnSync(PSQL, ['-h', '127.0.0.1', '-p', String(pgPort), '-U', 'analyst', '-d', 'flashduck', '-X', '-v', 'ON_ERROR_STOP=0', ...args], { encoding: 'utf8', input, env: { ...process.env, PGCONNECT_TIMEOUT: '5' } });
+  const client = async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'analyst', database: 'flashduck' });
+    await c.connect();
+    return c;
+  };
+
+  beforeAll(async () => {
+    dataDir = await tempDir('pg-data');
+    work = await tempDir('pg-work');
+    await cp(path.join(ROOT, 'examples/data'), dataDir, { recursive: true });
+    httpPort = await freePort();
+    pgPort = await freePort();
+    const env = { ...flashduckEnv(prefix, dataDir, work), MONITOR_POLL_MS: '100', MONITOR_SETTLE_MS: '50', QUERY_API_PORT: String(httpPort), QUERY_API_PG_PORT: String(pgPort), QUERY_API_PG_MAX_CONNECTIONS: '6', QUERY_API_PG_IDLE_MS: '2000', QUERY_TIMEOUT_MS: '3000' };
+    procs = await startApps(['monitor', 'cacher', 'query-api'], env);
+    await waitFor('examples served', async () => ((await (await fetch(`http://127.0.0.1:${httpPort}/v1/tables`)).json()) as { tables: unknown[] }).tables.length === 4, 30_000);
+  }, 60_000);
+  afterAll(() => stopApps(procs, prefix, dataDir, work));
+
+  it('psql: a query, a refused write with its SQLSTATE, and the session goes on', () => {
+    const r = psql(['-A', '-F', ',', '-c', 'SELECT order_id, amount, ordered_at FROM orders ORDER BY order_id LIMIT 2']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('order_id,amount,ordered_at\n1001,39.98,2024-01-03 09:15:00\n1002,149,2024-01-05 14:02:11\n(2 rows)\n');
+    const session = psql(['-A', '-t', '-v', 'VERBOSITY=verbose'], 'DELETE FROM orders;\nSELEC 1;\nSELECT * FROM nosuch;\nSELECT count(*) FROM orders;\n');
+    expect(session.stderr).toMatch(/ERROR:\s+25006: DELETE statements are not allowed/);
+    expect(session.stderr).toMatch(/ERROR:\s+42601: .*syntax error at or near "SELEC"/);
+    expect(session.stderr).toMatch(/ERROR:\s+42P01: .*Table with name nosuch does not exist/);
+    expect(session.stdout.trim()).toBe('12');
+  });
+
+  it('node-postgres: parameters, named prepared statements and types', async () => {
+    const c = await client();
+    try {
+      const r = await c.query('SELECT order_id, amount, ordered_at FROM orders WHERE order_id = $1 OR order_id = $2 ORDER BY order_id', [1005, 1002]);
+      expect(r.rows.map((x) => x.order_id)).toEqual(['1002', '1005']);
+      expect(r.fields.map((f) => [f.name, f.dataTypeID])).toEqual([
+        ['order_id', 20],
+        ['amount', 701],
+        ['ordered_at', 1114],
+      ]);
+      for (const id of [1001, 1003]) {
+        const named = await c.query({ name: 'one-order', text: 'SELECT customer_id FROM orders WHERE order_id = $1', values: [id] });
+        expect(named.rows).toHaveLength(1);
+      }
+      await expect(c.query('SELECT * FROM orders WHERE order_id = $1', ['not a number'])).rejects.toMatchObject({ code: '22P02' });
+      // The connection keeps working after an error.
+      expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('psycopg2: parameters, and values come back as date, float and Decimal', () => {
+    const script = [
+      'import psycopg2, sys',
+      `conn = psycopg2.connect(host="127.0.0.1", port=${pgPort}, user="analyst", dbname="flashduck")`,
+      'cur = conn.cursor()',
+      'cur.execute("SELECT signup_date, 1.5::DOUBLE AS f, 12.34::DECIMAL(10,2) AS d, name FROM customers WHERE id = %s", (2,))',
+      'row = cur.fetchone()',
+      'print(type(row[0]).__name__, type(row[1]).__name__, type(row[2]).__name__, row[2], row[3])',
+      'conn.rollback()',
+      'try:',
+      '    cur.execute("INSERT INTO customers VALUES (9)")',
+      'except psycopg2.Error as e:',
+      '    print(e.pgcode)',
+      'conn.rollback()',
+      'cur.execute("SELECT count(*) FROM customers")',
+      'print(cur.fetchone()[0])',
+    ].join('\n');
+    const r = spawnSync(PYTHON, ['-c', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n')).toEqual(['date float Decimal 12.34 Grace Hopper', '25006', '7', '']);
+  });
+
+  it('CancelRequest interrupts a running statement (57014); the deadline does too', async () => {
+    const c = await client();
+    try {
+      const running = c.query('SELECT count(*) FROM range(100000000000) a');
+      let settled = false;
+      running.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      // A CancelRequest, as every driver sends it: a connection of its own with the process id and secret key
+      // the server gave this session.
+      const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+      const cancel = Buffer.alloc(16);
+      cancel.writeInt32BE(16, 0);
+      cancel.writeInt32BE(80877102, 4);
+      cancel.writeInt32BE(processID, 8);
+      cancel.writeInt32BE(secretKey, 12);
+      const wrongKey = Buffer.from(cancel);
+      wrongKey.writeInt32BE(secretKey ^ 1, 12);
+      for (const request of [wrongKey, cancel]) {
+        const s = net.connect(pgPort, '127.0.0.1', () => s.end(request));
+        await new Promise((r) => s.once('close', r));
+        if (request === wrongKey) {
+          await new Promise((r) => setTimeout(r, 200));
+          expect(settled, 'a CancelRequest with a wrong key cancels nothing').toBe(false);
+        }
+      }
+      await expect(running).rejects.toMatchObject({ code: '57014', message: expect.stringMatching(/canceling statement due to user request/) });
+      await expect(c.query('SELECT count(*) FROM range(100000000000) a')).rejects.toMatchObject({ code: '57014', message: expect.stringMatching(/deadline of 3000 ms/) });
+      expect((await c.query('SELECT 2 AS two')).rows).toEqual([{ two: 2 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('refuses connections past QUERY_API_PG_MAX_CONNECTIONS (53300) and serves again once one closes', async () => {
+    const clients = await Promise.all(Array.from({ length: 6 }, () => client()));
+    try {
+      await expect(client()).rejects.toMatchObject({ code: '53300' });
+    } finally {
+      await clients.pop()!.end();
+    }
+    await waitFor('a free slot', async () => {
+      const c = await client().catch(() => null);
+      await c?.end();
+      return c !== null;
+    });
+    await Promise.all(clients.map((c) => c.end()));
+  });
+
+  it('a client that sends nothing holds up no one, and idle connections are closed (57P05)', async () => {
+    const silent = net.connect(pgPort, '127.0.0.1');
+    await new Promise((r) => silent.once('connect', r));
+    const closed = new Promise((r) => silent.once('close', r));
+    const c = await client();
+    const errors: { code?: string }[] = [];
+    c.on('error', (err) => errors.push(err as { code?: string }));
+    expect((await c.query('SELECT 3 AS three')).rows).toEqual([{ three: 3 }]);
+    // QUERY_API_PG_IDLE_MS=2000: both are closed after two idle seconds.
+    await closed;
+    await waitFor('the idle client told why', () => errors.find((e) => e.code === '57P05'), 5_000);
+    await expect(c.query('SELECT 4')).rejects.toThrow();
+  });
+});
+
+describe('PostgreSQL protocol with API tokens and TLS (separate processes)', () => {
+  const prefix = uniquePrefix('pgauth');
+  let dataDir: string;
+  let work: string;
+  let pgPort: number;
+  let procs: AppProcess[] = [];
+  const psql = (password: string, sslmode: string) =>
+    spawnSync(PSQL, ['-h', '127.0.0.1', '-p', String(pgPort), '-U', 'anyone', '-d', 'flashduck', '-X', '-A', '-t', '-c', 'SELECT count(*) FROM orders'], {
+      encoding: 'utf8',
+      env: { ...process.env, PGPASSWORD: password, PGSSLMODE: sslmode, PGCONNECT_TIMEOUT: '5' },
+    });
+
+  beforeAll(async () => {
+    dataDir = await tempDir('pgauth-data');
+    work = await tempDir('pgauth-work');
+    await cp(path.join(ROOT, 'examples/data'), dataDir, { recursive: true });
+    // A self-signed certificate, as an operator would configure one.
+    const cert = path.join(work, 'server.crt');
+    const key = path.join(work, 'server.key');
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', key, '-out', cert], { encoding: 'utf8' });
+    expect(made.status, made.stderr).toBe(0);
+    const httpPort = await freePort();
+    pgPort = await freePort();
+    const env = {
+      ...flashduckEnv(prefix, dataDir, work),
+      MONITOR_POLL_MS: '100',
+      QUERY_API_PORT: String(httpPort),
+      QUERY_API_PG_PORT: String(pgPort),
+      QUERY_API_PG_TLS_CERT_FILE: cert,
+      QUERY_API_PG_TLS_KEY_FILE: key,
+      FLASHDUCK_API_TOKENS: 'reader-token-1:read,writer-token-2:write',
+    };
+    procs = await startApps(['monitor', 'cacher', 'query-api'], env);
+    await waitFor('orders served', async () => (await fetch(`http://127.0.0.1:${httpPort}/v1/tables/orders`, { headers: { authorization: 'Bearer reader-token-1' } })).status === 200, 30_000);
+  }, 60_000);
+  afterAll(() => stopApps(procs, prefix, dataDir, work));
+
+  it('asks for a token with the read scope as the password (SCRAM-SHA-256 over TLS)', () => {
+    const ok = psql('reader-token-1', 'require');
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout.trim()).toBe('12');
+    const writeOnly = psql('writer-token-2', 'require');
+    expect(writeOnly.status).not.toBe(0);
+    expect(writeOnly.stderr).toMatch(/password authentication failed for user "anyone"/);
+    expect(psql('wrong-password', 'require').stderr).toMatch(/password authentication failed/);
+  });
+
+  it('requires TLS once a certificate is configured', () => {
+    const plain = psql('reader-token-1', 'disable');
+    expect(plain.status).not.toBe(0);
+    expect(plain.stderr).toMatch(/SSL connection is required/);
+  });
+});
+
+describe('PostgreSQL protocol on its default port', () => {
+  it('HTTP still serves when the default port 5433 is taken, with a warning naming QUERY_API_PG_PORT', async () => {
+    const prefix = uniquePrefix('pgdefault');
+    const work = await tempDir('pgdefault');
+    // Hold 5433 (or find it held already: taken either way).
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.once('error', () => resolve()).listen(5433, '0.0.0.0', () => resolve()));
+    const httpPort = await freePort();
+    const env: Record<string, string> = { ...flashduckEnv(prefix, work, work), QUERY_API_PORT: String(httpPort) };
+    delete env.QUERY_API_PG_PORT;
+    const api = AppProcess.start('query-api', env);
+    try {
+      await api.waitForLog(/"msg":"query-api listening"/);
+      expect(api.logs.join('\n')).toMatch(/the PostgreSQL protocol is off: set QUERY_API_PG_PORT to a free port/);
+      expect((await fetch(`http://127.0.0.1:${httpPort}/healthz`)).status).toBe(200);
+    } finally {
+      await stopApps([api], prefix, work);
+      holder.close();
+    }
+  });
+});
