@@ -24,7 +24,7 @@ RUN pnpm turbo run build --filter=@flashduck/cli... \
  && mkdir /out \
  && for d in apps/* packages/*; do mkdir -p "/out/$d" && cp -r "$d/dist" "/out/$d/"; done \
  && cp -r packages/core/lua /out/packages/core/ \
- && cp -r apps/query-api/public /out/apps/query-api/
+ && cp -r apps/query-api/public apps/query-api/openapi.json /out/apps/query-api/
 
 # Production dependencies only, installed clean (no compilers, test tools or TypeScript).
 FROM base AS prod-deps

@@ -105,6 +105,7 @@ export function sendResult(res: ServerResponse, r: CachedResult, cache: 'hit' | 
 }
 
 const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
+const OPENAPI_FILE = fileURLToPath(new URL('../../openapi.json', import.meta.url));
 /** The charting library the console uses, served from the package itself (no CDN). */
 const CHART_JS = path.join(path.dirname(createRequire(import.meta.url).resolve('chart.js')), 'chart.umd.min.js');
 
@@ -147,6 +148,9 @@ export function createServer(deps: ServerDeps): express.Express {
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await registry.metrics());
   });
+
+  // The HTTP API described in OpenAPI 3.1 (the file in the repository, served as it is).
+  app.get('/v1/openapi.json', (_req, res) => void res.sendFile(OPENAPI_FILE, { headers: { 'Content-Type': 'application/json; charset=utf-8' } }));
 
   app.use('/v1', express.json({ limit: config.maxBodyBytes }));
   // A body the fast path read and found not to be JSON: the same answer as express's own parse error.
@@ -393,7 +397,8 @@ export function createServer(deps: ServerDeps): express.Express {
   app.get('/v1/exports/:file', read, (req, res, next) => {
     const file = String(req.params.file);
     if (!/^[a-z_][a-z0-9_]*\.(parquet|manifest\.json)$/.test(file)) return next(new AppError('not_found', `no export named "${file}"`));
-    res.sendFile(path.join(config.exportDir, file), { dotfiles: 'deny', headers: { 'Content-Disposition': `attachment; filename="${file}"` } }, (err) => {
+    const type = file.endsWith('.parquet') ? CONTENT_TYPES.parquet : 'application/json; charset=utf-8';
+    res.sendFile(path.join(config.exportDir, file), { dotfiles: 'deny', headers: { 'Content-Disposition': `attachment; filename="${file}"`, 'Content-Type': type } }, (err) => {
       if (err && !res.headersSent) next(new AppError('not_found', `no export ${file} (not exported yet, or the export folder is not mounted here)`));
     });
   });
