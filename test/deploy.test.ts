@@ -92,7 +92,7 @@ describe('docker-compose.yml', () => {
       expect(services[name], name).toBeDefined();
       expect(services[name].depends_on.redis.condition).toBe('service_healthy');
     }
-    expect(services['query-api'].ports).toEqual(['8080:8080']);
+    expect(services['query-api'].ports).toEqual(['8080:8080', `${services['query-api'].environment.QUERY_API_PG_PORT}:5433`]);
   });
 
   it('gives each component only variables it reads, a real entry point and a healthcheck on the port it serves', () => {
@@ -209,6 +209,10 @@ describe('Kubernetes manifests', () => {
   it('exposes query-api with a Service, an HPA on CPU and disruption budgets', () => {
     const svc = byKind('Service').find((s) => s.metadata.name === 'flashduck-query-api');
     expect(svc.spec.ports[0].targetPort).toBe('http');
+    // SQL clients reach the PostgreSQL protocol through the same Service, on the port the pods listen on.
+    const pg = svc.spec.ports.find((p: { name: string }) => p.name === 'postgres');
+    const container = deployments.find((d) => d.metadata.name === 'flashduck-query-api').spec.template.spec.containers[0];
+    expect(container.ports.find((p: { name: string }) => p.name === pg.targetPort).containerPort).toBe(Number(config.QUERY_API_PG_PORT));
     const hpa = byKind('HorizontalPodAutoscaler')[0];
     expect(hpa.spec.scaleTargetRef.name).toBe('flashduck-query-api');
     expect(hpa.spec.metrics[0].resource.name).toBe('cpu');
