@@ -3,10 +3,12 @@ import { cp } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppProcess, ROOT, flashduckEnv, freePort, startApps, stopApps, tempDir, uniquePrefix, waitFor } from '../helpers.js';
 
 const PSQL = '/usr/bin/psql';
+const JDBC_JAR = '/usr/share/java/postgresql.jar';
 const PYTHON = '/usr/bin/python3';
 
 describe('PostgreSQL protocol (separate processes, real clients)', () => {
@@ -47,6 +49,42 @@ describe('PostgreSQL protocol (separate processes, real clients)', () => {
     expect(session.stdout.trim()).toBe('12');
   });
 
+  it('psql: \\dt lists the tables and \\d describes one with PostgreSQL type names', () => {
+    const dt = psql(['-c', '\\dt']);
+    expect(dt.stderr).toBe('');
+    expect(dt.stdout).toMatch(/public \| customers \| table \| flashduck/);
+    expect(dt.stdout).toMatch(/\(4 rows\)/);
+    const d = psql(['-c', '\\d orders']);
+    expect(d.stderr).toBe('');
+    expect(d.stdout).toMatch(/Table "public\.orders"/);
+    expect(d.stdout).toMatch(/ order_id +\| bigint +\|/);
+    expect(d.stdout).toMatch(/ amount +\| double precision +\|/);
+    expect(d.stdout).toMatch(/ ordered_at +\| timestamp without time zone +\|/);
+    // The tables also answer as public.<table>, as clients that qualify names ask.
+    expect(psql(['-A', '-t', '-c', 'SELECT count(*) FROM public.orders']).stdout.trim()).toBe('12');
+  });
+
+  it('JDBC (pgjdbc): DatabaseMetaData getTables and getColumns, a prepared statement past its server-side threshold, a refused write', () => {
+    const r = spawnSync('java', ['-cp', JDBC_JAR, path.join(ROOT, 'test/e2e/pg/JdbcProbe.java'), String(pgPort)], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('product PostgreSQL 16.0 (FlashDuck)');
+    expect(lines.filter((l) => l.startsWith('table '))).toEqual(['table public.customers TABLE', 'table public.events TABLE', 'table public.orders TABLE', 'table public.products TABLE']);
+    expect(lines.filter((l) => l.startsWith('column ')).slice(0, 6)).toEqual(['column 1 order_id int8 -5', 'column 2 customer_id int8 -5', 'column 3 sku text 12', 'column 4 quantity int8 -5', 'column 5 amount float8 8', 'column 6 ordered_at timestamp 93']);
+    expect(lines.filter((l) => l.startsWith('execution '))).toEqual(Array.from({ length: 7 }, (_, i) => `execution ${i + 1} 1002 149.0 2024-01-05 14:02:11.0`));
+    expect(lines[lines.length - 1]).toBe('refused 25006');
+  });
+
+  it('postgres.js: its type lookup on connect, then a parameterized query', async () => {
+    const sql = postgres({ host: '127.0.0.1', port: pgPort, user: 'analyst', database: 'flashduck' });
+    try {
+      const rows = await sql`SELECT order_id, amount, ordered_at FROM orders WHERE order_id = ${1002}`;
+      expect(rows.map((r) => ({ ...r }))).toEqual([{ order_id: '1002', amount: 149, ordered_at: new Date('2024-01-05T14:02:11Z') }]);
+    } finally {
+      await sql.end();
+    }
+  });
+
   it('node-postgres: parameters, named prepared statements and types', async () => {
     const c = await client();
     try {
@@ -61,6 +99,18 @@ describe('PostgreSQL protocol (separate processes, real clients)', () => {
         const named = await c.query({ name: 'one-order', text: 'SELECT customer_id FROM orders WHERE order_id = $1', values: [id] });
         expect(named.rows).toHaveLength(1);
       }
+      // Every common type, parsed by the driver from PostgreSQL's text forms.
+      const t = await c.query(
+        `SELECT true AS b, 1::TINYINT AS i2, 2::INTEGER AS i4, 3::HUGEINT AS h, 1.5::FLOAT AS f4, 'NaN'::DOUBLE AS nan, 12.34::DECIMAL(10,2) AS d, DATE '2024-01-02' AS dt,
+           TIMESTAMPTZ '2024-01-02 03:04:05.123456+00' AS tz, INTERVAL 3 DAY + INTERVAL 4 HOUR AS iv, '5b0c3b2e-1f44-4d4e-9e3b-6b0f6e9c1c11'::UUID AS u,
+           [1, 2] AS l, {'a': 1, 'b': 'x'} AS s, 'ab'::BLOB AS bl, NULL::VARCHAR AS n`,
+      );
+      expect(t.fields.map((f) => f.dataTypeID)).toEqual([16, 21, 23, 1700, 700, 701, 1700, 1082, 1184, 1186, 2950, 114, 114, 17, 25]);
+      const row = t.rows[0] as Record<string, unknown>;
+      expect({ ...row, dt: (row.dt as Date).toISOString(), tz: (row.tz as Date).toISOString(), iv: { ...(row.iv as object) } }).toEqual({
+        b: true, i2: 1, i4: 2, h: '3', f4: 1.5, nan: Number.NaN, d: '12.34', dt: '2024-01-02T00:00:00.000Z', tz: '2024-01-02T03:04:05.123Z',
+        iv: { days: 3, hours: 4 }, u: '5b0c3b2e-1f44-4d4e-9e3b-6b0f6e9c1c11', l: [1, 2], s: { a: 1, b: 'x' }, bl: Buffer.from('ab'), n: null,
+      });
       await expect(c.query('SELECT * FROM orders WHERE order_id = $1', ['not a number'])).rejects.toMatchObject({ code: '22P02' });
       // The connection keeps working after an error.
       expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);

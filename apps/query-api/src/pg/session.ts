@@ -2,7 +2,7 @@ import type { DuckDBResult, DuckDBType } from '@duckdb/node-api';
 import { AppError, counter } from '@flashduck/core';
 import { QueryCancelled, describeStatement, withResult, type ParameterValue } from '../query/run-query.js';
 import type { Catalog } from '../snapshots/catalog.js';
-import type { Generation } from '../snapshots/generation.js';
+import type { Generation, ServedTable } from '../snapshots/generation.js';
 import {
   Reader,
   bindComplete,
@@ -19,7 +19,25 @@ import {
   rowDescription,
 } from './messages.js';
 import { DEFAULT_SETTINGS, localStatement, splitStatements, type LocalStatement } from './statements.js';
-import { OID, binaryParameter, binaryValue, fieldOf, pgColumn, textValue, type PgColumn } from './types.js';
+import { catalogSql, rewriteForPostgresClients } from './catalog.js';
+import { OID, binaryParameter, binaryValue, fieldOf, pgColumn, pgColumnOfName, textValue, type PgColumn } from './types.js';
+
+/** Builds the PostgreSQL catalog look-alike for a generation's tables. */
+const shimStatements = (tables: ReadonlyMap<string, ServedTable>) =>
+  catalogSql(
+    new Map(
+      [...tables].map(([name, t]) => [
+        name,
+        {
+          meta: t.meta,
+          columns: t.meta.columns.map((c) => {
+            const col = pgColumnOfName(c.type);
+            return { name: c.name, oid: col.oid, len: col.size, typmod: col.modifier };
+          }),
+        },
+      ]),
+    ),
+  );
 
 const pgQueries = counter('flashduck_query_pg_statements_total', 'Statements run over the PostgreSQL protocol by outcome', ['outcome']);
 
@@ -171,6 +189,22 @@ export class PgSession {
     return errorResponse({ code: e.code, message: e.message, hint: e.hint });
   }
 
+  /**
+   * Runs `use` on the current generation, held for the whole call, with `sql` as a PostgreSQL client means it:
+   * catalog references pointed at the generation's catalog look-alike (built on first use).
+   */
+  private async onGeneration<T>(sql: string, use: (gen: Generation, sql: string) => Promise<T>): Promise<T> {
+    const gen = this.generation();
+    const release = gen.pin();
+    try {
+      const rewritten = rewriteForPostgresClients(sql);
+      if (rewritten !== null) await gen.setupOnce(shimStatements);
+      return await use(gen, rewritten ?? sql);
+    } finally {
+      release();
+    }
+  }
+
   private generation(): Generation {
     const gen = this.catalog.generation;
     if (!gen) throw new PgError('57P03', 'the tables are still loading; retry shortly');
@@ -209,11 +243,12 @@ export class PgSession {
     let paramOids = given;
     let columns: Prepared['columns'] = null;
     if (!local && sql.trim()) {
-      const d = await describeStatement(this.generation(), sql, this.limits).catch((err: unknown) => {
+      const d = await this.onGeneration(sql, (gen, text) => describeStatement(gen, text, this.limits)).catch((err: unknown) => {
+        if (holdsNothing(sql, err)) return null;
         throw toPgError(err);
       });
-      paramOids = d.parameters.map((t, i) => given[i] || paramOid(t));
-      columns = d.columns.map((c) => ({ name: c.name, col: pgColumn(c.type) }));
+      paramOids = d ? d.parameters.map((t, i) => given[i] || paramOid(t)) : given;
+      columns = d ? d.columns.map((c) => ({ name: c.name, col: pgColumn(c.type) })) : [{ name: '?column?', col: TEXT_COLUMN }];
     }
     if (local?.kind === 'show') columns = [{ name: local.name, col: { oid: OID.text, size: -1, modifier: -1, nested: false } }];
     if (name) this.statements.set(name, { sql, local, paramOids, columns });
@@ -319,17 +354,21 @@ export class PgSession {
     const controller = new AbortController();
     this.running = controller;
     try {
-      const count = await withResult(
-        this.generation(),
-        sql,
-        'pg',
-        this.limits,
-        {},
-        async (result, _tables, deadlineAt) => await this.sendRows(result, formats, collect, describe, deadlineAt),
-        { bind: params, signal: controller.signal },
+      const count = await this.onGeneration(sql, (gen, text) =>
+        withResult(gen, text, 'pg', this.limits, {}, async (result, _tables, deadlineAt) => await this.sendRows(result, formats, collect, describe, deadlineAt), {
+          bind: params,
+          signal: controller.signal,
+        }),
       );
       pgQueries.inc({ outcome: 'ok' });
       if (!collect) await this.send(commandComplete(`SELECT ${count}`));
+    } catch (err) {
+      if (!holdsNothing(sql, err)) throw err;
+      // A catalog FlashDuck has nothing in (policies, triggers, publications, …) asked in a form DuckDB does not
+      // take: its answer is no rows.
+      pgQueries.inc({ outcome: 'ok' });
+      if (collect) return;
+      await this.send(Buffer.concat([...(describe ? [rowDescription([fieldOf('?column?', TEXT_COLUMN, 0)])] : []), commandComplete('SELECT 0')]));
     } finally {
       this.running = null;
     }
@@ -374,6 +413,16 @@ export class PgSession {
     await flush();
     return rows;
   }
+}
+
+const TEXT_COLUMN: PgColumn = { oid: OID.text, size: -1, modifier: -1, nested: false };
+
+/** PostgreSQL catalogs that hold nothing for FlashDuck's tables (no indexes, constraints, policies, triggers, …). */
+const EMPTY_CATALOGS = /\bpg_catalog\.(pg_policy|pg_statistic_ext|pg_statistic_ext_data|pg_publication|pg_publication_rel|pg_publication_namespace|pg_inherits|pg_trigger|pg_rewrite|pg_constraint|pg_index|pg_partitioned_table|pg_foreign_table|pg_sequence|pg_depend|pg_event_trigger|pg_subscription)\b/i;
+
+/** A catalog query about objects FlashDuck never has, which DuckDB could not bind or parse. */
+function holdsNothing(sql: string, err: unknown): boolean {
+  return err instanceof AppError && err.code === 'bad_sql' && EMPTY_CATALOGS.test(sql);
 }
 
 /** The OID a DuckDB parameter type is described as (text when DuckDB could not tell). */

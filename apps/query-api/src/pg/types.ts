@@ -1,4 +1,4 @@
-import { DuckDBTypeId, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
+import type { DuckDBType, DuckDBValue } from '@duckdb/node-api';
 import { jsonValueConverter } from '@flashduck/core/duckdb';
 import type { FieldDescription } from './messages.js';
 
@@ -39,62 +39,7 @@ const EPOCH_2000_MICROS = 946_684_800_000_000n;
 
 /** The PostgreSQL type a DuckDB type is answered as (nested types as json, unsigned and 128-bit integers as numeric). */
 export function pgColumn(type: DuckDBType): PgColumn {
-  const t = (oid: number, size = -1, modifier = -1, nested = false): PgColumn => ({ oid, size, modifier, nested });
-  switch (type.typeId) {
-    case DuckDBTypeId.BOOLEAN:
-      return t(OID.bool, 1);
-    case DuckDBTypeId.TINYINT:
-    case DuckDBTypeId.SMALLINT:
-    case DuckDBTypeId.UTINYINT:
-      return t(OID.int2, 2);
-    case DuckDBTypeId.INTEGER:
-    case DuckDBTypeId.USMALLINT:
-      return t(OID.int4, 4);
-    case DuckDBTypeId.BIGINT:
-    case DuckDBTypeId.UINTEGER:
-      return t(OID.int8, 8);
-    case DuckDBTypeId.UBIGINT:
-    case DuckDBTypeId.HUGEINT:
-    case DuckDBTypeId.UHUGEINT:
-      return t(OID.numeric);
-    case DuckDBTypeId.DECIMAL: {
-      const { width, scale } = type as unknown as { width: number; scale: number };
-      return t(OID.numeric, -1, ((width << 16) | scale) + 4);
-    }
-    case DuckDBTypeId.FLOAT:
-      return t(OID.float4, 4);
-    case DuckDBTypeId.DOUBLE:
-      return t(OID.float8, 8);
-    case DuckDBTypeId.DATE:
-      return t(OID.date, 4);
-    case DuckDBTypeId.TIME:
-    case DuckDBTypeId.TIME_NS:
-      return t(OID.time, 8);
-    case DuckDBTypeId.TIME_TZ:
-      return t(OID.timetz, 12);
-    case DuckDBTypeId.TIMESTAMP:
-    case DuckDBTypeId.TIMESTAMP_S:
-    case DuckDBTypeId.TIMESTAMP_MS:
-    case DuckDBTypeId.TIMESTAMP_NS:
-      return t(OID.timestamp, 8);
-    case DuckDBTypeId.TIMESTAMP_TZ:
-      return t(OID.timestamptz, 8);
-    case DuckDBTypeId.INTERVAL:
-      return t(OID.interval, 16);
-    case DuckDBTypeId.BLOB:
-      return t(OID.bytea);
-    case DuckDBTypeId.UUID:
-      return t(OID.uuid, 16);
-    case DuckDBTypeId.LIST:
-    case DuckDBTypeId.STRUCT:
-    case DuckDBTypeId.MAP:
-    case DuckDBTypeId.ARRAY:
-    case DuckDBTypeId.UNION:
-      return t(OID.json, -1, -1, true);
-    default:
-      // VARCHAR, ENUM, BIT, and anything newer: text. DuckDB's JSON type is a VARCHAR alias.
-      return type.toString() === 'JSON' ? t(OID.json) : t(OID.text);
-  }
+  return pgColumnOfName(type.toString());
 }
 
 /** A RowDescription field for a column; `format` as the client asked for it (binary only where we can write it). */
@@ -279,5 +224,59 @@ export function binaryParameter(oid: number, b: Buffer): string | Uint8Array {
     }
     default:
       throw new Error(`binary parameters of type ${oid} are not supported: send it as text`);
+  }
+}
+
+/** The PostgreSQL type of a DuckDB type, from its name (as DuckDB prints it and table metadata records it). */
+export function pgColumnOfName(type: string): PgColumn {
+  const t = type.toUpperCase().trim();
+  const c = (oid: number, size = -1, modifier = -1, nested = false): PgColumn => ({ oid, size, modifier, nested });
+  if (/\[|^STRUCT|^MAP|^UNION/.test(t)) return c(OID.json, -1, -1, true);
+  const decimal = /^DECIMAL\((\d+),\s*(\d+)\)$/.exec(t);
+  if (decimal) return c(OID.numeric, -1, ((Number(decimal[1]) << 16) | Number(decimal[2])) + 4);
+  switch (t) {
+    case 'BOOLEAN':
+      return c(OID.bool, 1);
+    case 'TINYINT':
+    case 'SMALLINT':
+    case 'UTINYINT':
+      return c(OID.int2, 2);
+    case 'INTEGER':
+    case 'USMALLINT':
+      return c(OID.int4, 4);
+    case 'BIGINT':
+    case 'UINTEGER':
+      return c(OID.int8, 8);
+    case 'UBIGINT':
+    case 'HUGEINT':
+    case 'UHUGEINT':
+    case 'DECIMAL':
+      return c(OID.numeric);
+    case 'FLOAT':
+    case 'REAL':
+      return c(OID.float4, 4);
+    case 'DOUBLE':
+      return c(OID.float8, 8);
+    case 'DATE':
+      return c(OID.date, 4);
+    case 'TIME':
+    case 'TIME_NS':
+      return c(OID.time, 8);
+    case 'TIME WITH TIME ZONE':
+    case 'TIMETZ':
+      return c(OID.timetz, 12);
+    case 'TIMESTAMP WITH TIME ZONE':
+    case 'TIMESTAMPTZ':
+      return c(OID.timestamptz, 8);
+    case 'INTERVAL':
+      return c(OID.interval, 16);
+    case 'BLOB':
+      return c(OID.bytea);
+    case 'UUID':
+      return c(OID.uuid, 16);
+    case 'JSON':
+      return c(OID.json);
+    default:
+      return t.startsWith('TIMESTAMP') ? c(OID.timestamp, 8) : c(OID.text);
   }
 }

@@ -65,6 +65,19 @@ export class Generation {
     }
   }
 
+  private extras: Promise<void> | null = null;
+
+  /**
+   * Runs setup statements once for this generation (the PostgreSQL catalog look-alike a PostgreSQL client
+   * needs), on its own connection; later callers wait for the same run.
+   */
+  setupOnce(statements: (tables: ReadonlyMap<string, ServedTable>) => string[]): Promise<void> {
+    this.extras ??= (async () => {
+      for (const sql of statements(this.tables)) await this.db.conn.run(sql);
+    })();
+    return this.extras;
+  }
+
   /** Versions of the served tables. */
   versions(): Map<string, number> {
     return new Map([...this.tables].map(([n, t]) => [n, t.meta.version]));
