@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { cp } from 'node:fs/promises';
+import { cp, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
@@ -190,6 +190,23 @@ describe('PostgreSQL protocol (separate processes, real clients)', () => {
       return c !== null;
     });
     await Promise.all(clients.map((c) => c.end()));
+  });
+
+  it('answers a repeated statement from the result cache HTTP uses, and never a stale one after a table changes', async () => {
+    const hits = async () => Number(/flashduck_query_cache_lookups_total\{result="hit"\} (\d+)/.exec(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text())?.[1] ?? 0);
+    const c = await client();
+    try {
+      const count = async () => (await c.query('SELECT count(*) AS n, max(order_id) AS top FROM orders WHERE order_id > $1', [0])).rows[0];
+      const first = await count();
+      const before = await hits();
+      expect(await count()).toEqual(first);
+      expect(await hits()).toBe(before + 1);
+      await writeFile(path.join(dataDir, 'orders', '2024-04.csv'), 'order_id,customer_id,sku,quantity,amount,ordered_at,currency\n2001,1,P-1,1,5.5,2024-04-01 10:00:00,EUR\n');
+      await waitFor('the new file served over the PostgreSQL protocol', async () => (await count()).top === '2001');
+      expect(Number((await count()).n)).toBe(Number(first.n) + 1);
+    } finally {
+      await c.end();
+    }
   });
 
   it('a client that sends nothing holds up no one, and idle connections are closed (57P05)', async () => {

@@ -158,6 +158,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
           tlsKeyFile: config.pgTlsKeyFile,
           tokens: config.apiTokens,
           limits: { timeoutMs: config.timeoutMs, maxQueued: config.maxQueued, maxStreamBytes: config.maxStreamBytes },
+          shared: { cache, references, maxEntryBytes: config.cacheMaxEntryBytes },
           catalog,
           log,
         }).catch((err: unknown) => {

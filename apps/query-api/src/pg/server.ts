@@ -6,7 +6,7 @@ import { verifyScramSha256Password, type PostgresConnection, type PostgresConnec
 import { fromNodeSocket } from 'pg-gateway/node';
 import type { Catalog } from '../snapshots/catalog.js';
 import { backendKeyData, errorResponse, parameterStatus } from './messages.js';
-import { PgSession, type SessionLimits } from './session.js';
+import { PgSession, type SessionLimits, type SharedAnswers } from './session.js';
 import { REPORTED_SETTINGS, SETTING_NAMES } from './statements.js';
 
 const connectionsOpen = gauge('flashduck_query_pg_connections', 'Open PostgreSQL-protocol connections');
@@ -24,6 +24,8 @@ export interface PgServerOptions {
   /** With tokens, a client's password must be one with the read scope (SCRAM-SHA-256); without, anyone connects. */
   readonly tokens: readonly { token: string; scopes: readonly string[] }[];
   readonly limits: SessionLimits;
+  /** The result cache and table-reference parser HTTP uses. */
+  readonly shared: SharedAnswers;
   readonly catalog: Catalog;
   readonly log: Logger;
 }
@@ -88,7 +90,7 @@ export async function startPgServer(o: PgServerOptions): Promise<PgServer> {
     const send = async (bytes: Buffer) => {
       if (bytes.length) await ref.conn!.streamWriter!.write(bytes);
     };
-    const session = new PgSession(o.catalog, o.limits, send);
+    const session = new PgSession(o.catalog, o.limits, o.shared, send);
     sessions.set(pid, { secret, session });
     socket.once('close', () => sessions.delete(pid));
     idle.set(socket, () => {
@@ -116,6 +118,9 @@ export async function startPgServer(o: PgServerOptions): Promise<PgServer> {
 
   const server = net.createServer((socket) => {
     socket.on('error', (err) => o.log.debug({ err }, 'a PostgreSQL client connection failed'));
+    // An answer ends with a small ReadyForQuery written apart from the rows: without this, Nagle's algorithm holds
+    // it until the client's delayed ACK (~40 ms per statement).
+    socket.setNoDelay(true);
     if (sockets.size >= o.maxConnections) {
       connectionsTotal.inc({ outcome: 'refused_limit' });
       socket.once('data', () => socket.end(errorResponse({ severity: 'FATAL', code: '53300', message: `sorry, too many clients already (QUERY_API_PG_MAX_CONNECTIONS=${o.maxConnections})` })));

@@ -1,6 +1,8 @@
 import type { DuckDBResult, DuckDBType } from '@duckdb/node-api';
 import { AppError, counter } from '@flashduck/core';
 import { QueryCancelled, describeStatement, withResult, type ParameterValue } from '../query/run-query.js';
+import { isCacheable, normalizeSql, resultKey, type ResultCache } from '../query/result-cache.js';
+import { versionsRead, type TableReferenceParser } from '../query/table-references.js';
 import type { Catalog } from '../snapshots/catalog.js';
 import type { Generation, ServedTable } from '../snapshots/generation.js';
 import {
@@ -46,6 +48,13 @@ export interface SessionLimits {
   readonly maxQueued: number;
   /** Bytes of rows one statement may send (QUERY_MAX_STREAM_BYTES). */
   readonly maxStreamBytes: number;
+}
+
+/** What sessions share with HTTP: the result cache and the parser that finds the tables a statement reads. */
+export interface SharedAnswers {
+  readonly cache: ResultCache;
+  readonly references: TableReferenceParser;
+  readonly maxEntryBytes: number;
 }
 
 /** A statement prepared by Parse. */
@@ -135,6 +144,7 @@ export class PgSession {
   constructor(
     private readonly catalog: Catalog,
     private readonly limits: SessionLimits,
+    private readonly shared: SharedAnswers,
     private readonly send: (bytes: Buffer) => Promise<void>,
   ) {}
 
@@ -354,14 +364,47 @@ export class PgSession {
     const controller = new AbortController();
     this.running = controller;
     try {
-      const count = await this.onGeneration(sql, (gen, text) =>
-        withResult(gen, text, 'pg', this.limits, {}, async (result, _tables, deadlineAt) => await this.sendRows(result, formats, collect, describe, deadlineAt), {
+      await this.onGeneration(sql, async (gen, text) => {
+        // The result cache HTTP uses: the same statement, parameters and result formats on the same table
+        // versions is the same answer. Rows handed out in pieces (collect) are not cached.
+        const cacheable = !collect && isCacheable(text);
+        const normalized = normalizeSql(text);
+        const identity = `${normalized}\n${JSON.stringify(params.map((p) => (p instanceof Uint8Array ? Buffer.from(p).toString('base64') : p)))}\n${formats.join('')}${describe ? 'D' : ''}`;
+        const keyOf = (tables: Record<string, number>) => resultKey(identity, 'pg', tables, (t) => gen.publishedAt(t));
+        const refs = cacheable ? this.shared.references.known(normalized) : undefined;
+        if (refs) {
+          const hit = this.shared.cache.get(keyOf(versionsRead(refs, gen.versions())));
+          if (hit) {
+            pgQueries.inc({ outcome: 'ok' });
+            await this.send(hit.body);
+            return;
+          }
+        }
+        const versions = gen.versions();
+        const tablesRead = cacheable ? this.shared.references.parse(text, normalized).then((r) => versionsRead(r, versions)) : null;
+        tablesRead?.catch(() => undefined);
+        let recorded: Buffer[] | null = cacheable ? [] : null;
+        let recordedBytes = 0;
+        const record = (b: Buffer) => {
+          if (!recorded) return;
+          recordedBytes += b.length;
+          if (recordedBytes > this.shared.maxEntryBytes) recorded = null;
+          else recorded.push(b);
+        };
+        const count = await withResult(gen, text, 'pg', this.limits, {}, async (result, _tables, deadlineAt) => await this.sendRows(result, formats, collect, describe, deadlineAt, record), {
           bind: params,
           signal: controller.signal,
-        }),
-      );
-      pgQueries.inc({ outcome: 'ok' });
-      if (!collect) await this.send(commandComplete(`SELECT ${count}`));
+        });
+        pgQueries.inc({ outcome: 'ok' });
+        if (collect) return;
+        const tail = commandComplete(`SELECT ${count}`);
+        await this.send(tail);
+        const tables = await tablesRead?.catch(() => null);
+        if (recorded && tables) {
+          const body = Buffer.concat([...recorded, tail]);
+          this.shared.cache.set(keyOf(tables), { contentType: 'pg', body, rowCount: count, truncated: false, tables, elapsedMs: 0, etag: '' });
+        }
+      });
     } catch (err) {
       if (!holdsNothing(sql, err)) throw err;
       // A catalog FlashDuck has nothing in (policies, triggers, publications, …) asked in a form DuckDB does not
@@ -374,7 +417,7 @@ export class PgSession {
     }
   }
 
-  private async sendRows(result: DuckDBResult, formats: (0 | 1)[], collect: Buffer[] | null, describe: boolean, deadlineAt: number): Promise<number> {
+  private async sendRows(result: DuckDBResult, formats: (0 | 1)[], collect: Buffer[] | null, describe: boolean, deadlineAt: number, record: (bytes: Buffer) => void): Promise<number> {
     const types: DuckDBType[] = Array.from({ length: result.columnCount }, (_, i) => result.columnType(i));
     const cols = types.map(pgColumn);
     const binary = cols.map((c, i) => fieldOf('', c, formats[i] ?? 0).format === 1);
@@ -386,6 +429,7 @@ export class PgSession {
       const out = Buffer.concat(pending);
       pending = [];
       pendingBytes = 0;
+      record(out);
       await this.send(out);
     };
     if (describe) {
