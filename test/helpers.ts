@@ -66,9 +66,14 @@ export class AppProcess {
     return new AppProcess(app, child);
   }
 
-  /** Waits for a log line matching `re`. */
+  /** Waits for a log line matching `re`; on timeout the error carries how the process ended and its last lines. */
   async waitForLog(re: RegExp, timeoutMs = 20_000): Promise<string> {
-    return await waitFor(`${this.app} log ${re}`, () => this.logs.find((l) => re.test(l)), timeoutMs, 50);
+    try {
+      return await waitFor(`${this.app} log ${re}`, () => this.logs.find((l) => re.test(l)), timeoutMs, 50);
+    } catch (err) {
+      const state = this.alive ? 'still running' : `exited (code ${this.child.exitCode}, signal ${this.child.signalCode})`;
+      throw new Error(`${(err as Error).message}; ${this.app} ${state}; its last log lines:\n${this.logs.slice(-15).join('\n')}`);
+    }
   }
 
   get alive(): boolean {
