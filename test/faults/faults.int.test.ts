@@ -248,6 +248,9 @@ describe('faults: SIGKILL of every component under load, and a Redis restart', (
       const states = await redis.hgetall(keys.tableWriteState('ledger'));
       const notApplied = acked.filter((w) => !(states[w.writeId.split('.')[1]!] ?? '').includes('"status":"applied"')).length;
 
+      // The last writes reach the files before the snapshot: wait for the served ledger to be the files' (else an
+      // export of the version before them would count as current).
+      await waitFor('the ledger served as its files hold it', async () => (await query(writePort, 'SELECT count(*) AS n FROM ledger')).body.rows?.[0]?.n === reference.size, 60_000, 200);
       await waitFor('exports current', async () => {
         for (const t of ['churn', 'ledger']) {
           const meta = JSON.parse((await redis.hget(keys.tableMeta(t), 'json')) ?? '{}') as { version?: number; rows?: number };
