@@ -202,9 +202,9 @@ export function createServer(deps: ServerDeps): express.Express {
     const to = toVersion === undefined ? versions[0]! : pickVersion(name, versions, toVersion);
     const columns = changeColumns(from, to);
     const key = changeKey(req.query.key, name, columns);
-    const { removed, added } = changedParts(from.parts, to.parts);
-    const sql = changesSql(name, columns, key, quoteIdent(CHANGES_REMOVED), quoteIdent(CHANGES_ADDED), { removed: removed.length > 0, added: added.length > 0 });
-    const held = await catalog.changes(from, to);
+    const parts = changedParts(from.parts, to.parts);
+    const sql = changesSql(name, columns, key, quoteIdent(CHANGES_REMOVED), quoteIdent(CHANGES_ADDED), { removed: parts.removed.length > 0, added: parts.added.length > 0 });
+    const held = await catalog.changes(from, to, parts, columns);
     try {
       const fixed = `changes\n${format}\n${name}@${from.version}.${from.updatedAt}..${to.version}.${to.updatedAt}\nkey=${key.join(',')}`;
       await answer(req, res, held.generation, sql, format, config.timeoutMs, { fixed, tables: { [name]: to.version } });

@@ -42,15 +42,22 @@ const TYPES: readonly { oid: number; name: string; len: number; category: string
   { oid: 18, name: 'char', len: 1, category: 'Z', array: 1002, sql: '"char"' },
 ];
 
-/** Catalog relations and functions the shim provides (references to others keep DuckDB's). */
-export const SHIM_NAMES: ReadonlySet<string> = new Set([
+/** Catalog relations the shim provides. */
+const SHIM_RELATIONS = [
   'pg_namespace', 'pg_class', 'pg_attribute', 'pg_type', 'pg_am', 'pg_attrdef', 'pg_description', 'pg_index', 'pg_constraint', 'pg_inherits',
   'pg_database', 'pg_roles', 'pg_user', 'pg_settings', 'pg_tablespace', 'pg_proc', 'pg_collation', 'pg_trigger', 'pg_rewrite', 'pg_policy',
   'pg_statistic_ext', 'pg_publication', 'pg_publication_rel', 'pg_partitioned_table', 'pg_foreign_table', 'pg_sequence', 'pg_depend', 'pg_tables', 'pg_views', 'pg_matviews', 'pg_enum', 'pg_range', 'pg_extension',
+];
+/** Catalog functions the shim provides (as macros). */
+const SHIM_FUNCTIONS = [
   'pg_get_userbyid', 'pg_table_is_visible', 'pg_type_is_visible', 'pg_function_is_visible', 'format_type', 'obj_description', 'col_description', 'shobj_description',
   'pg_get_expr', 'pg_encoding_to_char', 'has_table_privilege', 'has_schema_privilege', 'has_database_privilege', 'pg_get_indexdef', 'pg_get_constraintdef',
   'pg_get_viewdef', 'pg_relation_size', 'pg_total_relation_size', 'pg_get_partkeydef', 'pg_is_in_recovery',
-]);
+];
+/** Catalog relations and functions the shim provides (references to others keep DuckDB's). */
+export const SHIM_NAMES: ReadonlySet<string> = new Set([...SHIM_RELATIONS, ...SHIM_FUNCTIONS]);
+/** An unqualified shim relation after FROM, JOIN or a comma. */
+const BARE_RELATION = new RegExp(`\\b(FROM|JOIN|,)\\s+(${SHIM_RELATIONS.join('|')})\\b`, 'gi');
 
 /** One column of a served table as a PostgreSQL client sees it. */
 export interface CatalogColumn {
@@ -185,8 +192,6 @@ const LITERAL_FUNCTIONS: readonly [RegExp, string][] = [
   [/\b(?:pg_catalog\.)?pg_backend_pid\s*\(\s*\)/gi, '0'],
 ];
 
-const SHIM_RELATIONS = [...SHIM_NAMES].filter((n) => !/^(pg_get|pg_table_is|pg_type_is|pg_function_is|format_type|obj_desc|col_desc|shobj|pg_encoding|has_|pg_relation|pg_total|pg_is_in)/.test(n));
-
 /**
  * A PostgreSQL client's SQL with catalog references pointed at the shim, PostgreSQL-only syntax DuckDB does not
  * parse rewritten (`OPERATOR(pg_catalog.~)`, `COLLATE pg_catalog.default`, casts to oid/name/regclass/regtype/
@@ -194,20 +199,15 @@ const SHIM_RELATIONS = [...SHIM_NAMES].filter((n) => !/^(pg_get|pg_table_is|pg_t
  * none of them (it runs as sent).
  */
 export function rewriteForPostgresClients(sql: string): string | null {
-  const catalog = /\bpg_catalog\b|\b(pg_class|pg_namespace|pg_attribute|pg_type|pg_database|pg_roles|pg_user|pg_settings|pg_tables)\b/i.test(sql);
-  const functions = LITERAL_FUNCTIONS.some(([re]) => re.test(sql));
-  for (const [re] of LITERAL_FUNCTIONS) re.lastIndex = 0;
-  if (!catalog && !functions) return null;
   let s = sql;
   for (const [re, literal] of LITERAL_FUNCTIONS) s = s.replace(re, literal);
-  if (catalog) {
-    s = s
-      .replace(/OPERATOR\s*\(\s*pg_catalog\.([^)\s]+)\s*\)/gi, '$1')
-      .replace(/\s+COLLATE\s+(pg_catalog\.)?"?default"?/gi, '')
-      .replace(/::\s*(pg_catalog\.)?(regclass|regtype|regproc|regnamespace|oid)\b/gi, '::BIGINT')
-      .replace(/::\s*(pg_catalog\.)?(name|text|"char"|char)\b/gi, '::VARCHAR')
-      .replace(/\bpg_catalog\.(\w+)/gi, (_m, name: string) => (SHIM_NAMES.has(name.toLowerCase()) ? `${SHIM_SCHEMA}.${name.toLowerCase()}` : name))
-      .replace(new RegExp(`\\b(FROM|JOIN|,)\\s+(${SHIM_RELATIONS.join('|')})\\b`, 'gi'), (_m, kw: string, name: string) => `${kw} ${SHIM_SCHEMA}.${name.toLowerCase()}`);
-  }
-  return s;
+  const catalog = /\bpg_catalog\b|\b(pg_class|pg_namespace|pg_attribute|pg_type|pg_database|pg_roles|pg_user|pg_settings|pg_tables)\b/i.test(s);
+  if (!catalog) return s === sql ? null : s;
+  return s
+    .replace(/OPERATOR\s*\(\s*pg_catalog\.([^)\s]+)\s*\)/gi, '$1')
+    .replace(/\s+COLLATE\s+(pg_catalog\.)?"?default"?/gi, '')
+    .replace(/::\s*(pg_catalog\.)?(regclass|regtype|regproc|regnamespace|oid)\b/gi, '::BIGINT')
+    .replace(/::\s*(pg_catalog\.)?(name|text|"char"|char)\b/gi, '::VARCHAR')
+    .replace(/\bpg_catalog\.(\w+)/gi, (_m, name: string) => (SHIM_NAMES.has(name.toLowerCase()) ? `${SHIM_SCHEMA}.${name.toLowerCase()}` : name))
+    .replace(BARE_RELATION, (_m, kw: string, name: string) => `${kw} ${SHIM_SCHEMA}.${name.toLowerCase()}`);
 }

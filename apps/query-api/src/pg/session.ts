@@ -261,8 +261,7 @@ export class PgSession {
       columns = d ? d.columns.map((c) => ({ name: c.name, col: pgColumn(c.type) })) : [{ name: '?column?', col: TEXT_COLUMN }];
     }
     if (local?.kind === 'show') columns = [{ name: local.name, col: { oid: OID.text, size: -1, modifier: -1, nested: false } }];
-    if (name) this.statements.set(name, { sql, local, paramOids, columns });
-    else this.statements.set('', { sql, local, paramOids, columns });
+    this.statements.set(name, { sql, local, paramOids, columns });
     return parseComplete();
   }
 

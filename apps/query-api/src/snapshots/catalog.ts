@@ -16,7 +16,7 @@ import {
   type RedisClient,
 } from '@flashduck/core';
 import { PartCache, partsSelectSql, type PartColumn } from '@flashduck/core/duckdb';
-import { changeColumns, changedParts } from './changes.js';
+import type { ChangedParts } from './changes.js';
 import { Generation, type ServedTable } from './generation.js';
 
 const swapsTotal = counter('flashduck_query_snapshot_swaps_total', 'Snapshot generations put into service');
@@ -210,9 +210,7 @@ export class Catalog {
    * ({@link CHANGES_REMOVED}: rows only `from` serves; {@link CHANGES_ADDED}: only `to`): a change feed reads
    * only the parts that differ, fetched as for any version. Kept across swaps (it does not depend on them).
    */
-  changes(from: TableMeta, to: TableMeta): Promise<HeldGeneration> {
-    const { removed, added } = changedParts(from.parts, to.parts);
-    const columns = changeColumns(from, to);
+  changes(from: TableMeta, to: TableMeta, { removed, added }: ChangedParts, columns: readonly PartColumn[]): Promise<HeldGeneration> {
     const sides = [
       { ...from, parts: removed },
       { ...to, parts: added },
