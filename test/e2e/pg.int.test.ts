@@ -64,13 +64,58 @@ describe('PostgreSQL protocol (separate processes, real clients)', () => {
     expect(psql(['-A', '-t', '-c', 'SELECT count(*) FROM public.orders']).stdout.trim()).toBe('12');
   });
 
-  it('JDBC (pgjdbc): DatabaseMetaData getTables and getColumns, a prepared statement past its server-side threshold, a refused write', () => {
+  it('psql: the other browsing commands answer without an error', () => {
+    const run = (command: string) => {
+      const r = psql(['-c', command]);
+      expect(r.stderr, command).toBe('');
+      return r.stdout;
+    };
+    expect(run('\\d+ customers')).toMatch(/ signup_date +\| date +\|.*\n[\s\S]*Access method: heap/);
+    expect(run('\\l')).toMatch(/ flashduck +\| flashduck +\| UTF8/);
+    expect(run('\\dn')).toMatch(/ public +\| flashduck\n\(1 row\)/);
+    expect(run('\\dt+ ord*')).toMatch(/ public +\| orders +\| table +\| flashduck/);
+    expect(run('\\du')).toMatch(/ flashduck /);
+    expect(run('\\df')).toMatch(/\(0 rows\)/);
+    expect(run('\\dp')).toMatch(/\(4 rows\)/);
+    // The forms GUI tools' browsing queries take: regclass literals, PostgreSQL array literals, current_setting, pg_get_keywords.
+    const q = (sql: string) => {
+      const r = psql(['-A', '-t', '-c', sql]);
+      expect(r.stderr, sql).toBe('');
+      return r.stdout.trim();
+    };
+    expect(q(`SELECT n.nspname FROM pg_catalog.pg_namespace n LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass ORDER BY 1`)).toBe('information_schema\npg_catalog\npublic');
+    expect(q(`SELECT 'pg_class'::regclass, c.relname FROM pg_class c WHERE c.oid = 'public.orders'::regclass`)).toBe('1259|orders');
+    expect(q(`SELECT typname FROM pg_type WHERE typname = ANY('{int8,numeric}'::text[]) ORDER BY oid`)).toBe('int8\nnumeric');
+    expect(q(`SELECT current_setting('search_path'), session_user`)).toBe('"$user", public|flashduck');
+    expect(q(`SELECT count(*) > 100 FROM pg_catalog.pg_get_keywords()`)).toBe('t');
+  });
+
+  it('information_schema answers as PostgreSQL does: public tables and their columns with SQL type names', () => {
+    const tables = psql(['-A', '-t', '-F', ',', '-c', "SELECT table_schema, table_name, table_type FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY table_name"]);
+    expect(tables.stderr).toBe('');
+    expect(tables.stdout.trim().split('\n')).toEqual(['public,customers,BASE TABLE', 'public,events,BASE TABLE', 'public,orders,BASE TABLE', 'public,products,BASE TABLE']);
+    const columns = psql(['-A', '-t', '-F', ',', '-c', "SELECT column_name, data_type, udt_name, numeric_precision, is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' ORDER BY ordinal_position"]);
+    expect(columns.stderr).toBe('');
+    expect(columns.stdout).toMatch(/^order_id,bigint,int8,64,YES$/m);
+    expect(columns.stdout).toMatch(/^amount,double precision,float8,53,YES$/m);
+    expect(columns.stdout).toMatch(/^ordered_at,timestamp without time zone,timestamp,,YES$/m);
+    const schemata = psql(['-A', '-t', '-c', 'SELECT schema_name FROM information_schema.schemata ORDER BY 1']);
+    expect(schemata.stdout.trim().split('\n')).toEqual(['information_schema', 'pg_catalog', 'public']);
+    // No keys or constraints: a tool looking for them finds none instead of an error.
+    expect(psql(['-A', '-t', '-c', 'SELECT count(*) FROM information_schema.table_constraints tc JOIN information_schema.key_column_usage k USING (constraint_name)']).stdout.trim()).toBe('0');
+  });
+
+  it('JDBC (pgjdbc): DatabaseMetaData as schema browsers call it (tables, columns, schemas, keys, indexes), a prepared statement past its server-side threshold, a refused write', () => {
     const r = spawnSync('java', ['-cp', JDBC_JAR, path.join(ROOT, 'test/e2e/pg/JdbcProbe.java'), String(pgPort)], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toBe('product PostgreSQL 16.0 (FlashDuck)');
     expect(lines.filter((l) => l.startsWith('table '))).toEqual(['table public.customers TABLE', 'table public.events TABLE', 'table public.orders TABLE', 'table public.products TABLE']);
     expect(lines.filter((l) => l.startsWith('column ')).slice(0, 6)).toEqual(['column 1 order_id int8 -5', 'column 2 customer_id int8 -5', 'column 3 sku text 12', 'column 4 quantity int8 -5', 'column 5 amount float8 8', 'column 6 ordered_at timestamp 93']);
+    expect(lines.filter((l) => l.startsWith('schema '))).toEqual(['schema information_schema', 'schema pg_catalog', 'schema public']);
+    expect(lines.find((l) => l.startsWith('types '))).toMatch(/ TABLE /);
+    // Keys, indexes and foreign keys: none, asked without an error.
+    expect(lines).toContain('keys 0');
     expect(lines.filter((l) => l.startsWith('execution '))).toEqual(Array.from({ length: 7 }, (_, i) => `execution ${i + 1} 1002 149.0 2024-01-05 14:02:11.0`));
     expect(lines[lines.length - 1]).toBe('refused 25006');
   });
@@ -114,6 +159,9 @@ describe('PostgreSQL protocol (separate processes, real clients)', () => {
       await expect(c.query('SELECT * FROM orders WHERE order_id = $1', ['not a number'])).rejects.toMatchObject({ code: '22P02' });
       // The connection keeps working after an error.
       expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      // Unnamed expressions are named as PostgreSQL names them.
+      const named = await c.query('SELECT count(*), sum(quantity), quantity::INTEGER, 1 + 1, version(), current_database() FROM orders GROUP BY quantity ORDER BY quantity LIMIT 1');
+      expect(named.fields.map((f) => f.name)).toEqual(['count', 'sum', 'quantity', '?column?', 'version', 'current_database']);
     } finally {
       await c.end();
     }
@@ -139,6 +187,35 @@ describe('PostgreSQL protocol (separate processes, real clients)', () => {
     const r = spawnSync(PYTHON, ['-c', script], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n')).toEqual(['date float Decimal 12.34 Grace Hopper', '25006', '7', '']);
+  });
+
+  it('SQLAlchemy reflects the tables and pandas reads them with their types', () => {
+    const script = [
+      'import pandas as pd',
+      'from sqlalchemy import MetaData, Table, create_engine, func, inspect, select, text',
+      `engine = create_engine("postgresql+psycopg2://analyst@127.0.0.1:${pgPort}/flashduck")`,
+      'insp = inspect(engine)',
+      'print(",".join(insp.get_table_names()))',
+      'print(",".join(f"{c[\'name\']}:{c[\'type\']}" for c in insp.get_columns("orders")))',
+      'print(insp.get_pk_constraint("orders")["constrained_columns"], insp.get_indexes("orders"), insp.get_foreign_keys("orders"))',
+      'orders = Table("orders", MetaData(), autoload_with=engine)',
+      'with engine.connect() as c:',
+      '    print(c.execute(select(orders.c.currency, func.count()).where(orders.c.currency.isnot(None)).group_by(orders.c.currency).order_by(orders.c.currency)).all())',
+      'df = pd.read_sql_table("orders", engine)',
+      'print(len(df), df.dtypes["order_id"], df.dtypes["amount"], df.dtypes["ordered_at"])',
+      'print(pd.read_sql(text("SELECT count(*) AS n FROM orders WHERE amount > :a"), engine, params={"a": 100}).n[0])',
+    ].join('\n');
+    const r = spawnSync(PYTHON, ['-c', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n')).toEqual([
+      'customers,events,orders,products',
+      'order_id:BIGINT,customer_id:BIGINT,sku:TEXT,quantity:BIGINT,amount:DOUBLE_PRECISION,ordered_at:TIMESTAMP,currency:TEXT,coupon:TEXT',
+      '[] [] []',
+      "[('EUR', 3), ('GBP', 1), ('USD', 3)]",
+      '12 int64 float64 datetime64[ns]',
+      '5',
+      '',
+    ]);
   });
 
   it('CancelRequest interrupts a running statement (57014); the deadline does too', async () => {
@@ -269,6 +346,17 @@ describe('PostgreSQL protocol with API tokens and TLS (separate processes)', () 
     expect(writeOnly.status).not.toBe(0);
     expect(writeOnly.stderr).toMatch(/password authentication failed for user "anyone"/);
     expect(psql('wrong-password', 'require').stderr).toMatch(/password authentication failed/);
+  });
+
+  it('refuses a wrong password with SQLSTATE 28P01, as PostgreSQL does', async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'anyone', password: 'wrong-password', database: 'flashduck', ssl: { rejectUnauthorized: false } });
+    const refused = await c.connect().then(() => null, (err: { code?: string; message: string }) => err);
+    expect(refused?.code).toBe('28P01');
+    expect(refused?.message).toBe('password authentication failed for user "anyone"');
+    const ok = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'anyone', password: 'reader-token-1', database: 'flashduck', ssl: { rejectUnauthorized: false } });
+    await ok.connect();
+    expect((await ok.query('SELECT count(*)::INTEGER AS n FROM orders')).rows).toEqual([{ n: 12 }]);
+    await ok.end();
   });
 
   it('requires TLS once a certificate is configured', () => {

@@ -64,24 +64,27 @@ export async function startPgServer(o: PgServerOptions): Promise<PgServer> {
   const sockets = new Set<net.Socket>();
   const tls = o.tlsCertFile && o.tlsKeyFile ? { cert: toArrayBuffer(readFileSync(o.tlsCertFile)), key: toArrayBuffer(readFileSync(o.tlsKeyFile)) } : undefined;
   const verifiers = o.tokens.length ? scramVerifiers(o.tokens) : null;
-  const auth: PostgresConnectionOptions['auth'] = verifiers
-    ? {
-        method: 'scram-sha-256',
-        // One verifier per connection: which token the password is becomes known only at the proof.
-        getScramSha256Data: (): ScramSha256Data => ({ salt: verifiers.salt, iterations: SCRAM_ITERATIONS, storedKey: verifiers.keys[0]?.storedKey ?? '', serverKey: verifiers.keys[0]?.serverKey ?? '' }),
-        validateCredentials: async ({ authMessage, clientProof, scramSha256Data }) => {
-          for (const k of verifiers.keys) {
-            if (await verifyScramSha256Password({ authMessage, clientProof, storedKey: k.storedKey })) {
-              // The server's signature must come from the token the client proved.
-              Object.assign(scramSha256Data, k);
-              return true;
+  /** The authentication a connection goes through: SCRAM-SHA-256 against the read tokens, or none without tokens. */
+  const authFor = (ref: { conn?: PostgresConnection }): PostgresConnectionOptions['auth'] =>
+    verifiers
+      ? {
+          method: 'scram-sha-256',
+          // One verifier per connection: which token the password is becomes known only at the proof.
+          getScramSha256Data: (): ScramSha256Data => ({ salt: verifiers.salt, iterations: SCRAM_ITERATIONS, storedKey: verifiers.keys[0]?.storedKey ?? '', serverKey: verifiers.keys[0]?.serverKey ?? '' }),
+          validateCredentials: async ({ authMessage, clientProof, scramSha256Data, username }) => {
+            for (const k of verifiers.keys) {
+              if (await verifyScramSha256Password({ authMessage, clientProof, storedKey: k.storedKey })) {
+                // The server's signature must come from the token the client proved.
+                Object.assign(scramSha256Data, k);
+                return true;
+              }
             }
-          }
-          connectionsTotal.inc({ outcome: 'auth_failed' });
-          return false;
-        },
-      }
-    : { method: 'trust' };
+            connectionsTotal.inc({ outcome: 'auth_failed' });
+            reportInvalidPassword(ref.conn, username);
+            return false;
+          },
+        }
+      : { method: 'trust' };
 
   const accept = async (socket: net.Socket) => {
     const ref: { conn?: PostgresConnection } = {};
@@ -101,7 +104,7 @@ export async function startPgServer(o: PgServerOptions): Promise<PgServer> {
     });
     ref.conn = await fromNodeSocket(socket, {
       serverVersion: '16.0 (FlashDuck)',
-      auth,
+      auth: authFor(ref),
       ...(tls ? { tls } : {}),
       onAuthenticated: async (state) => {
         connectionsTotal.inc({ outcome: 'accepted' });
@@ -173,4 +176,17 @@ export async function startPgServer(o: PgServerOptions): Promise<PgServer> {
 
 function toArrayBuffer(b: Buffer): ArrayBuffer {
   return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+}
+
+/**
+ * pg-gateway reports a failed SCRAM proof with SQLSTATE 28000; PostgreSQL says 28P01 (invalid_password), which
+ * clients and poolers tell apart from other refusals. The next error this connection writes — that report — is
+ * written as PostgreSQL's.
+ */
+function reportInvalidPassword(conn: PostgresConnection | undefined, user: string): void {
+  const writer = conn?.streamWriter;
+  if (!writer) return;
+  const write = writer.write.bind(writer);
+  writer.write = (chunk: Uint8Array) =>
+    write(chunk[0] === 0x45 /* ErrorResponse */ ? errorResponse({ severity: 'FATAL', code: '28P01', message: `password authentication failed for user "${user}"` }) : chunk);
 }

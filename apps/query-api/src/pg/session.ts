@@ -21,7 +21,7 @@ import {
   rowDescription,
 } from './messages.js';
 import { DEFAULT_SETTINGS, localStatement, splitStatements, type LocalStatement } from './statements.js';
-import { catalogSql, rewriteForPostgresClients } from './catalog.js';
+import { answersNothing, catalogSql, pgColumnName, rewriteForPostgresClients } from './catalog.js';
 import { OID, binaryParameter, binaryValue, fieldOf, pgColumn, pgColumnOfName, textValue, type PgColumn } from './types.js';
 
 /** Builds the PostgreSQL catalog look-alike for a generation's tables. */
@@ -207,7 +207,7 @@ export class PgSession {
     const gen = this.generation();
     const release = gen.pin();
     try {
-      const rewritten = rewriteForPostgresClients(sql);
+      const rewritten = rewriteForPostgresClients(sql, this.settings);
       if (rewritten !== null) await gen.setupOnce(shimStatements);
       return await use(gen, rewritten ?? sql);
     } finally {
@@ -258,7 +258,7 @@ export class PgSession {
         throw toPgError(err);
       });
       paramOids = d ? d.parameters.map((t, i) => given[i] || paramOid(t)) : given;
-      columns = d ? d.columns.map((c) => ({ name: c.name, col: pgColumn(c.type) })) : [{ name: '?column?', col: TEXT_COLUMN }];
+      columns = d ? d.columns.map((c) => ({ name: pgColumnName(c.name, sql), col: pgColumn(c.type) })) : [{ name: '?column?', col: TEXT_COLUMN }];
     }
     if (local?.kind === 'show') columns = [{ name: local.name, col: { oid: OID.text, size: -1, modifier: -1, nested: false } }];
     this.statements.set(name, { sql, local, paramOids, columns });
@@ -390,7 +390,7 @@ export class PgSession {
           if (recordedBytes > this.shared.maxEntryBytes) recorded = null;
           else recorded.push(b);
         };
-        const count = await withResult(gen, text, 'pg', this.limits, {}, async (result, _tables, deadlineAt) => await this.sendRows(result, formats, collect, describe, deadlineAt, record), {
+        const count = await withResult(gen, text, 'pg', this.limits, {}, async (result, _tables, deadlineAt) => await this.sendRows(result, sql, formats, collect, describe, deadlineAt, record), {
           bind: params,
           signal: controller.signal,
         });
@@ -416,7 +416,7 @@ export class PgSession {
     }
   }
 
-  private async sendRows(result: DuckDBResult, formats: (0 | 1)[], collect: Buffer[] | null, describe: boolean, deadlineAt: number, record: (bytes: Buffer) => void): Promise<number> {
+  private async sendRows(result: DuckDBResult, sql: string, formats: (0 | 1)[], collect: Buffer[] | null, describe: boolean, deadlineAt: number, record: (bytes: Buffer) => void): Promise<number> {
     const types: DuckDBType[] = Array.from({ length: result.columnCount }, (_, i) => result.columnType(i));
     const cols = types.map(pgColumn);
     const binary = cols.map((c, i) => fieldOf('', c, formats[i] ?? 0).format === 1);
@@ -432,7 +432,7 @@ export class PgSession {
       await this.send(out);
     };
     if (describe) {
-      const names = Array.from({ length: result.columnCount }, (_, i) => result.columnName(i));
+      const names = Array.from({ length: result.columnCount }, (_, i) => pgColumnName(result.columnName(i), sql));
       const head = rowDescription(names.map((n, i) => fieldOf(n, cols[i]!, formats[i] ?? 0)));
       pending.push(head);
       pendingBytes += head.length;
@@ -460,12 +460,9 @@ export class PgSession {
 
 const TEXT_COLUMN: PgColumn = { oid: OID.text, size: -1, modifier: -1, nested: false };
 
-/** PostgreSQL catalogs that hold nothing for FlashDuck's tables (no indexes, constraints, policies, triggers, …). */
-const EMPTY_CATALOGS = /\bpg_catalog\.(pg_policy|pg_statistic_ext|pg_statistic_ext_data|pg_publication|pg_publication_rel|pg_publication_namespace|pg_inherits|pg_trigger|pg_rewrite|pg_constraint|pg_index|pg_partitioned_table|pg_foreign_table|pg_sequence|pg_depend|pg_event_trigger|pg_subscription)\b/i;
-
-/** A catalog query about objects FlashDuck never has, which DuckDB could not bind or parse. */
+/** A catalog query that DuckDB could not bind or parse, about objects FlashDuck never has. */
 function holdsNothing(sql: string, err: unknown): boolean {
-  return err instanceof AppError && err.code === 'bad_sql' && EMPTY_CATALOGS.test(sql);
+  return err instanceof AppError && err.code === 'bad_sql' && answersNothing(sql);
 }
 
 /** The OID a DuckDB parameter type is described as (text when DuckDB could not tell). */
