@@ -92,7 +92,7 @@ describe('docker-compose.yml', () => {
       expect(services[name], name).toBeDefined();
       expect(services[name].depends_on.redis.condition).toBe('service_healthy');
     }
-    expect(services['query-api'].ports).toEqual(['8080:8080', `${services['query-api'].environment.QUERY_API_PG_PORT}:5433`]);
+    expect(services['query-api'].ports).toEqual(['${FLASHDUCK_HTTP_PORT:-8080}:8080', `\${FLASHDUCK_PG_PORT:-5433}:${services['query-api'].environment.QUERY_API_PG_PORT}`]);
   });
 
   it('gives each component only variables it reads, a real entry point and a healthcheck on the port it serves', () => {
@@ -113,10 +113,10 @@ describe('docker-compose.yml', () => {
     expect(existsSync(path.join(ROOT, 'Dockerfile'))).toBe(true);
     for (const [name, svc] of Object.entries(services)) {
       if (name === 'redis') continue;
-      expect(svc.volumes).toContain('./examples/data:/data');
+      expect(svc.volumes).toContain('${FLASHDUCK_HOST_DATA_DIR:-./examples/data}:/data');
       expect(svc.volumes).toContain('exports:/exports');
       for (const v of svc.volumes as string[]) {
-        const host = v.split(':')[0]!;
+        const host = v.replace(/^\$\{\w+:-([^}]*)\}/, '$1').split(':')[0]!;
         if (host.startsWith('.')) expect(existsSync(path.join(ROOT, host)), v).toBe(true);
       }
     }
