@@ -41,7 +41,9 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=prod-deps --chown=node:node /app ./
 COPY --from=build --chown=node:node /out ./
-RUN mkdir -p /data /exports && chown node:node /data /exports
+# /exports is open to every user, as /tmp is: a named volume starts as a copy of it, and the components may run as
+# any uid (docker-compose.yml's FLASHDUCK_UID) while they write exports there.
+RUN mkdir -p /data /exports && chown node:node /data /exports && chmod 1777 /exports
 USER 1000:1000
 EXPOSE 8080
 CMD ["node", "apps/query-api/dist/main.js"]
