@@ -223,12 +223,15 @@ describe('flashduck standalone with query, tables and status', () => {
   it('lists files with an extension FlashDuck does not read: in the table, in /v1/status and in flashduck status', async () => {
     await writeFile(path.join(dataDir, 'orders', 'README.md'), '# orders\n');
     await writeFile(path.join(dataDir, 'notes.docx'), 'x');
-    await waitFor('ignored listed', async () => {
-      const t = (await (await fetch(`http://127.0.0.1:${port}/v1/tables/orders`)).json()) as { ignored: string[] };
-      return t.ignored.includes('orders/README.md');
+    // The two files may land in different scans: wait for the one that has seen both.
+    await waitFor('both ignored files listed', async () => {
+      const status = (await (await fetch(`http://127.0.0.1:${port}/v1/status`)).json()) as { ignored: { files: string[]; total: number } };
+      return status.ignored.files.length === 2;
     });
     const status = (await (await fetch(`http://127.0.0.1:${port}/v1/status`)).json()) as { ignored: { files: string[]; total: number } };
     expect(status.ignored.files).toEqual(['notes.docx', 'orders/README.md']);
+    const t = (await (await fetch(`http://127.0.0.1:${port}/v1/tables/orders`)).json()) as { ignored: string[] };
+    expect(t.ignored).toEqual(['orders/README.md']);
     const text = run(['status'], env).stdout;
     expect(text).toMatch(/Ignored files[^\n]*\n {2}notes\.docx\n {2}orders\/README\.md/);
     await rm(path.join(dataDir, 'orders', 'README.md'));
