@@ -140,6 +140,26 @@ describe('exporter end to end (separate processes)', () => {
     await waitFor('no temp file left', async () => (await readdir(exportDir)).filter((f) => f.startsWith('.')).length === 0, 10_000);
   }, 150_000);
 
+  it('says why a table cannot be exported, in flashduck status, and clears it once the export is written', async () => {
+    // A directory where the export file must go: every attempt fails until it is removed.
+    await mkdir(path.join(exportDir, 'blocked.parquet', 'in-the-way'), { recursive: true });
+    await writeAtomic(path.join(dataDir, 'blocked.csv'), 'k\n1\n');
+    const status = (...args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'apps/cli/dist/main.js'), 'status', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+    const failing = await waitFor('the failure recorded', () => {
+      const f = (JSON.parse(status('--json').stdout) as { exportFailures: Record<string, { version: number; message: string }> }).exportFailures.blocked;
+      return f ?? false;
+    });
+    expect(failing.version).toBe(1);
+    expect(failing.message).toMatch(/blocked\.parquet/);
+    expect(status().stdout).toMatch(/Export failures \(the previous export stays in place; retried\):\n {2}blocked: v1: .*blocked\.parquet/);
+    await rm(path.join(exportDir, 'blocked.parquet'), { recursive: true });
+    await waitFor('blocked exported', async () => (await manifest('blocked').catch(() => null))?.rows === 1, 30_000);
+    const after = JSON.parse(status('--json').stdout) as { exports: Record<string, { version: number }>; exportFailures: Record<string, unknown> };
+    expect(after.exports.blocked?.version).toBe(1);
+    expect(after.exportFailures).toEqual({});
+    expect(status().stdout).not.toMatch(/Export failures/);
+  });
+
   it('removes the export of a table whose files are all deleted', async () => {
     await writeAtomic(path.join(dataDir, 'gone.csv'), 'k\n1\n');
     await waitFor('gone exported', async () => (await stat(path.join(exportDir, 'gone.parquet')).catch(() => null)) !== null, 20_000);

@@ -5,6 +5,7 @@ import {
   TableMeta,
   decode,
   quoteLiteral,
+  recordExportWritten,
   replaceDurably,
   writeFileDurably,
   type Keys,
@@ -161,14 +162,7 @@ export async function exportTable(
   await removeStaleTemps(manifestFile);
   await writeAtomically(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
   const ms = Date.now() - started;
-  await deps.redis.hset(deps.keys.tableExported(meta.table), {
-    version: String(meta.version),
-    rows: String(rows),
-    bytes: String(bytes),
-    at: String(Date.now()),
-    ms: String(ms),
-    path: out,
-  });
+  await recordExportWritten(deps.redis, deps.keys, meta.table, { version: meta.version, rows, bytes, at: Date.now(), ms, path: out });
   return { table: meta.table, version: meta.version, rows, bytes, ms, fetchMs, copyMs, fetchedBytes, path: out };
 }
 

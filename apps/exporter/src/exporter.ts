@@ -12,14 +12,14 @@ import {
   createRedis,
   decode,
   errorMessage,
+  exportedVersionOf,
   gauge,
   histogram,
   type Component,
-  type Keys,
   isTableGone,
+  recordExportFailure,
   type Logger,
   type Readiness,
-  type RedisClient,
   type TableMeta,
 } from '@flashduck/core';
 import type { ExporterConfig } from './config.js';
@@ -39,11 +39,6 @@ export interface ExporterDeps {
 export interface Exporter extends Component {
   /** Exports (or removes) every table whose export is behind its snapshot; also runs on a timer. */
   reconcile(): Promise<void>;
-}
-
-/** Version of a table's current export (0 when none). */
-async function exportedVersionOf(redis: RedisClient, keys: Keys, table: string): Promise<number> {
-  return Number((await redis.hget(keys.tableExported(table), 'version')) ?? 0);
 }
 
 /**
@@ -94,7 +89,13 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
     return await withLease(meta.table, async (lease) => {
       // Another replica may have exported it while we waited for the lease.
       if ((await exportedVersionOf(redis, keys, meta.table)) >= meta.version) return 'current' as const;
-      const result = await exportTable({ redis, keys, log, exportDir: config.exportDir, options }, meta, async () => (await lease.holder())?.startsWith(`${lease.token}|`) ?? false);
+      const result = await exportTable({ redis, keys, log, exportDir: config.exportDir, options }, meta, async () => (await lease.holder())?.startsWith(`${lease.token}|`) ?? false).catch(
+        async (err: unknown) => {
+          // Shown by the status until an export of the table is written; the previous export stays in place.
+          await recordExportFailure(redis, keys, meta.table, meta.version, errorMessage(err)).catch(() => undefined);
+          throw err;
+        },
+      );
       exportsTotal.inc({ outcome: 'written' });
       exportSeconds.observe(result.ms / 1000);
       exportedVersion.set({ table: meta.table }, meta.version);

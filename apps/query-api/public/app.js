@@ -505,11 +505,16 @@ onStatus(renderCache);
 // ---------- Exports ----------
 function renderExports() {
   const byTable = new Map(status.exports.map((e) => [e.table, e]));
+  const failures = new Map((status.exportFailures ?? []).map((f) => [f.table, f]));
+  const failed = (t) => {
+    const f = failures.get(t);
+    return f ? el('span', { class: 'export-failure', title: f.message }, `v${f.version} failed ${ago(f.failedAt)}: ${f.message}`) : null;
+  };
   show('exports', grid(['table', 'exported version', 'snapshot version', 'rows', 'size', 'written', 'download'],
     status.tables.map((t) => {
       const e = byTable.get(t.name);
-      if (!e) return [t.name, '-', t.version, '-', '-', 'not exported yet', ''];
-      return [t.name, e.version, t.version, fmtNum(e.rows), fmtBytes(e.bytes), ago(e.exportedAt),
+      if (!e) return [t.name, '-', t.version, '-', '-', failed(t.name) ?? 'not exported yet', ''];
+      return [t.name, e.version, t.version, fmtNum(e.rows), fmtBytes(e.bytes), failed(t.name) ?? ago(e.exportedAt),
         el('span', {}, el('a', { href: withToken(`/v1/exports/${t.name}.parquet`), download: `${t.name}.parquet` }, 'Parquet'), ' · ', el('a', { href: withToken(`/v1/exports/${t.name}.manifest.json`), download: `${t.name}.manifest.json` }, 'manifest'))];
     })));
 }

@@ -4,6 +4,7 @@ export * from './component.js';
 export * from './config.js';
 export * from './data-files.js';
 export * from './errors.js';
+export * from './export-state.js';
 export * from './folder-record.js';
 export * from './heartbeat.js';
 export * from './keys.js';

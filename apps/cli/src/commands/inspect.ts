@@ -5,11 +5,13 @@ import {
   createKeys,
   loadConfigOrExit,
   readCommonConfig,
+  readExportState,
   readHeartbeats,
   readIgnoredFiles,
   readTableMetas,
   readWriteStreams,
   redactUrl,
+  type ExportState,
   type Heartbeat,
   type RedisClient,
   type TableMeta,
@@ -62,23 +64,26 @@ async function withRedis<T>(fn: (redis: RedisClient, keys: ReturnType<typeof cre
   }
 }
 
-type Exported = Map<string, { version: number; at: number }>;
+type Exported = Map<string, ExportState>;
 
 function tableRows(metas: Iterable<TableMeta>, now: number, exported: Exported = new Map()): unknown[][] {
   return [...metas].map((m) => {
     const e = exported.get(m.table);
-    return [m.table, m.version, m.rows, m.columns.length, m.files.length, m.errors.length, `${(m.bytes / 1024 / 1024).toFixed(1)} MB`, age(m.updatedAt, now), e ? `v${e.version}, ${age(e.at, now)} ago` : '-'];
+    const written = e?.written ? `v${e.written.version}, ${age(e.written.at, now)} ago` : '-';
+    return [m.table, m.version, m.rows, m.columns.length, m.files.length, m.errors.length, `${(m.bytes / 1024 / 1024).toFixed(1)} MB`, age(m.updatedAt, now), e?.failing ? `${written}; v${e.failing.version} failed` : written];
   });
 }
 const TABLE_HEADER = ['table', 'version', 'rows', 'columns', 'files', 'errors', 'snapshot', 'age', 'export'];
 
 async function readExported(redis: RedisClient, keys: ReturnType<typeof createKeys>, tables: Iterable<string>): Promise<Exported> {
   const out: Exported = new Map();
-  for (const t of tables) {
-    const h = await redis.hgetall(keys.tableExported(t));
-    if (h.version) out.set(t, { version: Number(h.version), at: Number(h.at) });
-  }
+  for (const t of tables) out.set(t, await readExportState(redis, keys, t));
   return out;
+}
+
+function printExportFailures(exported: Exported): void {
+  const lines = [...exported].flatMap(([t, e]) => (e.failing ? [`  ${t}: v${e.failing.version}: ${e.failing.message}`] : []));
+  if (lines.length) process.stdout.write(`\nExport failures (the previous export stays in place; retried):\n${lines.join('\n')}\n`);
 }
 
 function printErrors(metas: Iterable<TableMeta>): void {
@@ -144,8 +149,9 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
     };
   });
   if (values.json) {
-    const exports = Object.fromEntries(exported);
-    process.stdout.write(`${JSON.stringify({ components, tables: [...metas.values()], writes, exports, ignored: ignored ?? { files: [], total: 0 } }, null, 2)}\n`);
+    const exports = Object.fromEntries([...exported].flatMap(([t, e]) => (e.written ? [[t, { version: e.written.version, at: e.written.at }]] : [])));
+    const exportFailures = Object.fromEntries([...exported].flatMap(([t, e]) => (e.failing ? [[t, e.failing]] : [])));
+    process.stdout.write(`${JSON.stringify({ components, tables: [...metas.values()], writes, exports, exportFailures, ignored: ignored ?? { files: [], total: 0 } }, null, 2)}\n`);
     return 0;
   }
   const now = Date.now();
@@ -164,6 +170,7 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
   if (metas.size === 0) process.stdout.write('  none yet\n');
   else process.stdout.write(`${formatTable(TABLE_HEADER, tableRows(metas.values(), now, exported))}\n`);
   printErrors(metas.values());
+  printExportFailures(exported);
   if (ignored?.total) {
     const more = ignored.total > ignored.files.length ? `\n  … and ${ignored.total - ignored.files.length} more` : '';
     process.stdout.write(`\nIgnored files (FlashDuck reads .csv .tsv .json .jsonl .ndjson .parquet .arrow .feather, text ones also .gz/.zst)\n${ignored.files.map((f) => `  ${f}`).join('\n')}${more}\n`);

@@ -4,6 +4,7 @@ import {
   errorMessage,
   fileKindOf,
   quoteIdent,
+  readExportState,
   readFolderRecord,
   readIgnoredFiles,
   readHeartbeats,
@@ -31,14 +32,7 @@ export async function consoleStatus(redis: RedisClient, keys: Keys, generation: 
   const fromRedis = Promise.all([
     readHeartbeats(redis, keys),
     readWriteStreams(redis, keys),
-    Promise.all(
-      tables.map(async (m) => {
-        const h = await redis.hgetall(keys.tableExported(m.table));
-        return h.version
-          ? { table: m.table, version: Number(h.version), rows: Number(h.rows), bytes: Number(h.bytes), exportedAt: new Date(Number(h.at)).toISOString(), ms: Number(h.ms) }
-          : null;
-      }),
-    ),
+    Promise.all(tables.map(async (m) => ({ table: m.table, ...(await readExportState(redis, keys, m.table)) }))),
     readFolderRecord(redis, keys),
     readIgnoredFiles(redis, keys),
   ]);
@@ -51,7 +45,7 @@ export async function consoleStatus(redis: RedisClient, keys: Keys, generation: 
     unreachable = errorMessage(err);
   }
   fromRedis.catch(() => undefined); // settles after the deadline, or not at all: nobody waits for it
-  const [components, writes, exports, record, ignored] = answer ?? [[], [], [], null, null];
+  const [components, writes, exportStates, record, ignored] = answer ?? [[], [], [], null, null];
   return {
     redis: unreachable
       ? { reachable: false, error: unreachable, note: 'serving the table versions this replica holds; status of components, writes and exports is unknown until Redis answers' }
@@ -59,7 +53,9 @@ export async function consoleStatus(redis: RedisClient, keys: Keys, generation: 
     components: components.map((c) => ({ ...c, startedAt: new Date(c.startedAt).toISOString(), lastLoopAt: new Date(c.lastLoopAt).toISOString() })),
     tables: tables.map(tableDetail).sort((a, b) => a.name.localeCompare(b.name)),
     writes,
-    exports: exports.filter((e) => e !== null),
+    exports: exportStates.flatMap(({ table, written: w }) => (w ? [{ table, version: w.version, rows: w.rows, bytes: w.bytes, exportedAt: new Date(w.at).toISOString(), ms: w.ms }] : [])),
+    /** Tables whose latest export failed (their previous export, if any, stays in place), with the reason. */
+    exportFailures: exportStates.flatMap(({ table, failing: f }) => (f ? [{ table, version: f.version, message: f.message, failedAt: new Date(f.at).toISOString() }] : [])),
     /** Files in the data folder with an extension FlashDuck does not read. */
     ignored: { files: ignored?.files ?? [], total: ignored?.total ?? 0 },
     servedGeneration: generation?.id ?? null,
