@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createKeys, type TableMeta } from '@flashduck/core';
@@ -60,14 +60,21 @@ describe('retained versions and pinned queries (separate processes)', () => {
 
   it('the CLI lists versions and pins a query with --version and --as-of', async () => {
     const [, v1] = await versions();
-    const cli = (args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'apps/cli/dist/main.js'), ...args], { encoding: 'utf8', env: { ...process.env, FLASHDUCK_API_URL: `http://127.0.0.1:${port}` } });
-    const list = cli(['versions', 't']);
+    // Run without blocking this process: a blocked event loop would keep this file's idle keep-alive connections
+    // past the server's keep-alive timeout unnoticed, and the next request would go out on a closed one.
+    const cli = (args: string[]) =>
+      new Promise<{ status: number; stdout: string }>((resolve) => {
+        execFile(process.execPath, [path.join(ROOT, 'apps/cli/dist/main.js'), ...args], { encoding: 'utf8', env: { ...process.env, FLASHDUCK_API_URL: `http://127.0.0.1:${port}` } }, (err, stdout) =>
+          resolve({ status: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout }),
+        );
+      });
+    const list = await cli(['versions', 't']);
     expect(list.status).toBe(0);
     expect(list.stdout.split('\n')[0]).toMatch(/^version\s+│ created/);
     expect(list.stdout).toContain(`${v1!.version} `);
-    expect(cli(['query', '--format', 'csv', '--version', `t=${v1!.version}`, 'SELECT id FROM t']).stdout).toBe('id\n1\n');
-    expect(cli(['query', '--format', 'csv', '--as-of', v1!.createdAt, 'SELECT count(*) AS n FROM t']).stdout).toBe('n\n1\n');
-    const bad = cli(['query', '--version', 't=x', 'SELECT 1']);
+    expect((await cli(['query', '--format', 'csv', '--version', `t=${v1!.version}`, 'SELECT id FROM t'])).stdout).toBe('id\n1\n');
+    expect((await cli(['query', '--format', 'csv', '--as-of', v1!.createdAt, 'SELECT count(*) AS n FROM t'])).stdout).toBe('n\n1\n');
+    const bad = await cli(['query', '--version', 't=x', 'SELECT 1']);
     expect(bad.status).toBe(2);
   });
 
