@@ -95,7 +95,7 @@ export async function writeParquet(
     const t0 = Date.now();
     const files = new Map<string, string>();
     (await cache.ensureAll(meta.parts)).forEach((got, i) => files.set(meta.parts[i]!.id, got.file));
-    await attachParts(db.conn, files);
+    await attachParts([db.conn], files);
     const select = partsSelectSql(meta.parts, meta.columns)!;
     const t1 = Date.now();
     const codec = options.compression === 'uncompressed' ? 'uncompressed' : options.compression;

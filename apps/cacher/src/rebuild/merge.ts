@@ -136,7 +136,7 @@ export async function mergeTable(
     const db = await openDuckDB({ memoryLimitMb: config.memoryLimitMb, threads: config.threads, tempDir: path.join(workDir, 'spill') });
     let rows: number;
     try {
-      await attachParts(db.conn, files);
+      await attachParts([db.conn], files);
       await db.conn.run(`ATTACH ${quoteLiteral(out)} AS merged`);
       await db.conn.run(`CREATE TABLE merged.main.part AS ${mergeSelectSql(members)}`);
       rows = Number((await db.conn.runAndReadAll('SELECT count(*) FROM merged.main.part')).getRowsJS()[0]?.[0] ?? 0);

@@ -44,17 +44,18 @@ export class Generation {
   ): Promise<Generation> {
     const db = await openDuckDB({ memoryLimitMb: options.memoryLimitMb, threads: options.threads });
     try {
-      const files = new Map<string, string>();
-      for (const t of tables.values()) for (const [id, file] of t.files) files.set(id, file);
-      await attachParts(db.conn, files);
-      for (const [name, t] of tables) {
-        if (t.select) await db.conn.run(`CREATE VIEW ${SERVED_CATALOG}.main.${quoteIdent(name)} AS ${t.select}`);
-      }
       const connections: DuckDBConnection[] = [];
       for (let i = 0; i < options.connections; i++) {
         const conn = await db.instance.connect();
         await conn.run(`SET TimeZone='UTC'`);
         connections.push(conn);
+      }
+      const files = new Map<string, string>();
+      for (const t of tables.values()) for (const [id, file] of t.files) files.set(id, file);
+      // The query connections help attach the parts (four at a time): a swap waits for this.
+      await attachParts([db.conn, ...connections.slice(0, 3)], files);
+      for (const [name, t] of tables) {
+        if (t.select) await db.conn.run(`CREATE VIEW ${SERVED_CATALOG}.main.${quoteIdent(name)} AS ${t.select}`);
       }
       await db.conn.run('SET enable_external_access=false');
       await db.conn.run('SET lock_configuration=true');
