@@ -326,6 +326,14 @@ const ANSWERED_FUNCTIONS: readonly [RegExp, string][] = [
   [/\b(?:pg_catalog\.)?jsonb?_build_object\s*\(/gi, 'json_object('],
 ];
 
+/** `sql` with `rewrite` applied to what lies outside its string literals and quoted identifiers. */
+function outsideQuotes(sql: string, rewrite: (code: string) => string): string {
+  return sql
+    .split(/('(?:[^']|'')*'|"(?:[^"]|"")*")/)
+    .map((part, i) => (i % 2 === 1 ? part : rewrite(part)))
+    .join('');
+}
+
 /**
  * A PostgreSQL client's SQL with catalog references pointed at the shim, PostgreSQL-only syntax DuckDB does not
  * take rewritten (`OPERATOR(pg_catalog.~)`, `x = ANY(array_column)`, `COLLATE pg_catalog.default`, casts to oid/name/regclass/regtype/
@@ -333,8 +341,12 @@ const ANSWERED_FUNCTIONS: readonly [RegExp, string][] = [
  * none of them (it runs as sent).
  */
 export function rewriteForPostgresClients(sql: string, settings: Readonly<Record<string, string>> = {}): string | null {
-  let s = sql;
-  for (const [re, replacement] of ANSWERED_FUNCTIONS) s = s.replace(re, replacement);
+  // Function names are replaced in the SQL itself, never inside a string literal or a quoted name.
+  let s = outsideQuotes(sql, (code) => {
+    let c = code;
+    for (const [re, replacement] of ANSWERED_FUNCTIONS) c = c.replace(re, replacement);
+    return c.replace(BARE_MISSING_FUNCTION, (_m, name: string) => `${SHIM_SCHEMA}.${name.toLowerCase()}(`);
+  });
   // The session's settings, as SHOW answers them.
   s = s.replace(/\b(?:pg_catalog\.)?current_setting\s*\(\s*'([^']*)'\s*(?:,\s*(?:true|false)\s*)?\)/gi, (_m, name: string) => quoteLiteral(settings[name.toLowerCase()] ?? ''));
   // PostgreSQL's array literals: '{a,b}'::text[] is a list.
@@ -343,7 +355,6 @@ export function rewriteForPostgresClients(sql: string, settings: Readonly<Record
     const values = items.split(',').map((v) => v.trim()).filter((v) => v !== '');
     return `[${values.map((v) => (numeric ? String(Number(v)) : quoteLiteral(v.replace(/^"(.*)"$/, '$1')))).join(', ')}]::${numeric ? 'BIGINT' : 'VARCHAR'}[]`;
   });
-  s = s.replace(BARE_MISSING_FUNCTION, (_m, name: string) => `${SHIM_SCHEMA}.${name.toLowerCase()}(`);
   const catalog = /\b(pg_catalog|information_schema)\b|\b(pg_class|pg_namespace|pg_attribute|pg_type|pg_database|pg_roles|pg_user|pg_settings|pg_tables)\b/i.test(s);
   if (!catalog) return s === sql ? null : s;
   return s

@@ -32,6 +32,8 @@ describe('PostgreSQL protocol pieces', () => {
     // Functions DuckDB has no name for are the shim's, called bare or qualified.
     expect(rewriteForPostgresClients(`SELECT quote_ident(relname), json_build_object('a', 1) FROM t`)).toBe(`SELECT fdpg.quote_ident(relname), json_object('a', 1) FROM t`);
     expect(rewriteForPostgresClients('SELECT version(), current_schema(), session_user')).toBe(`SELECT fdpg.version(), fdpg.current_schema(), fdpg.session_user()`);
+    // Never inside a string literal or a quoted name: data queries keep their values.
+    expect(rewriteForPostgresClients(`SELECT "current_user", 'it''s current_user and version()' AS note FROM t WHERE x = 'quote_ident(a)'`)).toBeNull();
     // Settings as the session has them, and PostgreSQL's array literals.
     expect(rewriteForPostgresClients(`SELECT current_setting('search_path'), x = ANY('{int8,"a b"}'::text[]), '{1,2}'::int[]`, { search_path: 'public' })).toBe(
       `SELECT 'public', x = ANY(['int8', 'a b']::VARCHAR[]), [1, 2]::BIGINT[]`,
