@@ -47,32 +47,6 @@ const TYPES: readonly { oid: number; name: string; len: number; category: string
   { oid: 18, name: 'char', len: 1, category: 'Z', array: 1002, sql: '"char"' },
 ];
 
-/** Catalog relations the shim provides. */
-const SHIM_RELATIONS = [
-  'pg_namespace', 'pg_class', 'pg_attribute', 'pg_type', 'pg_am', 'pg_attrdef', 'pg_description', 'pg_index', 'pg_constraint', 'pg_inherits',
-  'pg_database', 'pg_roles', 'pg_user', 'pg_settings', 'pg_tablespace', 'pg_proc', 'pg_collation', 'pg_trigger', 'pg_rewrite', 'pg_policy',
-  'pg_statistic_ext', 'pg_publication', 'pg_auth_members', 'pg_publication_namespace', 'pg_publication_rel', 'pg_partitioned_table', 'pg_foreign_table', 'pg_sequence', 'pg_depend', 'pg_tables', 'pg_views', 'pg_matviews', 'pg_enum', 'pg_range', 'pg_extension',
-];
-/** PostgreSQL functions DuckDB has no function of that name for: the shim's answer them, called bare or qualified. */
-const MISSING_FUNCTIONS = ['quote_ident', 'array_lower', 'array_upper'];
-const BARE_MISSING_FUNCTION = new RegExp(`(?<![.\\w"])(${MISSING_FUNCTIONS.join('|')})\\s*\\(`, 'gi');
-/** Catalog functions the shim provides (as macros). */
-const SHIM_FUNCTIONS = [
-  'pg_get_userbyid', 'pg_table_is_visible', 'pg_type_is_visible', 'pg_function_is_visible', 'format_type', 'obj_description', 'col_description', 'shobj_description',
-  'pg_get_expr', 'pg_encoding_to_char', 'has_table_privilege', 'has_schema_privilege', 'has_database_privilege', 'pg_get_indexdef', 'pg_get_constraintdef',
-  'pg_get_viewdef', 'pg_relation_size', 'pg_total_relation_size', 'pg_table_size', 'pg_indexes_size', 'pg_get_partkeydef', 'pg_is_in_recovery', 'pg_relation_is_publishable', 'pg_get_keywords', 'pg_get_serial_sequence',
-  'pg_get_statisticsobjdef_columns', 'pg_get_statisticsobjdef', 'pg_get_function_result', 'pg_get_function_arguments', 'pg_get_function_identity_arguments', 'pg_get_triggerdef', 'pg_get_ruledef',
-  ...MISSING_FUNCTIONS,
-];
-/** `information_schema` views the shim provides, each as `fdpg.is_<name>` (references to others keep DuckDB's). */
-const INFORMATION_SCHEMA_VIEWS: ReadonlySet<string> = new Set([
-  'tables', 'columns', 'schemata', 'views', 'table_constraints', 'key_column_usage', 'referential_constraints', 'constraint_column_usage', 'routines', 'parameters',
-]);
-/** Catalog relations and functions the shim provides (references to others keep DuckDB's). */
-export const SHIM_NAMES: ReadonlySet<string> = new Set([...SHIM_RELATIONS, ...SHIM_FUNCTIONS]);
-/** An unqualified shim relation after FROM, JOIN or a comma. */
-const BARE_RELATION = new RegExp(`\\b(FROM|JOIN|,)\\s+(${SHIM_RELATIONS.join('|')})\\b`, 'gi');
-
 /** Catalogs of objects FlashDuck never has (triggers, rules, sequences, enums, …), with PostgreSQL's columns. */
 const EMPTY_CATALOGS: readonly [string, readonly string[]][] = [
   ['pg_trigger', ['oid', 'tgrelid', 'tgparentid', 'tgname', 'tgfoid', 'tgtype', 'tgenabled', 'tgisinternal', 'tgconstrrelid', 'tgconstrindid', 'tgconstraint', 'tgdeferrable', 'tginitdeferred', 'tgnargs', 'tgattr', 'tgargs', 'tgqual', 'tgoldtable', 'tgnewtable']],
@@ -103,6 +77,32 @@ function columnType(name: string): string {
   if (/^(proargtypes|proallargtypes|partclass|partcollation|extconfig)$/.test(name)) return 'BIGINT[]';
   return 'VARCHAR';
 }
+
+/** Catalog relations the shim provides: those with rows or views, and the empty catalogs. */
+const SHIM_RELATIONS = [
+  'pg_namespace', 'pg_class', 'pg_attribute', 'pg_type', 'pg_am', 'pg_attrdef', 'pg_description', 'pg_index', 'pg_constraint', 'pg_inherits',
+  'pg_database', 'pg_roles', 'pg_user', 'pg_settings', 'pg_tablespace', 'pg_policy', 'pg_tables', 'pg_views', 'pg_matviews',
+  ...EMPTY_CATALOGS.map(([name]) => name),
+];
+/** PostgreSQL functions DuckDB has no function of that name for: the shim's answer them, called bare or qualified. */
+const MISSING_FUNCTIONS = ['quote_ident', 'array_lower', 'array_upper'];
+const BARE_MISSING_FUNCTION = new RegExp(`(?<![.\\w"])(${MISSING_FUNCTIONS.join('|')})\\s*\\(`, 'gi');
+/** Catalog functions the shim provides (as macros). */
+const SHIM_FUNCTIONS = [
+  'pg_get_userbyid', 'pg_table_is_visible', 'pg_type_is_visible', 'pg_function_is_visible', 'format_type', 'obj_description', 'col_description', 'shobj_description',
+  'pg_get_expr', 'pg_encoding_to_char', 'has_table_privilege', 'has_schema_privilege', 'has_database_privilege', 'pg_get_indexdef', 'pg_get_constraintdef',
+  'pg_get_viewdef', 'pg_relation_size', 'pg_total_relation_size', 'pg_table_size', 'pg_indexes_size', 'pg_get_partkeydef', 'pg_is_in_recovery', 'pg_relation_is_publishable', 'pg_get_keywords', 'pg_get_serial_sequence',
+  'pg_get_statisticsobjdef_columns', 'pg_get_statisticsobjdef', 'pg_get_function_result', 'pg_get_function_arguments', 'pg_get_function_identity_arguments', 'pg_get_triggerdef', 'pg_get_ruledef',
+  ...MISSING_FUNCTIONS,
+];
+/** `information_schema` views the shim provides, each as `fdpg.is_<name>` (references to others keep DuckDB's). */
+const INFORMATION_SCHEMA_VIEWS: ReadonlySet<string> = new Set([
+  'tables', 'columns', 'schemata', 'views', 'table_constraints', 'key_column_usage', 'referential_constraints', 'constraint_column_usage', 'routines', 'parameters',
+]);
+/** Catalog relations and functions the shim provides (references to others keep DuckDB's). */
+export const SHIM_NAMES: ReadonlySet<string> = new Set([...SHIM_RELATIONS, ...SHIM_FUNCTIONS]);
+/** An unqualified shim relation after FROM, JOIN or a comma. */
+const BARE_RELATION = new RegExp(`\\b(FROM|JOIN|,)\\s+(${SHIM_RELATIONS.join('|')})\\b`, 'gi');
 
 /** One column of a served table as a PostgreSQL client sees it. */
 export interface CatalogColumn {
@@ -406,6 +406,9 @@ function topLevel(sql: string): { top: string; groups: string[] } {
 }
 
 const RELATION = String.raw`(?:\(#(\d+)\)|(?:(?:pg_catalog|fdpg)\.)?(\w+))`;
+const FIRST_RELATION = new RegExp(`\\bFROM\\s+${RELATION}`, 'i');
+const LISTED_RELATION = new RegExp(`^\\s*${RELATION}`);
+const JOINED_RELATION = new RegExp(`\\b(LEFT\\s+(?:OUTER\\s+)?)?JOIN\\s+${RELATION}`, 'gi');
 
 /**
  * Whether `sql` certainly answers no rows: in every branch of it, a catalog that holds nothing for FlashDuck
@@ -419,15 +422,15 @@ export function answersNothing(sql: string): boolean {
   const empty = (group: string | undefined, name: string | undefined) => (group !== undefined ? answersNothing(groups[Number(group)]!) : NOTHING_HELD.has(name!.toLowerCase()));
   return top.split(/\b(?:UNION|INTERSECT|EXCEPT)(?:\s+ALL)?\b/i).every((branch) => {
     if (/\b(RIGHT|FULL)\s+(OUTER\s+)?JOIN\b/i.test(branch) || /\b(count|sum|min|max|avg|bool_and|bool_or|every|array_agg|string_agg|json_agg)\s*\(/i.test(branch)) return false;
-    const first = new RegExp(`\\bFROM\\s+${RELATION}`, 'i').exec(branch);
+    const first = FIRST_RELATION.exec(branch);
     if (first && empty(first[1], first[2])) return true;
     // Relations listed with commas after FROM are inner joined.
     const list = /\bFROM\s+([\s\S]*?)(?:\bWHERE\b|\bGROUP\b|\bORDER\b|\bLIMIT\b|\bJOIN\b|$)/i.exec(branch)?.[1] ?? '';
     for (const item of list.split(',').slice(1)) {
-      const m = new RegExp(`^\\s*${RELATION}`).exec(item);
+      const m = LISTED_RELATION.exec(item);
       if (m && empty(m[1], m[2])) return true;
     }
-    return [...branch.matchAll(new RegExp(`\\b(LEFT\\s+(?:OUTER\\s+)?)?JOIN\\s+${RELATION}`, 'gi'))].some((m) => !m[1] && empty(m[2], m[3]));
+    return [...branch.matchAll(JOINED_RELATION)].some((m) => !m[1] && empty(m[2], m[3]));
   });
 }
 
