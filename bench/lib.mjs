@@ -22,7 +22,9 @@ export { freePort } from '@flashduck/cli';
 
 /** Starts `node apps/<app>/dist/main.js`; resolves when `ready` appears in its log. */
 export async function startApp(app, env, ready) {
-  const child = spawn(process.execPath, [path.join(ROOT, 'apps', app, 'dist', 'main.js')], {
+  // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") goes to every component's node.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'apps', app, 'dist', 'main.js')], {
     env: { ...process.env, FLASHDUCK_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -101,6 +103,24 @@ export async function stageScaleTable(dir, rows, files) {
   let bytes = 0;
   for (const f of await readdir(dir)) bytes += (await stat(path.join(dir, f))).size;
   return bytes;
+}
+
+/**
+ * CPU seconds (user + system) a process has used so far, with its children: the live ones (reader processes) and
+ * those it has reaped. Read from /proc (Linux), in clock ticks of 1/100 s.
+ */
+export async function cpuSeconds(pid) {
+  const { readFile } = await import('node:fs/promises');
+  const ticks = async (p, reaped) => {
+    const stat = await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields after the name: state is [0]; utime [11], stime [12], cutime [13], cstime [14].
+    return f.length < 15 ? 0 : Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0);
+  };
+  const kids = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean);
+  const own = await ticks(pid, true);
+  const children = (await Promise.all(kids.map((k) => ticks(k, true)))).reduce((a, b) => a + b, 0);
+  return { own: own / 100, children: children / 100 };
 }
 
 /** Peak resident memory (VmHWM) of a process and of its largest child (reader processes), in MB. */

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
-import { SCALE_TABLE_SQL, fmt, freePort, httpQuery, median, peakRss, printTable, sleep, stageScaleTable, startApp } from './lib.mjs';
+import { SCALE_TABLE_SQL, fmt, freePort, httpQuery, median, peakRss, cpuSeconds, printTable, sleep, stageScaleTable, startApp } from './lib.mjs';
 import { stackEnv } from '@flashduck/core/testing';
 
 const ROWS = Number(process.env.BENCH_SYNC_ROWS ?? 3_000_000);
@@ -82,8 +82,11 @@ async function main() {
   const base = await DuckDBInstance.create(':memory:');
   const b = await base.connect();
   const tb = performance.now();
+  const cpuBase = process.cpuUsage();
   await b.run(`CREATE TABLE big AS SELECT * FROM read_csv('${staged}/*.csv', union_by_name=true)`);
   const duckLoad = performance.now() - tb;
+  const duckCpu = process.cpuUsage(cpuBase);
+  const duckLoadCpu = (duckCpu.user + duckCpu.system) / 1e6;
   const baseGroup = [];
   for (let i = 0; i < 20; i++) {
     const t = performance.now();
@@ -114,10 +117,13 @@ async function main() {
     // Initial sync: every file lands at once.
     const sent0 = await sentBytes(redis);
     const fetched0 = await Promise.all(ports.map((p) => metric(p, 'flashduck_query_part_bytes_fetched_total')));
+    const cpuPids = { ...Object.fromEntries(Object.entries(apps).map(([n, a]) => [n, a.child.pid])), redis: redisChild.pid };
+    const cpu0 = Object.fromEntries(await Promise.all(Object.entries(cpuPids).map(async ([n, pid]) => [n, await cpuSeconds(pid)])));
     for (const f of (await readdir(staged)).sort()) await rename(path.join(staged, f), path.join(dataDir, 'big', f));
     const t0 = performance.now();
     const synced = await waitCount(ports, ROWS, t0, 1_800_000);
     const syncSent = (await sentBytes(redis)) - sent0;
+    const syncCpu = Object.fromEntries(await Promise.all(Object.entries(cpuPids).map(async ([n, pid]) => [n, await cpuSeconds(pid).then((c) => ({ own: c.own - cpu0[n].own, children: c.children - cpu0[n].children }))])));
     if (process.env.BENCH_TRACE) {
       const landedAt = Date.now() - (performance.now() - t0);
       for (const [name, a] of Object.entries(apps)) {
@@ -201,6 +207,9 @@ async function main() {
         ...(exportRow ? [exportRow] : []),
       ],
     );
+    const cpuTotal = Object.values(syncCpu).reduce((a, c) => a + c.own + c.children, 0);
+    console.log(`\nCPU seconds during the initial sync (DuckDB's load of the folder: ${duckLoadCpu.toFixed(1)} s of CPU):`);
+    printTable(['process', 'CPU s', 'of which its children (reader processes)'], [...Object.entries(syncCpu).map(([n, c]) => [n, (c.own + c.children).toFixed(1), c.children ? c.children.toFixed(1) : '-']), ['all', cpuTotal.toFixed(1), '']]);
     console.log('\npeak RSS (MB):');
     printTable(['process', 'peak RSS', 'largest child (reader process)'], Object.entries(rss).map(([n, r]) => [n, r.own.toFixed(0), r.children ? r.children.toFixed(0) : '-']));
   } finally {
