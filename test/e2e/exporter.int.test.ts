@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { copyFile, mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
+import { Redis } from 'ioredis';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,6 +118,38 @@ describe('exporter end to end (separate processes)', () => {
       [6, 9, '2024-01-06'],
     ]);
   });
+
+  it('after an append writes only the new file\'s rows again and fetches only its part; a new column rewrites every piece', async () => {
+    // Files of 40,000 rows: each part is a piece of its own (a quarter row group or more).
+    const rows = (from: number, n: number, extra = false) =>
+      `id,kind,amount${extra ? ',note' : ''}\n${Array.from({ length: n }, (_, i) => `${from + i},k${(from + i) % 7},${(from + i) * 0.25}${extra ? `,n${from + i}` : ''}`).join('\n')}\n`;
+    await mkdir(path.join(dataDir, 'events'));
+    for (let f = 0; f < 3; f++) await writeAtomic(path.join(dataDir, 'events', `e${f}.csv`), rows(f * 40_000, 40_000));
+    // The exporter logs each export once its manifest is written: wait for the log line itself.
+    const logOf = async (rowsNow: number) => JSON.parse(await waitFor(`export of ${rowsNow} rows`, () => exportsOf(exporter, 'events').find((l) => l.includes(`"rows":${rowsNow},`)) ?? false, 30_000));
+    expect(await logOf(120_000)).toMatchObject({ pieces: 3, joined: true });
+
+    await writeAtomic(path.join(dataDir, 'events', 'e3.csv'), rows(120_000, 40_000));
+    const appended = await logOf(160_000);
+    expect(appended).toMatchObject({ pieces: 4, piecesWritten: 1, joined: true });
+    // It fetched the new part and nothing else.
+    const redis = new Redis(TEST_REDIS_URL);
+    const parts = (JSON.parse((await redis.hget(`${prefix}:{events}:meta`, 'json'))!) as { parts: { bytes: number; rows: number }[] }).parts;
+    redis.disconnect();
+    expect(parts.map((p) => p.bytes)).toContain(appended.fetchedBytes);
+    expect(appended.fetchedBytes * 3).toBeLessThan(parts.reduce((n, p) => n + p.bytes, 0));
+    const expected = await duckdb((run) => run(`SELECT id, kind, amount FROM read_csv('${path.join(dataDir, 'events')}/*.csv') ORDER BY id`));
+    expect(await duckdb((run) => run(`SELECT id, kind, amount FROM read_parquet('${path.join(exportDir, 'events.parquet')}') ORDER BY id`))).toEqual(expected);
+    expect((await readIndependently(path.join(exportDir, 'events.parquet'))).rows).toHaveLength(160_000);
+
+    // A file with one more column: every earlier row now has note = NULL, so every piece is written again.
+    await writeAtomic(path.join(dataDir, 'events', 'e4.csv'), rows(160_000, 40_000, true));
+    expect(await logOf(200_000)).toMatchObject({ pieces: 5, piecesWritten: 5, joined: true });
+    const evolved = await duckdb((run) => run(`SELECT count(*) AS n, count(note) AS notes, max(note) AS last FROM read_parquet('${path.join(exportDir, 'events.parquet')}')`));
+    expect(evolved).toEqual([{ n: 200_000n, notes: 40_000n, last: 'n199999' }]);
+    // The exporter keeps only the pieces of the version it last wrote.
+    expect(readdirSync(path.join(work, 'exporter', 'pieces', 'events')).length).toBe(5);
+  }, 90_000);
 
   it('keeps the previous export intact when killed mid-write, and catches up after a restart', async () => {
     await mkdir(path.join(dataDir, 'big'));

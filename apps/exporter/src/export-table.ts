@@ -1,6 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import {
   TableMeta,
   decode,
@@ -11,9 +13,11 @@ import {
   type Keys,
   type Logger,
   type RedisClient,
+  type TablePart,
 } from '@flashduck/core';
 import { PartCache, attachParts, closeDuckDB, openDuckDB, partsSelectSql } from '@flashduck/core/duckdb';
 import type { Compression } from './config.js';
+import { ParquetFormatError, concatParquet } from './parquet-concat.js';
 
 const TEMP_MARK = '.tmp-';
 
@@ -70,11 +74,39 @@ export async function readMeta(redis: RedisClient, keys: Keys, table: string): P
   return d.value;
 }
 
+/** Parts of fewer rows than this fraction of a row group are exported together, as one piece. */
+const SMALL_PART_OF_ROW_GROUP = 4;
+/** Bump when a piece's bytes would differ for the same inputs: older cached pieces are then never reused. */
+const PIECE_FORMAT = 1;
+
+/**
+ * The pieces of an export: each part of at least a quarter row group alone (in the version's order), then every
+ * smaller part together in one piece, so a table of many small files does not become a file of many tiny row groups.
+ */
+export function planPieces(parts: readonly TablePart[], rowGroupSize: number): TablePart[][] {
+  const small = parts.filter((p) => p.rows * SMALL_PART_OF_ROW_GROUP < rowGroupSize);
+  const pieces = parts.filter((p) => !small.includes(p)).map((p) => [p]);
+  if (small.length) pieces.push(small);
+  return pieces;
+}
+
+/** A piece's cache key: everything its Parquet bytes depend on. */
+function pieceKey(meta: TableMeta, piece: readonly TablePart[], codec: string, rowGroupSize: number): string {
+  const inputs = { f: PIECE_FORMAT, columns: meta.columns.map((c) => [c.name, c.type]), codec, rowGroupSize, parts: piece.map((p) => [p.id, p.exclude ?? [], p.columns.map((c) => [c.name, c.type])]) };
+  return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 32);
+}
+
 /**
  * Writes one table version as a Parquet file with DuckDB's writer, reading its parts from a local part cache
- * (`<workDir>/parts/<table>`: an export fetches only the parts the last one did not have): to a hidden temp
- * file beside `out`, fsynced, then renamed over `out` (so readers see the old file or the new one, never a
- * part), and the folder fsynced. `mayReplace` is asked right before the rename (the export lease).
+ * (`<workDir>/parts/<table>`: an export fetches only the parts the last one did not have). Each part (the small
+ * ones together) is written as a Parquet piece of its own, several at a time, and kept in
+ * `<workDir>/pieces/<table>`; the export joins the pieces' row groups byte for byte under one footer. So the next
+ * export after an append encodes only the new part's rows, and a first export uses every core even over many parts
+ * of one row group each (a DuckDB scan of a union of those runs one part at a time). The file is written to a
+ * hidden temp file beside `out`, fsynced, then renamed over `out` (so readers see the old file or the new one,
+ * never a part), and the folder fsynced. `mayReplace` is asked right before the rename (the export lease). When the
+ * pieces cannot be joined (never seen: the pieces of one export share one schema), the version is written by one
+ * COPY instead.
  */
 export async function writeParquet(
   redis: RedisClient,
@@ -83,41 +115,102 @@ export async function writeParquet(
   out: string,
   options: ParquetOptions,
   mayReplace: () => Promise<boolean> = async () => true,
-): Promise<{ rows: number; bytes: number; fetchMs: number; copyMs: number; fetchedBytes: number }> {
+): Promise<{ rows: number; bytes: number; fetchMs: number; copyMs: number; joinMs: number; fetchedBytes: number; pieces: number; piecesWritten: number; joined: boolean }> {
   if (meta.parts.length === 0 || meta.columns.length === 0) throw new Error(`table ${meta.table} has no readable rows to export (see its errors)`);
   const work = path.join(options.workDir, `${meta.table}-v${meta.version}-${randomBytes(3).toString('hex')}`);
   await mkdir(work, { recursive: true });
   await mkdir(path.dirname(out), { recursive: true });
   const cache = new PartCache({ redis, keys, dir: path.join(options.workDir, 'parts', meta.table), duckdb: { threads: options.threads } });
+  const pieceDir = path.join(options.workDir, 'pieces', meta.table);
+  await mkdir(pieceDir, { recursive: true });
+  const codec = options.compression === 'uncompressed' ? 'uncompressed' : options.compression;
+  const pieces = planPieces(meta.parts, options.rowGroupSize).map((parts) => ({ parts, file: path.join(pieceDir, `${pieceKey(meta, parts, codec, options.rowGroupSize)}.parquet`) }));
   const tmp = tempNameFor(out);
   const db = await openDuckDB({ threads: options.threads, memoryLimitMb: options.memoryLimitMb, tempDir: path.join(work, 'spill') });
+  const conns = [db.conn];
   try {
     const t0 = Date.now();
-    const files = new Map<string, string>();
-    (await cache.ensureAll(meta.parts)).forEach((got, i) => files.set(meta.parts[i]!.id, got.file));
-    await attachParts([db.conn], files);
-    const select = partsSelectSql(meta.parts, meta.columns)!;
-    const t1 = Date.now();
-    const codec = options.compression === 'uncompressed' ? 'uncompressed' : options.compression;
-    const r = await db.conn.runAndReadAll(
-      `COPY (${select}) TO ${quoteLiteral(tmp)} (FORMAT parquet, COMPRESSION ${codec}, ROW_GROUP_SIZE ${options.rowGroupSize})`,
+    const toWrite: typeof pieces = [];
+    for (const piece of pieces) if (!(await exists(piece.file))) toWrite.push(piece);
+    // Only the parts of pieces not cached are needed (after an append, the new part alone), and a piece is
+    // written as soon as its parts are here, while the next piece's parts are fetched.
+    const attached = new Set<string>();
+    const attach = async (conn: DuckDBConnection, parts: readonly TablePart[]) => {
+      const wanted = parts.filter((p) => !attached.has(p.id));
+      for (const p of wanted) attached.add(p.id);
+      const files = new Map<string, string>();
+      (await cache.ensureAll(wanted)).forEach((got, i) => files.set(wanted[i]!.id, got.file));
+      await attachParts([conn], files);
+    };
+    const lanes = Math.min(toWrite.length, options.threads ?? os.availableParallelism());
+    while (conns.length < lanes) conns.push(await db.instance.connect());
+    const copyTo = (conn: DuckDBConnection, parts: readonly TablePart[], file: string) =>
+      conn.runAndReadAll(`COPY (${partsSelectSql(parts, meta.columns)!}) TO ${quoteLiteral(file)} (FORMAT parquet, COMPRESSION ${codec}, ROW_GROUP_SIZE ${options.rowGroupSize})`);
+    let next = 0;
+    let fetchMs = 0;
+    await Promise.all(
+      conns.slice(0, lanes).map(async (conn) => {
+        while (next < toWrite.length) {
+          const piece = toWrite[next++]!;
+          const f0 = Date.now();
+          await attach(conn, piece.parts);
+          fetchMs += Date.now() - f0;
+          const pieceTmp = `${piece.file}${TEMP_MARK}${randomBytes(4).toString('hex')}`;
+          try {
+            await copyTo(conn, piece.parts, pieceTmp);
+            await rename(pieceTmp, piece.file);
+          } finally {
+            await rm(pieceTmp, { force: true });
+          }
+        }
+      }),
     );
-    const rows = Number(r.getRowsJS()[0]?.[0] ?? 0);
+    const tPieces = Date.now();
+    let rows: number;
+    let joined = true;
+    try {
+      rows = (await concatParquet(pieces.map((p) => p.file), tmp)).rows;
+    } catch (err) {
+      if (!(err instanceof ParquetFormatError)) throw err;
+      joined = false;
+      await attach(db.conn, meta.parts);
+      rows = Number((await copyTo(db.conn, meta.parts, tmp)).getRowsJS()[0]?.[0] ?? 0);
+    }
     const t2 = Date.now();
+    const joinMs = t2 - tPieces;
+    // Fetching overlaps writing: the fetch share is the lanes' time waiting for parts, averaged over the lanes.
+    const fetchShare = Math.round(fetchMs / Math.max(1, lanes));
     if (!(await mayReplace())) throw new Error(`lost the export lease of table ${meta.table}; another exporter writes it`);
     await replaceDurably(tmp, out);
-    return { rows, bytes: (await stat(out)).size, fetchMs: t1 - t0, copyMs: t2 - t1, fetchedBytes: cache.fetchedBytes };
+    return { rows, bytes: (await stat(out)).size, fetchMs: fetchShare, copyMs: t2 - t0 - fetchShare, fetchedBytes: cache.fetchedBytes, pieces: pieces.length, piecesWritten: toWrite.length, joined, joinMs };
   } finally {
+    for (const conn of conns.slice(1)) conn.closeSync();
     closeDuckDB(db);
     await rm(tmp, { force: true });
     await rm(work, { recursive: true, force: true });
     await cache.retain(new Set(meta.parts.map((p) => p.id))).catch(() => undefined);
+    await retainPieces(pieceDir, new Set(pieces.map((p) => path.basename(p.file)))).catch(() => undefined);
   }
 }
 
-/** Removes the local part cache of a dropped table. */
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Deletes the cached pieces of a table that the last export did not use (and leftovers of interrupted writes). */
+async function retainPieces(dir: string, keep: ReadonlySet<string>): Promise<void> {
+  for (const e of await readdir(dir)) if (!keep.has(e)) await rm(path.join(dir, e), { force: true });
+}
+
+/** Removes the local part cache and the cached pieces of a dropped table. */
 export async function removePartCache(workDir: string, table: string): Promise<void> {
   await rm(path.join(workDir, 'parts', table), { recursive: true, force: true });
+  await rm(path.join(workDir, 'pieces', table), { recursive: true, force: true });
 }
 
 export interface ExportResult {
@@ -127,9 +220,16 @@ export interface ExportResult {
   readonly bytes: number;
   readonly ms: number;
   readonly fetchMs: number;
+  /** Of `copyMs`: joining the pieces into the file. */
+  readonly joinMs: number;
   readonly copyMs: number;
   /** Bytes of parts fetched from Redis for this export (parts the previous export of the table did not have). */
   readonly fetchedBytes: number;
+  /** Parquet pieces joined into the file, and how many of them were written for this export (the rest were cached). */
+  readonly pieces: number;
+  readonly piecesWritten: number;
+  /** False when the pieces could not be joined and the file was written by one COPY. */
+  readonly joined: boolean;
   readonly path: string;
 }
 
@@ -145,7 +245,7 @@ export async function exportTable(
   const started = Date.now();
   const out = path.join(deps.exportDir, `${meta.table}.parquet`);
   await removeStaleTemps(out);
-  const { rows, bytes, fetchMs, copyMs, fetchedBytes } = await writeParquet(deps.redis, deps.keys, meta, out, deps.options, mayReplace);
+  const { rows, bytes, fetchMs, copyMs, joinMs, fetchedBytes, pieces, piecesWritten, joined } = await writeParquet(deps.redis, deps.keys, meta, out, deps.options, mayReplace);
   const manifest: ExportManifest = {
     table: meta.table,
     version: meta.version,
@@ -163,7 +263,7 @@ export async function exportTable(
   await writeAtomically(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
   const ms = Date.now() - started;
   await recordExportWritten(deps.redis, deps.keys, meta.table, { version: meta.version, rows, bytes, at: Date.now(), ms, path: out });
-  return { table: meta.table, version: meta.version, rows, bytes, ms, fetchMs, copyMs, fetchedBytes, path: out };
+  return { table: meta.table, version: meta.version, rows, bytes, ms, fetchMs, copyMs, joinMs, fetchedBytes, pieces, piecesWritten, joined, path: out };
 }
 
 /** Removes a dropped table's export and manifest. */

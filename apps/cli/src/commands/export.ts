@@ -1,3 +1,5 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { Lease, closeRedis, connectOnce, createKeys, createLogger, loadConfigOrExit } from '@flashduck/core';
 import { exportTable, loadExporterConfig, readMeta, writeParquet } from '@flashduck/exporter';
@@ -37,9 +39,15 @@ export async function runExportCommand(argv: string[]): Promise<number> {
     const started = Date.now();
     if (values.out) {
       const out = path.resolve(String(values.out));
-      const r = await writeParquet(redis, keys, meta, out, options);
-      process.stdout.write(`${out}\n`);
-      process.stderr.write(`exported ${table} v${meta.version}: ${r.rows} rows, ${r.bytes} bytes, ${config.compression}, ${Date.now() - started} ms\n`);
+      // Without the export lease: a work dir of its own, so a running exporter's cached parts and pieces are left alone.
+      const workDir = await mkdtemp(path.join(os.tmpdir(), 'flashduck-export-'));
+      try {
+        const r = await writeParquet(redis, keys, meta, out, { ...options, workDir });
+        process.stdout.write(`${out}\n`);
+        process.stderr.write(`exported ${table} v${meta.version}: ${r.rows} rows, ${r.bytes} bytes, ${config.compression}, ${Date.now() - started} ms\n`);
+      } finally {
+        await rm(workDir, { recursive: true, force: true });
+      }
       return 0;
     }
     const lease = new Lease(redis, { owner: keys.tableExportLease(table), epoch: keys.tableExportEpoch(table) }, 120_000, `cli-${process.pid}`);
