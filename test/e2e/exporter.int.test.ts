@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { copyFile, mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
@@ -119,7 +119,7 @@ describe('exporter end to end (separate processes)', () => {
     ]);
   });
 
-  it('after an append writes only the new file\'s rows again and fetches only its part; a new column rewrites every piece', async () => {
+  it('after an append writes only the new file\'s rows again and fetches only its part; a new column rewrites every piece; a damaged kept piece costs one COPY', async () => {
     // Files of 40,000 rows: each part is a piece of its own (a quarter row group or more).
     const rows = (from: number, n: number, extra = false) =>
       `id,kind,amount${extra ? ',note' : ''}\n${Array.from({ length: n }, (_, i) => `${from + i},k${(from + i) % 7},${(from + i) * 0.25}${extra ? `,n${from + i}` : ''}`).join('\n')}\n`;
@@ -148,7 +148,18 @@ describe('exporter end to end (separate processes)', () => {
     const evolved = await duckdb((run) => run(`SELECT count(*) AS n, count(note) AS notes, max(note) AS last FROM read_parquet('${path.join(exportDir, 'events.parquet')}')`));
     expect(evolved).toEqual([{ n: 200_000n, notes: 40_000n, last: 'n199999' }]);
     // The exporter keeps only the pieces of the version it last wrote.
-    expect(readdirSync(path.join(work, 'exporter', 'pieces', 'events')).length).toBe(5);
+    const pieceDir = path.join(work, 'exporter', 'pieces', 'events');
+    const kept = readdirSync(pieceDir);
+    expect(kept.length).toBe(5);
+
+    // A kept piece damaged on disk: the next export is written by one COPY instead, with every row, and the pieces
+    // are written again for the one after it.
+    await writeFile(path.join(pieceDir, kept[0]!), 'not parquet');
+    await writeAtomic(path.join(dataDir, 'events', 'e5.csv'), rows(200_000, 40_000, true));
+    expect(await logOf(240_000)).toMatchObject({ joined: false });
+    expect(await duckdb((run) => run(`SELECT count(*) AS n, count(DISTINCT id) AS ids FROM read_parquet('${path.join(exportDir, 'events.parquet')}')`))).toEqual([{ n: 240_000n, ids: 240_000n }]);
+    await writeAtomic(path.join(dataDir, 'events', 'e6.csv'), rows(240_000, 40_000, true));
+    expect(await logOf(280_000)).toMatchObject({ pieces: 7, piecesWritten: 7, joined: true });
   }, 90_000);
 
   it('keeps the previous export intact when killed mid-write, and catches up after a restart', async () => {

@@ -173,6 +173,8 @@ export async function writeParquet(
     } catch (err) {
       if (!(err instanceof ParquetFormatError)) throw err;
       joined = false;
+      // A piece that cannot be joined is not kept: the next export writes them all again.
+      for (const piece of pieces) await rm(piece.file, { force: true });
       await attach(db.conn, meta.parts);
       rows = Number((await copyTo(db.conn, meta.parts, tmp)).getRowsJS()[0]?.[0] ?? 0);
     }
