@@ -183,3 +183,15 @@ export async function csvFolderRows(dir: string): Promise<{ k: unknown; n: numbe
     db.closeSync();
   }
 }
+
+/** The rows of a Parquet file, counted by DuckDB. */
+export async function parquetRowCount(file: string): Promise<number> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  try {
+    return Number((await conn.runAndReadAll(`SELECT count(*) FROM read_parquet('${file}')`)).getRowsJS()[0]![0]);
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+}

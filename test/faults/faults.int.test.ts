@@ -1,12 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
 import { WRITE_GROUP, createKeys } from '@flashduck/core';
 import { redisAnswers } from '@flashduck/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppProcess, compareStreamIds, csvFolderRows, freePort, query, removeDir, rowsOnDisk, tempDir, waitFor, writeAtomic } from '../helpers.js';
+import { AppProcess, compareStreamIds, csvFolderRows, freePort, parquetRowCount, query, removeDir, rowsOnDisk, tempDir, waitFor, writeAtomic } from '../helpers.js';
 
 const LOAD_MS = Number(process.env.FAULTS_LOAD_MS ?? 24_000);
 const ROLES = ['monitor', 'monitor', 'cacher', 'cacher', 'query-api', 'exporter', 'write-applier', 'write-applier'] as const;
@@ -285,12 +284,5 @@ describe('faults: SIGKILL of every component under load, and a Redis restart', (
 
 async function duckdbCount(file: string): Promise<number> {
   await stat(file);
-  const db = await DuckDBInstance.create(':memory:');
-  const conn = await db.connect();
-  try {
-    return Number((await conn.runAndReadAll(`SELECT count(*) FROM read_parquet('${file}')`)).getRowsJS()[0]![0]);
-  } finally {
-    conn.closeSync();
-    db.closeSync();
-  }
+  return parquetRowCount(file);
 }

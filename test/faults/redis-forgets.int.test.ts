@@ -1,10 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisAnswers } from '@flashduck/cli';
-import { AppProcess, flashduckEnv, freePort, post, query, removeDir, tempDir, waitFor } from '../helpers.js';
+import { AppProcess, flashduckEnv, freePort, parquetRowCount, post, query, removeDir, tempDir, waitFor } from '../helpers.js';
 
 /** Bound for every table to be served whole again after Redis came back empty (default poll and settle times). */
 const HEAL_BOUND_MS = 20_000;
@@ -58,16 +57,7 @@ describe('Redis restarted empty under the five components', () => {
     };
     await waitFor('both tables served', async () => (await count('weather')) === 300 && (await count('sales')) === 20, 30_000, 100);
     await waitFor('both tables exported', async () => (await readdir(exportDir).catch(() => [])).filter((f) => f.endsWith('.parquet')).length === 2, 30_000, 100);
-    const exportedRows = async (table: string) => {
-      const instance = await DuckDBInstance.create(':memory:');
-      const conn = await instance.connect();
-      try {
-        return Number((await conn.runAndReadAll(`SELECT count(*) FROM read_parquet('${path.join(exportDir, `${table}.parquet`)}')`)).getRowsJS()[0]![0]);
-      } finally {
-        conn.closeSync();
-        instance.closeSync();
-      }
-    };
+    const exportedRows = (table: string) => parquetRowCount(path.join(exportDir, `${table}.parquet`));
     expect(await exportedRows('sales')).toBe(20);
 
     // Redis dies with everything in it. The replica keeps serving; status answers within its deadline.

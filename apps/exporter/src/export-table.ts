@@ -105,8 +105,7 @@ function pieceKey(meta: TableMeta, piece: readonly TablePart[], codec: string, r
  * of one row group each (a DuckDB scan of a union of those runs one part at a time). The file is written to a
  * hidden temp file beside `out`, fsynced, then renamed over `out` (so readers see the old file or the new one,
  * never a part), and the folder fsynced. `mayReplace` is asked right before the rename (the export lease). When the
- * pieces cannot be joined (never seen: the pieces of one export share one schema), the version is written by one
- * COPY instead.
+ * pieces cannot be joined (a kept piece damaged on disk), they are dropped and the version is written by one COPY.
  */
 export async function writeParquet(
   redis: RedisClient,
@@ -115,7 +114,7 @@ export async function writeParquet(
   out: string,
   options: ParquetOptions,
   mayReplace: () => Promise<boolean> = async () => true,
-): Promise<{ rows: number; bytes: number; fetchMs: number; copyMs: number; joinMs: number; fetchedBytes: number; pieces: number; piecesWritten: number; joined: boolean }> {
+): Promise<WrittenParquet> {
   if (meta.parts.length === 0 || meta.columns.length === 0) throw new Error(`table ${meta.table} has no readable rows to export (see its errors)`);
   const work = path.join(options.workDir, `${meta.table}-v${meta.version}-${randomBytes(3).toString('hex')}`);
   await mkdir(work, { recursive: true });
@@ -235,6 +234,9 @@ export interface ExportResult {
   readonly path: string;
 }
 
+/** What writing the Parquet file of a version measured. */
+export type WrittenParquet = Omit<ExportResult, 'table' | 'version' | 'ms' | 'path'>;
+
 /**
  * Exports a table's current snapshot to `<exportDir>/<table>.parquet`, then writes
  * `<table>.manifest.json` (also atomically, after the Parquet file), and records the export in Redis.
@@ -247,7 +249,8 @@ export async function exportTable(
   const started = Date.now();
   const out = path.join(deps.exportDir, `${meta.table}.parquet`);
   await removeStaleTemps(out);
-  const { rows, bytes, fetchMs, copyMs, joinMs, fetchedBytes, pieces, piecesWritten, joined } = await writeParquet(deps.redis, deps.keys, meta, out, deps.options, mayReplace);
+  const written = await writeParquet(deps.redis, deps.keys, meta, out, deps.options, mayReplace);
+  const { rows, bytes } = written;
   const manifest: ExportManifest = {
     table: meta.table,
     version: meta.version,
@@ -265,18 +268,13 @@ export async function exportTable(
   await writeAtomically(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
   const ms = Date.now() - started;
   await recordExportWritten(deps.redis, deps.keys, meta.table, { version: meta.version, rows, bytes, at: Date.now(), ms, path: out });
-  return { table: meta.table, version: meta.version, rows, bytes, ms, fetchMs, copyMs, joinMs, fetchedBytes, pieces, piecesWritten, joined, path: out };
+  return { table: meta.table, version: meta.version, ...written, ms, path: out };
 }
 
 /** Removes a dropped table's export and manifest. */
 export async function removeExport(redis: RedisClient, keys: Keys, exportDir: string, table: string): Promise<boolean> {
   const out = path.join(exportDir, `${table}.parquet`);
-  let existed = true;
-  try {
-    await stat(out);
-  } catch {
-    existed = false;
-  }
+  const existed = await exists(out);
   await rm(path.join(exportDir, `${table}.manifest.json`), { force: true });
   await rm(out, { force: true });
   await removeStaleTemps(out);

@@ -103,7 +103,7 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
       last = { ...result, at: Date.now() };
       heartbeat.touch();
       log.info(
-        { table: meta.table, version: meta.version, rows: result.rows, bytes: result.bytes, ms: result.ms, fetchMs: result.fetchMs, copyMs: result.copyMs, joinMs: result.joinMs, fetchedBytes: result.fetchedBytes, pieces: result.pieces, piecesWritten: result.piecesWritten, joined: result.joined, compression: config.compression },
+        { ...result, compression: config.compression },
         'export written',
       );
       return result;

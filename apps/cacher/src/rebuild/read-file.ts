@@ -100,9 +100,9 @@ async function detectDialect(file: string, kind: FileKind): Promise<TextDialect>
 /**
  * The reader for one file. CSV and TSV are read strictly: the delimiter from the header line, `"` quotes,
  * every row with the header's number of fields (a ragged row or an unterminated quote is an error, not
- * a silently reshaped table), lines up to DuckDB's 2 MB (a file with longer lines is read again with up to 64 MB: the
- * larger buffers make every read ~40 % slower, so only such a file pays for them). Types are sniffed from every row, not a sample: DuckDB's
- * scanner converts a value that does not fit the sniffed type leniently (`1.5` in a column sniffed as
+ * a silently reshaped table), lines up to DuckDB's 2 MB (a file with longer lines is read again with up to
+ * 64 MB: the larger buffers make every read ~40 % slower, so only such a file pays for them). Types are sniffed
+ * from every row, not a sample: DuckDB's scanner converts a value that does not fit the sniffed type leniently (`1.5` in a column sniffed as
  * BIGINT is read as 2, `2024-01-01 10:30:00` in a DATE column as the date), so a type chosen from the first
  * rows would silently change values further down.
  */
