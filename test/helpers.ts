@@ -36,12 +36,22 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}${processTails()}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
 export { freePort } from '@flashduck/cli';
+
+/** Processes this test file started that are still running (their logs explain a wait that timed out). */
+const running = new Set<AppProcess>();
+
+/** The last log lines of every running process (heartbeats left out), for a wait that timed out. */
+function processTails(lines = 12): string {
+  if (running.size === 0) return '';
+  const tails = [...running].map((p) => `--- ${p.app} (pid ${p.child.pid}):\n${p.logs.filter((l) => !/heartbeat/i.test(l)).slice(-lines).join('\n')}`);
+  return `\nlast log lines of the running processes:\n${tails.join('\n')}`;
+}
 
 /** A component started as its own process: `node apps/<app>/dist/main.js`. */
 export class AppProcess {
@@ -55,7 +65,13 @@ export class AppProcess {
     const collect = (chunk: Buffer) => this.logs.push(...chunk.toString().split('\n').filter(Boolean));
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
-    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    running.add(this);
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code) => {
+        running.delete(this);
+        resolve(code);
+      }),
+    );
   }
 
   static start(app: string, env: Record<string, string>): AppProcess {

@@ -20,7 +20,8 @@ interface ReadRequest {
 
 const memoryLimitMb = Number(process.env.READER_MEMORY_LIMIT_MB) || undefined;
 const threads = Number(process.env.READER_THREADS) || undefined;
-const linkDir = path.join(os.tmpdir(), `flashduck-reader-${process.pid}`);
+/** A folder of this process's own (the pool makes a new one for each reader and removes it when the reader ends). */
+const linkDir = process.env.READER_DIR ?? path.join(os.tmpdir(), `flashduck-reader-${process.pid}`);
 await mkdir(linkDir, { recursive: true });
 const db = await openDuckDB({ memoryLimitMb, threads, tempDir: path.join(linkDir, 'spill') });
 let queue = Promise.resolve();

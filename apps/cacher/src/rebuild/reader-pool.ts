@@ -1,6 +1,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mkdir } from 'node:fs/promises';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
 import type { FileKind, Logger } from '@flashduck/core';
@@ -53,6 +56,10 @@ export class ReaderPool implements FileReader {
     const env = { ...process.env };
     if (this.options.memoryLimitMb) env.READER_MEMORY_LIMIT_MB = String(this.options.memoryLimitMb);
     if (this.options.threads) env.READER_THREADS = String(this.options.threads);
+    // Its own new folder (DuckDB's links to the files, its spill files), removed here however the reader ends:
+    // a reader killed mid-read cannot clean up, and a later process must never find its leftovers.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'flashduck-reader-'));
+    env.READER_DIR = dir;
     const child = fork(CHILD, [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     const worker: Worker = {
       child,
@@ -75,6 +82,7 @@ export class ReaderPool implements FileReader {
       this.release();
     });
     child.on('exit', (code, signal) => {
+      void rm(dir, { recursive: true, force: true }).catch(() => undefined);
       const i = this.workers.indexOf(worker);
       if (i >= 0) this.workers.splice(i, 1);
       const b = worker.busy;
