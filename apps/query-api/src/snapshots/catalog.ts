@@ -34,6 +34,9 @@ const servedRows = gauge('flashduck_query_served_rows', 'Rows this replica serve
  * One published build of a table. Version numbers start again at 1 when Redis lost its data, so a version
  * alone does not name a build: its publish time goes with it.
  */
+/** First pause before a version that failed to load is tried again; it doubles up to the maximum. */
+const LOAD_RETRY_MS = 1_000;
+const LOAD_RETRY_MAX_MS = 60_000;
 const buildId = (meta: TableMeta) => `v${meta.version}-${meta.updatedAt}`;
 const sameBuild = (a: TableMeta, b: TableMeta) => a.version === b.version && a.updatedAt === b.updatedAt;
 
@@ -80,7 +83,8 @@ export class Catalog {
   private refreshing: Promise<void> | null = null;
   private again = false;
   private readonly live = new Set<Generation>();
-  private readonly failedVersions = new Map<string, string>();
+  /** Versions that failed to load, by table: tried again after a pause that doubles with each failure. */
+  private readonly failedVersions = new Map<string, { build: string; failures: number; retryAt: number }>();
   private readonly listeners = new Set<(e: SnapshotEvent) => void>();
   private forgetting = false;
   private readonly parts: PartCache;
@@ -318,21 +322,26 @@ export class Catalog {
         next.set(name, have);
         continue;
       }
-      if (this.failedVersions.get(name) === buildId(meta)) {
+      const failed = this.failedVersions.get(name);
+      if (failed?.build === buildId(meta) && Date.now() < failed.retryAt) {
         if (have) next.set(name, have);
         continue;
       }
       try {
         next.set(name, await this.prepare(meta));
+        this.failedVersions.delete(name);
         changes.push({ v: 1, type: 'snapshot', table: name, version: meta.version, at: Date.now() });
       } catch (err) {
         if (err instanceof PartMissingError) {
           // Superseded and collected while we fetched it: the next refresh takes the newer version.
           this.again = true;
         } else {
-          this.failedVersions.set(name, buildId(meta));
+          // What failed may pass (a full disk, a Redis timeout): never given up on, but not retried at every refresh.
+          const failures = failed?.build === buildId(meta) ? failed.failures + 1 : 1;
+          const retryMs = Math.min(LOAD_RETRY_MS * 2 ** (failures - 1), LOAD_RETRY_MAX_MS);
+          this.failedVersions.set(name, { build: buildId(meta), failures, retryAt: Date.now() + retryMs });
           loadErrors.inc({ table: name });
-          log.error({ err, table: name, version: meta.version }, 'could not load table version; serving the previous one');
+          log.error({ err, table: name, version: meta.version, failures, retryMs }, 'could not load table version; serving the previous one until a retry loads it');
         }
         if (have) next.set(name, have);
       }
