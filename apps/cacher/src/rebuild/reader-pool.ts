@@ -4,8 +4,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
+import { closeDuckDB, openDuckDB, type DuckDBHandle } from '@flashduck/core/duckdb';
 import type { FileKind, Logger } from '@flashduck/core';
 import { FileReadError, readFileToPart, type ReadFileResult } from './read-file.js';
 import type { CsvOptions } from './table-options.js';
@@ -169,7 +168,7 @@ export class ReaderPool implements FileReader {
 /** Reads in the cacher's own process (CACHER_ISOLATE_READS=false): no process start, no crash isolation. */
 export class InProcessReader implements FileReader {
   private next = 1;
-  private db: Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> | null = null;
+  private db: Promise<DuckDBHandle> | null = null;
 
   constructor(private readonly linkDir: string) {}
 

@@ -1,6 +1,6 @@
-import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { quoteLiteral } from '@flashduck/core';
-import { closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
+import { closeDuckDB, openDuckDB, type DuckDBHandle } from '@flashduck/core/duckdb';
 import { SERVED_CATALOG } from '../snapshots/generation.js';
 
 /**
@@ -85,7 +85,7 @@ const MAX_ENTRIES = 10_000;
  */
 export class TableReferenceParser {
   private readonly memo = new Map<string, TableReferences>();
-  private db: Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> | null = null;
+  private db: Promise<DuckDBHandle> | null = null;
   private queue: Promise<unknown> = Promise.resolve();
 
   /** The references of a query text already parsed, or undefined. */

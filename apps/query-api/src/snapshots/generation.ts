@@ -1,6 +1,6 @@
-import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { AppError, quoteIdent, type TableMeta } from '@flashduck/core';
-import { attachParts, closeDuckDB, openDuckDB } from '@flashduck/core/duckdb';
+import { attachParts, closeDuckDB, openDuckDB, type DuckDBHandle } from '@flashduck/core/duckdb';
 
 /** A table as one generation serves it. */
 export interface ServedTable {
@@ -31,7 +31,7 @@ export class Generation {
   private constructor(
     readonly id: number,
     readonly tables: ReadonlyMap<string, ServedTable>,
-    private readonly db: { instance: DuckDBInstance; conn: DuckDBConnection },
+    private readonly db: DuckDBHandle,
     connections: DuckDBConnection[],
   ) {
     this.idle = connections;

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,31 +16,77 @@ export interface DuckDBOptions {
   /** Memory limit of the instance in MiB (DuckDB's default is 80% of RAM per instance). */
   readonly memoryLimitMb?: number;
   readonly threads?: number;
-  /** Where DuckDB may spill (default: $TMPDIR/flashduck-duckdb). */
+  /** Where DuckDB may spill (default: $TMPDIR/flashduck-duckdb): each instance spills in a folder of its own in it. */
   readonly tempDir?: string;
+}
+
+/** An open in-memory DuckDB: its instance, a connection, and the folder only it spills to. */
+export interface DuckDBHandle {
+  readonly instance: DuckDBInstance;
+  readonly conn: DuckDBConnection;
+  readonly spillDir?: string;
+}
+
+let instances = 0;
+const swept = new Set<string>();
+
+/** Whether process `pid` runs (one we may not signal runs too). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A new spill folder for one instance under `base`. DuckDB names its spill files the same in every instance
+ * (duckdb_temp_storage_S96K-0.tmp) and, when an instance closes, deletes every such file in its folder: two
+ * instances sharing a folder (two generations of a replica, a build beside a merge, two replicas on one host)
+ * fail each other's spilling queries ("Could not read enough bytes from file"). Folders left by processes that
+ * died are removed the first time a process spills under the same base.
+ */
+function spillDirIn(base: string): string {
+  if (!swept.has(base)) {
+    swept.add(base);
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(base);
+    } catch {
+      /* not there yet */
+    }
+    for (const e of entries) {
+      const pid = Number(/^(\d+)-\d+-[0-9a-f]+$/.exec(e)?.[1]);
+      if (pid && pid !== process.pid && !alive(pid)) rmSync(path.join(base, e), { recursive: true, force: true });
+    }
+  }
+  return path.join(base, `${process.pid}-${instances++}-${randomBytes(3).toString('hex')}`);
 }
 
 /**
  * Opens an in-memory DuckDB with FlashDuck's base settings: UTC, no extension downloads
  * (only parquet, json and icu exist offline; autoinstall would hang on a network timeout).
  */
-export async function openDuckDB(options: DuckDBOptions = {}): Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> {
+export async function openDuckDB(options: DuckDBOptions = {}): Promise<DuckDBHandle> {
   const config: Record<string, string> = {
     autoinstall_known_extensions: 'false',
     autoload_known_extensions: 'true',
   };
   if (options.memoryLimitMb) config.memory_limit = `${options.memoryLimitMb}MB`;
   if (options.threads) config.threads = String(options.threads);
-  // Spill to the temp folder, not to ".tmp" under the working directory (read-only in containers).
-  config.temp_directory = options.tempDir ?? path.join(os.tmpdir(), 'flashduck-duckdb');
+  // Spill to the temp folder, not to ".tmp" under the working directory (read-only in containers). DuckDB makes
+  // the folder on the first spill only.
+  const spillDir = spillDirIn(options.tempDir ?? path.join(os.tmpdir(), 'flashduck-duckdb'));
+  config.temp_directory = spillDir;
   const instance = await DuckDBInstance.create(':memory:', config);
   const conn = await instance.connect();
   await conn.run(`SET TimeZone='UTC'`);
-  return { instance, conn };
+  return { instance, conn, spillDir };
 }
 
-/** Closes a connection and its instance, ignoring errors from an already closed one. */
-export function closeDuckDB(handle: { instance: DuckDBInstance; conn: DuckDBConnection }): void {
+/** Closes a connection and its instance (ignoring errors from an already closed one) and removes its spill folder. */
+export function closeDuckDB(handle: { instance: DuckDBInstance; conn: DuckDBConnection; spillDir?: string }): void {
   try {
     handle.conn.closeSync();
   } catch {
@@ -49,6 +97,7 @@ export function closeDuckDB(handle: { instance: DuckDBInstance; conn: DuckDBConn
   } catch {
     /* already closed */
   }
+  if (handle.spillDir) rmSync(handle.spillDir, { recursive: true, force: true });
 }
 
 /**
