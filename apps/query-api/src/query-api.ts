@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   HeartbeatPublisher,
@@ -10,6 +10,7 @@ import {
   createKeys,
   createRedis,
   decode,
+  removeDirsOfDeadProcesses,
   type Component,
   type Logger,
   type Readiness,
@@ -35,29 +36,6 @@ export interface QueryApi extends Component {
   readonly catalog: Catalog;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Removes cache dirs left by query-api processes that no longer run. */
-async function removeStaleCacheDirs(root: string): Promise<void> {
-  let entries: string[] = [];
-  try {
-    entries = await readdir(root);
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    const pid = Number(/^(\d+)-/.exec(e)?.[1]);
-    if (pid && pid !== process.pid && !alive(pid)) await rm(path.join(root, e), { recursive: true, force: true });
-  }
-}
-
 /**
  * Starts a query-api replica: loads every current snapshot, serves HTTP, and swaps in new versions
  * as they are announced (pub/sub hint) or found by the periodic check (a missed hint is caught up).
@@ -69,7 +47,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
   const redis = createRedis(config, 'worker', log, 'query-api');
   const subscriber = createRedis(config, 'subscriber', log, 'query-api-events');
   const requestRedis = createRedis(config, 'request', log, 'query-api-requests');
-  await removeStaleCacheDirs(config.cacheDir);
+  removeDirsOfDeadProcesses(config.cacheDir); // cache dirs of query-api processes that no longer run
   const cacheDir = path.join(config.cacheDir, `${process.pid}-${randomBytes(3).toString('hex')}`);
   await mkdir(cacheDir, { recursive: true });
   const catalog = new Catalog({

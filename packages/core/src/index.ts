@@ -1,5 +1,6 @@
 export * from './atomic-files.js';
 export * from './parts.js';
+export * from './processes.js';
 export * from './component.js';
 export * from './config.js';
 export * from './data-files.js';

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBResult } from '@duckdb/node-api';
+import { removeDirsOfDeadProcesses } from '../processes.js';
 import { quoteIdent, quoteLiteral } from '../sql.js';
 import type { FileKind } from '../table-names.js';
 
@@ -30,16 +31,6 @@ export interface DuckDBHandle {
 let instances = 0;
 const swept = new Set<string>();
 
-/** Whether process `pid` runs (one we may not signal runs too). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * A new spill folder for one instance under `base`. DuckDB names its spill files the same in every instance
  * (duckdb_temp_storage_S96K-0.tmp) and, when an instance closes, deletes every such file in its folder: two
@@ -50,16 +41,7 @@ function alive(pid: number): boolean {
 function spillDirIn(base: string): string {
   if (!swept.has(base)) {
     swept.add(base);
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(base);
-    } catch {
-      /* not there yet */
-    }
-    for (const e of entries) {
-      const pid = Number(/^(\d+)-\d+-[0-9a-f]+$/.exec(e)?.[1]);
-      if (pid && pid !== process.pid && !alive(pid)) rmSync(path.join(base, e), { recursive: true, force: true });
-    }
+    removeDirsOfDeadProcesses(base);
   }
   return path.join(base, `${process.pid}-${instances++}-${randomBytes(3).toString('hex')}`);
 }
