@@ -9,6 +9,8 @@ export interface CacherConfig extends CommonConfig {
   readonly readParallelism: number;
   readonly isolateReads: boolean;
   readonly readTimeoutMs: number;
+  /** How long a reader process may take to start before it is replaced (its file is not blamed). */
+  readonly readerStartMs: number;
   readonly retainMs: number;
   /** Versions kept queryable per table: the last `versions`, and every one younger than `ms`. */
   readonly retention: { versions: number; ms: number };
@@ -35,6 +37,7 @@ export function loadCacherConfig(env: NodeJS.ProcessEnv): CacherConfig {
     readParallelism: r.int('CACHER_READ_PARALLELISM', 4, { min: 1, max: 64 }),
     isolateReads: r.bool('CACHER_ISOLATE_READS', true),
     readTimeoutMs: r.int('CACHER_READ_TIMEOUT_MS', 600_000, { min: 1_000 }),
+    readerStartMs: r.int('CACHER_READER_START_MS', 30_000, { min: 1_000 }),
     retainMs: r.int('CACHER_RETAIN_MS', 60_000, { min: 0 }),
     retention: { versions: r.int('FLASHDUCK_RETAIN_VERSIONS', 20, { min: 1, max: 10_000 }), ms: r.int('FLASHDUCK_RETAIN_MS', 0, { min: 0 }) },
     leaseMs: r.int('CACHER_LEASE_MS', 10_000, { min: 1_000 }),

@@ -1,6 +1,7 @@
 // A reader process: reads data files with DuckDB into parts (DuckDB files) for the cacher. Files nobody
 // vetted are read here, in a process of their own, so a reader that crashes takes down this process only;
 // the cacher reports the file and carries on.
+import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +18,10 @@ interface ReadRequest {
   out: string;
   csv?: CsvOptions;
 }
+
+// Fault injection for the reliability tests: never get ready while this file exists (a reader stuck at start).
+const hangWhile = process.env.CACHER_FAULT_HANG_START_WHILE;
+if (hangWhile && existsSync(hangWhile)) await new Promise(() => setInterval(() => undefined, 60_000));
 
 const memoryLimitMb = Number(process.env.READER_MEMORY_LIMIT_MB) || undefined;
 const threads = Number(process.env.READER_THREADS) || undefined;

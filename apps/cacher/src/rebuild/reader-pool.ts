@@ -25,14 +25,18 @@ export interface FileReader {
   close(): Promise<void>;
 }
 
+/** Readers that may die before they are ready, one after another, for one read before it fails (the job is retried). */
+const START_TRIES = 2;
 const CHILD = fileURLToPath(new URL('./reader-child.js', import.meta.url));
 
 interface Worker {
   child: ChildProcess;
   /** Taken by a read (set in the same tick the worker is chosen, so two reads never share one). */
   reserved: boolean;
-  busy: { id: number; job: ReadJob; resolve: (r: ReadFileResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | null;
+  busy: { id: number; job: ReadJob; resolve: (r: ReadFileResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout; tries: number } | null;
   ready: Promise<void>;
+  /** Said it is ready: from then on, a death while reading is the file's doing. */
+  started: boolean;
 }
 
 /**
@@ -48,7 +52,7 @@ export class ReaderPool implements FileReader {
   constructor(
     private readonly size: number,
     private readonly log: Logger,
-    private readonly options: { timeoutMs: number; memoryLimitMb?: number | undefined; threads?: number | undefined },
+    private readonly options: { timeoutMs: number; startMs?: number; memoryLimitMb?: number | undefined; threads?: number | undefined },
   ) {}
 
   private spawn(): Worker {
@@ -64,11 +68,23 @@ export class ReaderPool implements FileReader {
       child,
       reserved: false,
       busy: null,
+      started: false,
       ready: new Promise((resolve, reject) => {
-        child.once('message', () => resolve());
-        child.once('exit', (code) => reject(new Error(`the reader process exited at start (code ${code})`)));
+        child.once('message', () => {
+          worker.started = true;
+          clearTimeout(startTimer);
+          resolve();
+        });
+        child.once('exit', (code, signal) => reject(new Error(`the reader process ended before it was ready (${signal ? `signal ${signal}` : `exit code ${code}`})`)));
       }),
     };
+    // A reader that never gets going (stuck loading DuckDB) would hold its read until the read timeout: it is
+    // replaced, and the read is tried again on another reader.
+    const startMs = this.options.startMs ?? 30_000;
+    const startTimer = setTimeout(() => {
+      this.log.warn({ startMs }, 'a reader process did not start in time; replacing it');
+      child.kill('SIGKILL');
+    }, startMs);
     worker.ready.catch(() => undefined);
     child.on('message', (msg: { id?: number; ok?: boolean; rows?: number; columns?: ReadFileResult['columns']; skipped?: ReadFileResult['skipped']; message?: string; fileError?: boolean }) => {
       const b = worker.busy;
@@ -84,8 +100,15 @@ export class ReaderPool implements FileReader {
       void rm(dir, { recursive: true, force: true }).catch(() => undefined);
       const i = this.workers.indexOf(worker);
       if (i >= 0) this.workers.splice(i, 1);
+      clearTimeout(startTimer);
       const b = worker.busy;
-      if (b) {
+      if (b && !worker.started) {
+        // Never read the file: its read goes to another reader.
+        clearTimeout(b.timer);
+        worker.busy = null;
+        if (b.tries < START_TRIES) this.read(b.job, b.tries + 1).then(b.resolve, b.reject);
+        else b.reject(new Error(`${START_TRIES + 1} reader processes in a row ended before they were ready (the last: ${signal ? `signal ${signal}` : `exit code ${code}`})`));
+      } else if (b) {
         clearTimeout(b.timer);
         worker.busy = null;
         const how = signal ? `signal ${signal}` : `exit code ${code}`;
@@ -124,7 +147,8 @@ export class ReaderPool implements FileReader {
     }
   }
 
-  async read(job: ReadJob): Promise<ReadFileResult> {
+  /** Reads a file on an idle reader; `tries` counts readers that died before they started on it. */
+  async read(job: ReadJob, tries = 0): Promise<ReadFileResult> {
     const worker = await this.idleWorker();
     const id = this.nextId++;
     return await new Promise<ReadFileResult>((resolve, reject) => {
@@ -135,18 +159,14 @@ export class ReaderPool implements FileReader {
         reject(new FileReadError(job.relPath, `reading took longer than ${this.options.timeoutMs} ms (CACHER_READ_TIMEOUT_MS); it is not read until it changes`));
         this.release();
       }, this.options.timeoutMs);
-      worker.busy = { id, job, resolve, reject, timer };
+      worker.busy = { id, job, resolve, reject, timer, tries };
       worker.ready.then(
         () => worker.child.send({ id, absPath: job.absPath, relPath: job.relPath, kind: job.kind, out: job.out, csv: job.csv }),
-        (err: unknown) => {
-          clearTimeout(timer);
-          worker.busy = null;
-          reject(err);
-          this.release();
-        },
+        () => undefined, // the exit handler hands the read to another reader
       );
     });
   }
+
 
   async close(): Promise<void> {
     this.closed = true;
