@@ -12,6 +12,7 @@ import {
   decode,
   gauge,
   histogram,
+  ownDirIn,
   type Component,
   type Keys,
   type Logger,
@@ -25,6 +26,7 @@ import { collectRetired, currentParts } from './store/fragments.js';
 import { PartCache } from '@flashduck/core/duckdb';
 import { InProcessReader, ReaderPool, type FileReader } from './rebuild/reader-pool.js';
 import os from 'node:os';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 
 const rebuildsTotal = counter('flashduck_cacher_rebuilds_total', 'Table rebuilds by outcome', ['outcome']);
@@ -63,7 +65,8 @@ export interface Cacher extends Component {
  * monitor's two writes, a crashed cacher) and collects old versions.
  */
 export async function startCacher(deps: CacherDeps): Promise<Cacher> {
-  const { config } = deps;
+  // Scratch space and the local part cache in a folder of this instance's own under CACHER_WORK_DIR.
+  const config: CacherConfig = { ...deps.config, workDir: await ownDirIn(deps.config.workDir) };
   const log = deps.log.child({ component: 'cacher' });
   const keys: Keys = createKeys(config.prefix);
   const redis: RedisClient = createRedis(config, 'worker', log, 'cacher');
@@ -81,7 +84,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
   const readerThreads = config.threads ?? Math.max(1, Math.floor(os.availableParallelism() / config.readParallelism));
   const pool = config.isolateReads ? new ReaderPool(config.readParallelism, log, { timeoutMs: config.readTimeoutMs, startMs: config.readerStartMs, memoryLimitMb: config.memoryLimitMb, threads: readerThreads }) : null;
   pool?.warm();
-  const reader: FileReader = pool ?? new InProcessReader(path.join(config.workDir, `reads-${process.pid}`));
+  const reader: FileReader = pool ?? new InProcessReader(path.join(config.workDir, 'reads'));
   let building = 0;
   // Parts this cacher stored or fetched, per table, kept on disk for merges.
   const caches = new Map<string, PartCache>();
@@ -288,6 +291,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
         await reader.close();
         await closeRedis(queueConn);
         await closeRedis(redis);
+        await rm(config.workDir, { recursive: true, force: true });
         log.info('cacher stopped');
       })();
       return stopping;

@@ -1,4 +1,4 @@
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { DelayedError, Queue, type Job } from 'bullmq';
 import { superviseWorker } from '@flashduck/core/queue';
 import {
@@ -21,6 +21,7 @@ import {
   type Logger,
   type Readiness,
   type TableMeta,
+  ownDirIn,
 } from '@flashduck/core';
 import type { ExporterConfig } from './config.js';
 import { exportTable, readMeta, removeExport, removePartCache, type ExportResult } from './export-table.js';
@@ -48,7 +49,8 @@ export interface Exporter extends Component {
  * table at a time across replicas (a lease, checked again right before the file is replaced).
  */
 export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
-  const { config } = deps;
+  // Scratch space, the part cache and the kept pieces in a folder of this instance's own under EXPORTER_WORK_DIR.
+  const config: ExporterConfig = { ...deps.config, workDir: await ownDirIn(deps.config.workDir) };
   const log = deps.log.child({ component: 'exporter' });
   const keys = createKeys(config.prefix);
   const redis = createRedis(config, 'worker', log, 'exporter');
@@ -231,6 +233,7 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
         await queue.close();
         await closeRedis(queueConn);
         await closeRedis(redis);
+        await rm(config.workDir, { recursive: true, force: true });
         log.info('exporter stopped');
       })();
       return stopping;

@@ -1,7 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { mkdir, rm } from 'node:fs/promises';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import {
   HeartbeatPublisher,
   PartStored,
@@ -10,7 +8,7 @@ import {
   createKeys,
   createRedis,
   decode,
-  removeDirsOfDeadProcesses,
+  ownDirIn,
   type Component,
   type Logger,
   type Readiness,
@@ -47,9 +45,7 @@ export async function startQueryApi(deps: QueryApiDeps): Promise<QueryApi> {
   const redis = createRedis(config, 'worker', log, 'query-api');
   const subscriber = createRedis(config, 'subscriber', log, 'query-api-events');
   const requestRedis = createRedis(config, 'request', log, 'query-api-requests');
-  removeDirsOfDeadProcesses(config.cacheDir); // cache dirs of query-api processes that no longer run
-  const cacheDir = path.join(config.cacheDir, `${process.pid}-${randomBytes(3).toString('hex')}`);
-  await mkdir(cacheDir, { recursive: true });
+  const cacheDir = await ownDirIn(config.cacheDir);
   const catalog = new Catalog({
     redis,
     keys,

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBResult } from '@duckdb/node-api';
-import { removeDirsOfDeadProcesses } from '../processes.js';
+import { processDirName, removeDirsOfDeadProcesses } from '../processes.js';
 import { quoteIdent, quoteLiteral } from '../sql.js';
 import type { FileKind } from '../table-names.js';
 
@@ -43,7 +42,7 @@ function spillDirIn(base: string): string {
     swept.add(base);
     removeDirsOfDeadProcesses(base);
   }
-  return path.join(base, `${process.pid}-${instances++}-${randomBytes(3).toString('hex')}`);
+  return path.join(base, processDirName(instances++));
 }
 
 /**
