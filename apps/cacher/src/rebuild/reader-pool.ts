@@ -167,7 +167,6 @@ export class ReaderPool implements FileReader {
     });
   }
 
-
   async close(): Promise<void> {
     this.closed = true;
     for (const w of this.waiting.splice(0)) w();

@@ -30,13 +30,14 @@ const loadErrors = counter('flashduck_query_snapshot_load_errors_total', 'Table 
 const servedVersion = gauge('flashduck_query_served_version', 'Snapshot version this replica serves', ['table']);
 const servedRows = gauge('flashduck_query_served_rows', 'Rows this replica serves', ['table']);
 
+/** First pause before a version that failed to load is tried again; it doubles up to the maximum. */
+const LOAD_RETRY_MS = 1_000;
+const LOAD_RETRY_MAX_MS = 60_000;
+
 /**
  * One published build of a table. Version numbers start again at 1 when Redis lost its data, so a version
  * alone does not name a build: its publish time goes with it.
  */
-/** First pause before a version that failed to load is tried again; it doubles up to the maximum. */
-const LOAD_RETRY_MS = 1_000;
-const LOAD_RETRY_MAX_MS = 60_000;
 const buildId = (meta: TableMeta) => `v${meta.version}-${meta.updatedAt}`;
 const sameBuild = (a: TableMeta, b: TableMeta) => a.version === b.version && a.updatedAt === b.updatedAt;
 
