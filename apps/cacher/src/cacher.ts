@@ -131,8 +131,17 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
   async function buildWithLease(table: string): Promise<RebuildResult | 'busy'> {
     const lease = new Lease(redis, { owner: keys.tableBuildLease(table), epoch: keys.tableBuildEpoch(table) }, config.leaseMs, config.instanceId);
     if (!(await lease.tryAcquire())) return 'busy';
+    // Renewed, never taken again: a lease that expired (a stall) or vanished (Redis lost its data) makes the
+    // publish refuse this build, which may have read a manifest and parts that are gone.
+    let lost = false;
     const renew = setInterval(() => {
-      lease.tryAcquire().catch((err: unknown) => log.warn({ err, table }, 'build lease renewal failed'));
+      lease
+        .renew()
+        .then((held) => {
+          if (!held && !lost) log.warn({ table }, 'build lease lost while building; this build will not be published');
+          lost ||= !held;
+        })
+        .catch((err: unknown) => log.warn({ err, table }, 'build lease renewal failed'));
     }, Math.max(200, Math.floor(config.leaseMs / 3)));
     building += 1;
     try {

@@ -3,6 +3,7 @@ import { LuaScript, isRedisUnavailable, type RedisClient } from './redis.js';
 
 const acquireScript = LuaScript.load('lease-acquire-2');
 const releaseScript = LuaScript.load('lease-release-1');
+const renewScript = LuaScript.load('lease-renew-1');
 /** Retries of a release while Redis is unavailable (200 ms doubling: about 6 s in all). */
 const RELEASE_RETRIES = 5;
 
@@ -39,6 +40,16 @@ export class Lease {
   async tryAcquire(): Promise<boolean> {
     const epoch = Number(await acquireScript.run(this.redis, [this.keys.owner, this.keys.epoch], [this.token, this.ttlMs]));
     this.epochValue = epoch;
+    return epoch > 0;
+  }
+
+  /**
+   * Renews the lease if the caller still holds it; never acquires it again. False when it is lost (it expired, or
+   * Redis lost its data): the holder must not act on what it read under it.
+   */
+  async renew(): Promise<boolean> {
+    const epoch = Number(await renewScript.run(this.redis, [this.keys.owner], [this.token, this.ttlMs]));
+    if (epoch === 0) this.epochValue = 0;
     return epoch > 0;
   }
 

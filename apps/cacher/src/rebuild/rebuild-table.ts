@@ -28,7 +28,7 @@ import { describeSources, readSources, tableSchema, versionParts, type StoredFra
 import type { FileReader } from './reader-pool.js';
 import { loadTableOptions } from './table-options.js';
 
-const publishScript = LuaScript.load('version-publish-5');
+const publishScript = LuaScript.load('version-publish-6');
 /** Score for a part written but not yet referenced: collected only if the writer died before committing. */
 export const PROVISIONAL_MS = 24 * 60 * 60 * 1000;
 
@@ -115,7 +115,7 @@ export async function publishVersion(
   for (const [p, f] of fragments) index[p] = encode(Fragment, f);
   const ok = await publishScript.run(
     redis,
-    [keys.tableMeta(table), keys.tableRetired(table), keys.tableBuildLease(table), keys.tableFragments(table), keys.tableVersions(table)],
+    [keys.tableMeta(table), keys.tableRetired(table), keys.tableBuildLease(table), keys.tableFragments(table), keys.tableVersions(table), keys.tableState(table)],
     [
       lease.token,
       meta ? encode(TableMeta, meta) : '',

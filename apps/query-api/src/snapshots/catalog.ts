@@ -333,14 +333,16 @@ export class Catalog {
         this.failedVersions.delete(name);
         changes.push({ v: 1, type: 'snapshot', table: name, version: meta.version, at: Date.now() });
       } catch (err) {
+        // What failed may pass (a full disk, a Redis timeout): never given up on, but not retried at every refresh.
+        const failures = failed?.build === buildId(meta) ? failed.failures + 1 : 1;
+        const retryMs = Math.min(LOAD_RETRY_MS * 2 ** (failures - 1), LOAD_RETRY_MAX_MS);
+        this.failedVersions.set(name, { build: buildId(meta), failures, retryAt: Date.now() + retryMs });
         if (err instanceof PartMissingError) {
-          // Superseded and collected while we fetched it: the next refresh takes the newer version.
+          // Usually superseded and collected while we fetched it: the newer version is taken at once (this one waits
+          // for its retry, so a version that lists a part Redis does not hold cannot spin the refresh).
           this.again = true;
+          if (failures > 1) log.warn({ err, table: name, version: meta.version, failures, retryMs }, 'a part of the current table version is missing in Redis; serving the previous one until a retry loads it');
         } else {
-          // What failed may pass (a full disk, a Redis timeout): never given up on, but not retried at every refresh.
-          const failures = failed?.build === buildId(meta) ? failed.failures + 1 : 1;
-          const retryMs = Math.min(LOAD_RETRY_MS * 2 ** (failures - 1), LOAD_RETRY_MAX_MS);
-          this.failedVersions.set(name, { build: buildId(meta), failures, retryAt: Date.now() + retryMs });
           loadErrors.inc({ table: name });
           log.error({ err, table: name, version: meta.version, failures, retryMs }, 'could not load table version; serving the previous one until a retry loads it');
         }

@@ -5,6 +5,7 @@
 -- KEYS[3] build lease owner key ("<token>|<epoch>")
 -- KEYS[4] fragment index hash (path -> Fragment JSON)
 -- KEYS[5] version history hash (version -> TableMeta JSON): the retained versions, pruned by the cacher
+-- KEYS[6] the table's manifest state hash (gen): the build's source generation must not be ahead of it
 -- ARGV[1] build lease token of the caller (fencing: only the current lease holder may publish)
 -- ARGV[2] TableMeta JSON, or "" to drop the table
 -- ARGV[3] version
@@ -15,7 +16,9 @@
 -- ARGV[8] retired-set members of the new version's parts, space-separated ("" for none)
 -- ARGV[9] the whole fragment index after this version, as a JSON object path -> Fragment JSON
 -- ARGV[10] members stored provisionally (a far score) for this version: made collectable on refusal
--- Returns 1 published, 0 refused: lease lost (-> retry later) or a newer version is already current.
+-- Returns 1 published, 0 refused: lease lost (-> retry later), a newer version is already current, or Redis no
+-- longer holds the manifest the version was built from (it lost its data meanwhile: the parts the version lists
+-- may be gone with it, and the monitor records the folder again).
 local function split(s)
   local t = {}
   for m in string.gmatch(s, '%S+') do t[#t + 1] = m end
@@ -28,6 +31,8 @@ end
 local owner = redis.call('GET', KEYS[3])
 local token = ARGV[1]
 if not owner or string.sub(owner, 1, string.len(token) + 1) ~= token .. '|' then return refuse() end
+local stateGen = tonumber(redis.call('HGET', KEYS[6], 'gen') or '-1')
+if stateGen < tonumber(ARGV[4]) then return refuse() end
 local curGen = tonumber(redis.call('HGET', KEYS[1], 'sourceGen') or '-1')
 if curGen > tonumber(ARGV[4]) then return refuse() end
 local keep = {}
