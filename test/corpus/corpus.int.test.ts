@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppProcess, TEST_REDIS_URL, deletePrefix, freePort, removeDir, rows, tempDir, uniquePrefix, waitFor, flashduckEnv } from '../helpers.js';
@@ -22,7 +22,6 @@ describe(`bad-file corpus (${CASES.length} cases)`, () => {
     work = await tempDir('corpus-work');
     await makeCorpus(dataDir, outside);
     port = await freePort();
-    await mkdir(path.join(work, 'tmp'));
     const env = {
       ...flashduckEnv(prefix, dataDir, work),
       MONITOR_POLL_MS: '200',
@@ -31,8 +30,6 @@ describe(`bad-file corpus (${CASES.length} cases)`, () => {
       CACHER_READ_PARALLELISM: '2',
       QUERY_API_PORT: String(port),
       QUERY_API_REFRESH_MS: '300',
-      // The readers' scratch folders land here, where the test can see what a crashed reader left behind.
-      TMPDIR: path.join(work, 'tmp'),
     };
     for (const app of ['monitor', 'cacher', 'query-api']) procs.push(AppProcess.start(app, env));
     await Promise.all(procs.map((p) => p.waitForLog(/"msg":"(monitor started|cacher started|query-api listening)"/)));
@@ -83,7 +80,9 @@ describe(`bad-file corpus (${CASES.length} cases)`, () => {
     // The crashed reader's folder went with it: a folder per running reader is all that is left.
     const cacher = procs.find((p) => p.app === 'cacher')!.child.pid!;
     const readers = (await readFile(`/proc/${cacher}/task/${cacher}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean);
-    const folders = (await readdir(path.join(work, 'tmp'))).filter((n) => n.startsWith('flashduck-reader-'));
+    // The readers' scratch folders are in the cacher's own folder under CACHER_WORK_DIR.
+    const [own] = await readdir(path.join(work, 'cacher'));
+    const folders = (await readdir(path.join(work, 'cacher', own!, 'readers'))).filter((n) => n.startsWith('reader-'));
     expect(folders.length).toBe(readers.length);
   });
 });

@@ -82,7 +82,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
   // Files nobody vetted are read in reader processes: a reader that crashes cannot take the cacher down.
   // Each reader gets its share of the cores: several readers each using every core would only contend.
   const readerThreads = config.threads ?? Math.max(1, Math.floor(os.availableParallelism() / config.readParallelism));
-  const pool = config.isolateReads ? new ReaderPool(config.readParallelism, log, { timeoutMs: config.readTimeoutMs, startMs: config.readerStartMs, memoryLimitMb: config.memoryLimitMb, threads: readerThreads }) : null;
+  const pool = config.isolateReads ? new ReaderPool(config.readParallelism, log, { timeoutMs: config.readTimeoutMs, startMs: config.readerStartMs, memoryLimitMb: config.memoryLimitMb, threads: readerThreads, dir: path.join(config.workDir, 'readers') }) : null;
   pool?.warm();
   const reader: FileReader = pool ?? new InProcessReader(path.join(config.workDir, 'reads'));
   let building = 0;

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { processAlive } from '@flashduck/core';
 
 /** Where a running `flashduck standalone` can be reached: what the other CLI commands use by default. */
 export interface StandaloneState {
@@ -42,12 +43,7 @@ export function runningStandalone(): StandaloneState | null {
     return null;
   }
   if (!Number.isInteger(state.pid) || typeof state.redisUrl !== 'string') return null;
-  try {
-    process.kill(state.pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return null;
-  }
-  return state;
+  return processAlive(state.pid) ? state : null;
 }
 
 /**

@@ -154,7 +154,6 @@ export async function readFileIntoTable(
     return await describeRead(conn, target, options.relPath, false);
   }
   const link = path.join(options.linkDir, `f${options.index}${options.kind.extension}`);
-  await rm(link, { force: true }); // left by a process that died mid-read in a folder of the same name
   await symlink(options.absPath, link);
   const dialect = textFormat ? await detectDialect(options.absPath, options.kind) : { delim: ',', encoding: 'utf-8' as const };
   let csv = options.kind.format === 'csv' || options.kind.format === 'tsv' ? (options.csv ?? {}) : {};

@@ -3,7 +3,6 @@
 // the cacher reports the file and carries on.
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { errorMessage, type FileKind } from '@flashduck/core';
 import { openDuckDB } from '@flashduck/core/duckdb';
@@ -26,7 +25,11 @@ if (hangWhile && existsSync(hangWhile)) await new Promise(() => setInterval(() =
 const memoryLimitMb = Number(process.env.READER_MEMORY_LIMIT_MB) || undefined;
 const threads = Number(process.env.READER_THREADS) || undefined;
 /** A folder of this process's own (the pool makes a new one for each reader and removes it when the reader ends). */
-const linkDir = process.env.READER_DIR ?? path.join(os.tmpdir(), `flashduck-reader-${process.pid}`);
+const linkDir: string =
+  process.env.READER_DIR ??
+  (() => {
+    throw new Error('a reader process is started by the cacher, which gives it READER_DIR');
+  })();
 await mkdir(linkDir, { recursive: true });
 const db = await openDuckDB({ memoryLimitMb, threads, tempDir: path.join(linkDir, 'spill') });
 let queue = Promise.resolve();

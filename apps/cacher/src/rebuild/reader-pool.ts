@@ -1,7 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closeDuckDB, openDuckDB, type DuckDBHandle } from '@flashduck/core/duckdb';
@@ -52,16 +51,17 @@ export class ReaderPool implements FileReader {
   constructor(
     private readonly size: number,
     private readonly log: Logger,
-    private readonly options: { timeoutMs: number; startMs?: number; memoryLimitMb?: number | undefined; threads?: number | undefined },
+    private readonly options: { timeoutMs: number; startMs?: number; memoryLimitMb?: number | undefined; threads?: number | undefined; dir: string },
   ) {}
 
   private spawn(): Worker {
     const env = { ...process.env };
     if (this.options.memoryLimitMb) env.READER_MEMORY_LIMIT_MB = String(this.options.memoryLimitMb);
     if (this.options.threads) env.READER_THREADS = String(this.options.threads);
-    // Its own new folder (DuckDB's links to the files, its spill files), removed here however the reader ends:
-    // a reader killed mid-read cannot clean up, and a later process must never find its leftovers.
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'flashduck-reader-'));
+    // Its own new folder (DuckDB's links to the files, its spill files) in the cacher's, removed here however the
+    // reader ends: a reader killed mid-read cannot clean up, and a later reader must never find its leftovers.
+    mkdirSync(this.options.dir, { recursive: true });
+    const dir = mkdtempSync(path.join(this.options.dir, 'reader-'));
     env.READER_DIR = dir;
     const child = fork(CHILD, [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     const worker: Worker = {

@@ -36,12 +36,19 @@ describe('DuckDB instances spilling under one temp folder', () => {
   }, 60_000);
 
   it('removes spill folders left by a process that died, and never those of a running one', async () => {
-    // A base this process has not spilled under yet: it is swept on the first open.
-    const other = path.join(base, 'other');
+    // The default base ($TMPDIR/flashduck-duckdb, shared by every process) is swept on the first open.
+    const tmp = process.env.TMPDIR;
+    process.env.TMPDIR = path.join(base, 'tmp');
+    const other = path.join(base, 'tmp', 'flashduck-duckdb');
     const leftover = path.join(other, '999999-0-abcdef'); // above any pid this machine hands out
     const running = path.join(other, `${process.ppid}-0-abcdef`);
     for (const d of [leftover, running]) await mkdir(d, { recursive: true });
-    closeDuckDB(await openDuckDB({ tempDir: other }));
+    try {
+      closeDuckDB(await openDuckDB());
+    } finally {
+      if (tmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmp;
+    }
     expect(existsSync(leftover)).toBe(false);
     expect(existsSync(running)).toBe(true);
   });

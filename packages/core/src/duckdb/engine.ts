@@ -24,23 +24,25 @@ export interface DuckDBOptions {
 export interface DuckDBHandle {
   readonly instance: DuckDBInstance;
   readonly conn: DuckDBConnection;
-  readonly spillDir?: string;
+  readonly spillDir: string;
 }
 
 let instances = 0;
-const swept = new Set<string>();
+let sweptDefault = false;
 
 /**
  * A new spill folder for one instance under `base`. DuckDB names its spill files the same in every instance
  * (duckdb_temp_storage_S96K-0.tmp) and, when an instance closes, deletes every such file in its folder: two
  * instances sharing a folder (two generations of a replica, a build beside a merge, two replicas on one host)
- * fail each other's spilling queries ("Could not read enough bytes from file"). Folders left by processes that
- * died are removed the first time a process spills under the same base.
+ * fail each other's spilling queries ("Could not read enough bytes from file"). In the default base, shared by
+ * every process, folders left by processes that died are removed on the first open; a base a caller gives is its
+ * own scratch space, removed by the caller.
  */
-function spillDirIn(base: string): string {
-  if (!swept.has(base)) {
-    swept.add(base);
-    removeDirsOfDeadProcesses(base);
+function spillDirIn(base: string | undefined): string {
+  if (base === undefined) {
+    base = path.join(os.tmpdir(), 'flashduck-duckdb');
+    if (!sweptDefault) removeDirsOfDeadProcesses(base);
+    sweptDefault = true;
   }
   return path.join(base, processDirName(instances++));
 }
@@ -58,7 +60,7 @@ export async function openDuckDB(options: DuckDBOptions = {}): Promise<DuckDBHan
   if (options.threads) config.threads = String(options.threads);
   // Spill to the temp folder, not to ".tmp" under the working directory (read-only in containers). DuckDB makes
   // the folder on the first spill only.
-  const spillDir = spillDirIn(options.tempDir ?? path.join(os.tmpdir(), 'flashduck-duckdb'));
+  const spillDir = spillDirIn(options.tempDir);
   config.temp_directory = spillDir;
   const instance = await DuckDBInstance.create(':memory:', config);
   const conn = await instance.connect();
@@ -67,7 +69,7 @@ export async function openDuckDB(options: DuckDBOptions = {}): Promise<DuckDBHan
 }
 
 /** Closes a connection and its instance (ignoring errors from an already closed one) and removes its spill folder. */
-export function closeDuckDB(handle: { instance: DuckDBInstance; conn: DuckDBConnection; spillDir?: string }): void {
+export function closeDuckDB(handle: DuckDBHandle): void {
   try {
     handle.conn.closeSync();
   } catch {
@@ -78,7 +80,7 @@ export function closeDuckDB(handle: { instance: DuckDBInstance; conn: DuckDBConn
   } catch {
     /* already closed */
   }
-  if (handle.spillDir) rmSync(handle.spillDir, { recursive: true, force: true });
+  rmSync(handle.spillDir, { recursive: true, force: true });
 }
 
 /**
@@ -107,7 +109,7 @@ export function fileReaderSql(kind: FileKind, file: string, fullSample = false):
 /**
  * Writes a query result to a Parquet file (zstd) in `workDir` and returns its path (the caller deletes it). The
  * rows go into a scratch DuckDB chunk by chunk with the appender, values exactly as DuckDB holds them (never
- * through JSON or Arrow), and DuckDB's own writer makes the file; the scratch instance spills to `workDir`, so
+ * through JSON or Arrow), and DuckDB's own writer makes the file; the scratch instance spills to disk, so
  * memory stays bounded. HUGEINT and UHUGEINT are written as text: Parquet has no 128-bit integer, and DuckDB
  * would write a lossy DOUBLE.
  */
@@ -116,7 +118,7 @@ export async function resultToParquetFile(result: DuckDBResult, workDir: string)
   const { randomBytes } = await import('node:crypto');
   await mkdir(workDir, { recursive: true });
   const file = path.join(workDir, `result-${randomBytes(6).toString('hex')}.parquet`);
-  const db = await openDuckDB({ threads: 1, tempDir: path.join(workDir, 'spill') });
+  const db = await openDuckDB({ threads: 1 });
   try {
     const names = result.deduplicatedColumnNames();
     const types = result.columnTypes();
