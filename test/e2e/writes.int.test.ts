@@ -185,12 +185,12 @@ describe('writes end to end (separate processes)', () => {
       const next = AppProcess.start('query-api', env);
       procs.push(next);
       await next.waitForLog(/"msg":"query-api listening"/);
+      // It listens before its first snapshot load and answers 503 until then (/readyz says when it is done).
+      await waitFor('query-api ready again', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200);
       const retry = await send(note('before the kill'), 'req-kill');
       expect(retry.status).toBe(202);
       expect(retry.replayed).toBe('true');
       expect(retry.body.writeId).toBe(first.body.writeId);
-      // The tests after this one query the new replica: once it serves the tables.
-      await waitFor('query-api ready again', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200);
     });
 
     it('refuses unknown fields in a write or a query instead of ignoring them', async () => {
