@@ -3,6 +3,8 @@ import path from 'node:path';
 import http from 'node:http';
 import { tableFromIPC } from 'apache-arrow';
 import { DuckDBInstance } from '@duckdb/node-api';
+import { createLogger } from '@flashduck/core';
+import { loadQueryApiConfig, startQueryApi, type QueryApi } from '@flashduck/query-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { query, rows, waitFor } from './helpers.js';
 import { startStack, type Stack } from './stack.js';
@@ -10,6 +12,12 @@ import { startStack, type Stack } from './stack.js';
 describe('query-api: read-only, bounded, in every format', () => {
   let stack: Stack;
   let port: number;
+  /**
+   * A second replica of the same tables with the default deadline, for the tests of large results: on the first
+   * one, whose 1.5 s deadline the deadline tests need, a large result would race the deadline (a slow moment
+   * answers 408 instead of the size cut the test is about).
+   */
+  let bulkApi: QueryApi;
   const url = (p: string) => `http://127.0.0.1:${port}${p}`;
   const snapshot = async () => ({ rows: await rows(port, 'SELECT * FROM orders ORDER BY id'), version: (await (await fetch(url('/v1/tables/orders'))).json()).version });
 
@@ -21,9 +29,13 @@ describe('query-api: read-only, bounded, in every format', () => {
       );
     });
     port = stack.api.port;
+    bulkApi = await startQueryApi({ config: loadQueryApiConfig({ ...stack.env, QUERY_TIMEOUT_MS: '120000' }), log: createLogger('silent') });
     await waitFor('orders served', async () => (await rows(port, 'SELECT count(*) AS n FROM orders'))[0]?.n === 2);
   });
-  afterAll(async () => stack?.stop());
+  afterAll(async () => {
+    await bulkApi?.stop();
+    await stack?.stop();
+  });
 
   const refused = [
     'DROP TABLE orders',
@@ -143,10 +155,10 @@ describe('query-api: read-only, bounded, in every format', () => {
     expect(exact.body.truncated).toBe(false);
   });
 
-  /** A POST with node:http, which exposes trailers and tells a complete response from an aborted one. */
+  /** A POST to the bulk replica with node:http, which exposes trailers and tells a complete response from an aborted one. */
   const raw = (sql: string, format: string) =>
     new Promise<{ status: number; headers: http.IncomingHttpHeaders; trailers: NodeJS.Dict<string>; body: Buffer; complete: boolean }>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, path: '/v1/query', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      const req = http.request({ host: '127.0.0.1', port: bulkApi.port, path: '/v1/query', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
         const parts: Buffer[] = [];
         res.on('data', (d: Buffer) => parts.push(d));
         const done = () => resolve({ status: res.statusCode ?? 0, headers: res.headers, trailers: res.trailers, body: Buffer.concat(parts), complete: res.complete });
@@ -248,8 +260,8 @@ describe('query-api: read-only, bounded, in every format', () => {
     const pq = await raw('SELECT random() AS a, random() AS b FROM range(1000000)', 'parquet');
     expect(pq.status).toBe(413);
     expect(JSON.parse(pq.body.toString()).error.message).toMatch(/QUERY_MAX_STREAM_BYTES/);
-    expect(await rows(port, 'SELECT count(*) AS n FROM orders')).toEqual([{ n: 2 }]);
-    const metrics = await (await fetch(url('/metrics'))).text();
+    expect(await rows(bulkApi.port, 'SELECT count(*) AS n FROM orders')).toEqual([{ n: 2 }]);
+    const metrics = await (await fetch(`http://127.0.0.1:${bulkApi.port}/metrics`)).text();
     expect(metrics).toMatch(/flashduck_query_streams_cut_total\{reason="too_large"\} [1-9]/);
   });
 
