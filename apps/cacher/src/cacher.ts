@@ -133,16 +133,10 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
     if (!(await lease.tryAcquire())) return 'busy';
     // Renewed, never taken again: a lease that expired (a stall) or vanished (Redis lost its data) makes the
     // publish refuse this build, which may have read a manifest and parts that are gone.
-    let lost = false;
-    const renew = setInterval(() => {
-      lease
-        .renew()
-        .then((held) => {
-          if (!held && !lost) log.warn({ table }, 'build lease lost while building; this build will not be published');
-          lost ||= !held;
-        })
-        .catch((err: unknown) => log.warn({ err, table }, 'build lease renewal failed'));
-    }, Math.max(200, Math.floor(config.leaseMs / 3)));
+    const renewal = lease.keepRenewed(
+      () => log.warn({ table }, 'build lease lost while building; this build will not be published'),
+      (err) => log.warn({ err, table }, 'build lease renewal failed'),
+    );
     building += 1;
     try {
       const keepPart = (t: string, part: { id: string }, file: string) => cacheOf(t).adopt(part, file);
@@ -169,7 +163,7 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
       return result;
     } finally {
       building -= 1;
-      clearInterval(renew);
+      renewal.stop();
       await lease.release().catch(() => undefined);
     }
   }

@@ -78,11 +78,16 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
   async function withLease<T>(table: string, fn: (lease: Lease) => Promise<T>): Promise<T | 'busy'> {
     const lease = new Lease(redis, { owner: keys.tableExportLease(table), epoch: keys.tableExportEpoch(table) }, config.leaseMs, config.instanceId);
     if (!(await lease.tryAcquire())) return 'busy';
-    const renew = setInterval(() => void lease.tryAcquire().catch(() => undefined), Math.max(300, Math.floor(config.leaseMs / 3)));
+    // Renewed, never taken again: an export whose lease lapsed (a stall, Redis losing its data) does not replace
+    // the file (mayReplace asks the holder); the job is retried and reads the table's version afresh.
+    const renewal = lease.keepRenewed(
+      () => log.warn({ table }, 'export lease lost while exporting; this export will not replace the file'),
+      (err) => log.warn({ err, table }, 'export lease renewal failed'),
+    );
     try {
       return await fn(lease);
     } finally {
-      clearInterval(renew);
+      renewal.stop();
       await lease.release().catch(() => undefined);
     }
   }

@@ -281,9 +281,16 @@ export async function startWriteApplier(deps: WriteApplierDeps): Promise<WriteAp
   async function drainTable(table: string): Promise<boolean> {
     const lease = leaseOf(table);
     if (!(await lease.tryAcquire())) return false;
-    await ensureGroup(table);
+    // Renewed while batches run, however long one takes: a batch rewriting a large file can outlast the TTL, and a
+    // lease left to lapse mid-batch would make the batch refuse and start over, forever. Never taken again: once
+    // lost, each batch's fenced steps refuse and the next holder continues.
+    const renewal = lease.keepRenewed(
+      () => log.warn({ table }, 'apply lease lost; another applier continues this table'),
+      (err) => log.warn({ err, table }, 'apply lease renewal failed'),
+    );
     let worked = false;
     try {
+      await ensureGroup(table);
       for (;;) {
         if (stopped) break;
         const batch = await nextBatch(table);
@@ -291,7 +298,7 @@ export async function startWriteApplier(deps: WriteApplierDeps): Promise<WriteAp
         await applyBatch(table, lease, batch);
         worked = true;
         heartbeat.touch();
-        if (!(await lease.tryAcquire())) break;
+        if (renewal.lost) break;
       }
     } catch (err) {
       const message = cleanDuckDBMessage(err);
@@ -303,6 +310,7 @@ export async function startWriteApplier(deps: WriteApplierDeps): Promise<WriteAp
         log.warn({ table }, 'the writes stream or its consumer group is gone (Redis lost its data); creating it again');
       } else log.warn({ table, err: { message } }, 'applying writes failed; retrying');
     } finally {
+      renewal.stop();
       await lease.release().catch(() => undefined);
     }
     return worked;

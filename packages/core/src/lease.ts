@@ -13,6 +13,13 @@ export interface LeaseKeys {
   readonly epoch: string;
 }
 
+/** A lease kept renewed by {@link Lease.keepRenewed}. */
+export interface RenewedLease {
+  /** A renewal found the lease gone; it is not taken again. */
+  readonly lost: boolean;
+  stop(): void;
+}
+
 /**
  * A lease held by one token at a time, with a fencing epoch that grows on every new holder.
  * Writers that must not act on a lost lease pass the epoch (or token) to a script that checks it.
@@ -51,6 +58,32 @@ export class Lease {
     const epoch = Number(await renewScript.run(this.redis, [this.keys.owner], [this.token, this.ttlMs]));
     if (epoch === 0) this.epochValue = 0;
     return epoch > 0;
+  }
+
+  /**
+   * Renews the held lease every third of its TTL until `stop()`; never takes it again. `lost` turns true (and
+   * `onLost` is called once) when a renewal finds it gone: it expired during a stall, another holder has it, or
+   * Redis lost its data. The holder's fenced steps must then refuse; how long the work takes no longer matters
+   * while the lease is kept.
+   */
+  keepRenewed(onLost: () => void = () => undefined, onError: (err: unknown) => void = () => undefined): RenewedLease {
+    let lost = false;
+    const timer = setInterval(() => {
+      if (lost) return;
+      this.renew()
+        .then((held) => {
+          if (held || lost) return;
+          lost = true;
+          onLost();
+        })
+        .catch(onError);
+    }, Math.max(200, Math.floor(this.ttlMs / 3)));
+    return {
+      get lost() {
+        return lost;
+      },
+      stop: () => clearInterval(timer),
+    };
   }
 
   /**

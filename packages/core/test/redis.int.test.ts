@@ -42,6 +42,31 @@ describe('Redis building blocks', () => {
     expect(await b.holder()).toBeNull();
   });
 
+  it('keeps a lease renewed past its TTL, and once it is gone never takes it again', async () => {
+    const lk = { owner: keys.leaseOwner('t2'), epoch: keys.leaseEpoch('t2') };
+    const a = new Lease(redis, lk, 300, 'a');
+    const b = new Lease(redis, lk, 300, 'b');
+    expect(await a.tryAcquire()).toBe(true);
+    let lostCalls = 0;
+    const renewal = a.keepRenewed(() => (lostCalls += 1));
+    try {
+      await new Promise((r) => setTimeout(r, 1_000)); // three TTLs
+      expect(await b.tryAcquire()).toBe(false);
+      expect(await a.holder()).toMatch(/^a:/);
+      expect(renewal.lost).toBe(false);
+      // Redis loses its data: the next renewal finds the lease gone and leaves it free.
+      await redis.del(lk.owner, lk.epoch);
+      await new Promise((r) => setTimeout(r, 600));
+      expect(renewal.lost).toBe(true);
+      expect(lostCalls).toBe(1);
+      expect(await a.holder()).toBeNull();
+      expect(await b.tryAcquire()).toBe(true);
+    } finally {
+      renewal.stop();
+      await b.release();
+    }
+  });
+
   it('stores a part as chunks under its content address and reads it back byte for byte', async () => {
     const src = path.join(dir, 'src.bin');
     const bytes = Buffer.alloc(10_000);

@@ -120,6 +120,12 @@ export async function mergeTable(
   if (!planMerge(await currentParts(redis, keys, table), deps.policy)) return { outcome: 'none' };
   const mergeLease = new Lease(redis, { owner: keys.tableMergeLease(table), epoch: keys.tableMergeEpoch(table) }, Math.max(config.leaseMs, 60_000), config.instanceId);
   if (!(await mergeLease.tryAcquire())) return { outcome: 'busy' };
+  // Kept for the whole merge, however long it reads: one merge per table at a time. Losing it (a stall, Redis
+  // losing its data) is harmless to the answer: the publish re-checks the version under the build lease.
+  const renewal = mergeLease.keepRenewed(
+    () => log.warn('merge lease lost while merging; another merge of this table may start'),
+    (err) => log.warn({ err }, 'merge lease renewal failed'),
+  );
   const started = Date.now();
   const workDir = path.join(config.workDir, `${table}-merge-${randomUUID().slice(0, 8)}`);
   try {
@@ -151,6 +157,7 @@ export async function mergeTable(
     if (result.outcome !== 'merged') await redis.zadd(keys.tableRetired(table), Date.now(), retiredMember(merged));
     return result;
   } finally {
+    renewal.stop();
     await mergeLease.release().catch(() => undefined);
     await rm(workDir, { recursive: true, force: true });
   }
