@@ -7,7 +7,7 @@ import { parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TablePart } from '@flashduck/core';
-import { planPieces } from './export-table.js';
+import { planLanes, planPieces } from './export-table.js';
 import { ParquetFormatError, concatParquet } from './parquet-concat.js';
 
 // Rows of every kind a table holds: integers, doubles, decimals, strings (dictionary pages and bloom filters),
@@ -85,11 +85,21 @@ describe('concatParquet', () => {
   });
 });
 
-describe('planPieces', () => {
+describe('planPieces and planLanes', () => {
   const part = (n: number, rows: number): TablePart => ({ id: n.toString(16).padStart(16, '0'), format: 'duckdb', chunks: 1, bytes: rows, rows, members: 1, columns: [{ name: 'id', type: 'BIGINT' }] });
 
   it('gives each part of a quarter row group or more a piece of its own and puts the smaller ones together', () => {
     const parts = [part(1, 100_000), part(2, 8), part(3, 40_000), part(4, 30_000), part(5, 12)];
     expect(planPieces(parts, 122_880).map((piece) => piece.map((p) => p.rows))).toEqual([[100_000], [40_000], [8, 30_000, 12]]);
+  });
+
+  it('writes pieces of similar size one per core, single-threaded, and a piece holding most rows with every core', () => {
+    const pieces = (...rows: number[]) => rows.map((r, i) => [part(i + 1, r)]);
+    expect(planLanes(pieces(...Array<number>(10).fill(100_000)), 2)).toEqual({ lanes: 2, threads: 1 });
+    expect(planLanes(pieces(...Array<number>(5).fill(10_000_000)), 8)).toEqual({ lanes: 5, threads: 1 });
+    expect(planLanes(pieces(30_000_000, 1_000_000, 1_000_000), 2)).toEqual({ lanes: 1, threads: 2 });
+    expect(planLanes(pieces(300_000), 4)).toEqual({ lanes: 1, threads: 4 });
+    expect(planLanes(pieces(4_000_000, 4_000_000), 4)).toEqual({ lanes: 2, threads: 2 });
+    expect(planLanes([], 2)).toEqual({ lanes: 1, threads: 2 });
   });
 });
