@@ -149,12 +149,14 @@ export async function writeParquet(
   const db = await openDuckDB({ threads, memoryLimitMb: options.memoryLimitMb, tempDir: path.join(work, 'spill') });
   const conns = [db.conn];
   let prefetch: Promise<unknown> = Promise.resolve();
+  let ended = false;
   try {
     const t0 = Date.now();
     // Only the parts of pieces not cached are needed (after an append, the new part alone). They are all fetched
     // from the start, a few at a time in the order the lanes take them, and a piece is written as soon as its
     // parts are here, while the next pieces' parts are fetched.
-    prefetch = cache.ensureAll(toWrite.flatMap((p) => p.parts)).catch(() => undefined); // a lane meets the same error
+    // A lane meets a fetch's error itself; once the export ends (done or failed), no further part is fetched.
+    prefetch = cache.ensureAll(toWrite.flatMap((p) => p.parts), 4, () => ended).catch(() => undefined);
     const attached = new Set<string>();
     const attach = async (conn: DuckDBConnection, parts: readonly TablePart[]) => {
       const wanted = parts.filter((p) => !attached.has(p.id));
@@ -207,6 +209,7 @@ export async function writeParquet(
     await replaceDurably(tmp, out);
     return { rows, bytes: (await stat(out)).size, fetchMs: fetchShare, copyMs: t2 - t0 - fetchShare, fetchedBytes: cache.fetchedBytes, pieces: pieces.length, piecesWritten: toWrite.length, joined, joinMs };
   } finally {
+    ended = true;
     await prefetch;
     for (const conn of conns.slice(1)) conn.closeSync();
     closeDuckDB(db);

@@ -200,13 +200,16 @@ export class PartCache {
     return p;
   }
 
-  /** `ensure` for several parts, `parallelism` fetches at a time; the results in the order of `parts`. */
-  async ensureAll(parts: readonly PartRef[], parallelism = 4): Promise<{ file: string; fetched: number }[]> {
+  /**
+   * `ensure` for several parts, `parallelism` fetches at a time; the results in the order of `parts`. Once `stop`
+   * says so, no further fetch begins (the parts not begun have no result).
+   */
+  async ensureAll(parts: readonly PartRef[], parallelism = 4, stop: () => boolean = () => false): Promise<{ file: string; fetched: number }[]> {
     const out = new Array<{ file: string; fetched: number }>(parts.length);
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.min(parallelism, parts.length) }, async () => {
-        while (next < parts.length) {
+        while (next < parts.length && !stop()) {
           const i = next++;
           out[i] = await this.ensure(parts[i]!);
         }
