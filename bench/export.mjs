@@ -80,6 +80,27 @@ async function main() {
       if (process.env.BENCH_TRACE) console.log(line);
       appended.push({ ms: Number(/"ms":(\d+)/.exec(line)[1]), fetched: Number(/"fetchedBytes":(\d+)/.exec(line)[1]), rows: Number(/"rows":(\d+)/.exec(line)[1]) });
     }
+    // A merge, exporter running: four more files make 17 parts, over CACHER_MERGE_MAX_PARTS (16), and the cacher
+    // merges them into one. The export of the merge's version joins the pieces kept for the parts it merged.
+    const before = JSON.parse(await redis.hget(`${prefix}:{bench}:meta`, 'json'));
+    for (let i = 0; i < 4; i++) {
+      const per = ROWS / 100;
+      const from = ROWS + (RUNS + i) * per;
+      await g.run(`COPY (${TABLE_SQL} FROM range(${from}, ${from + per}) r(i)) TO '${work}/more-${i}.csv' (HEADER)`);
+    }
+    for (let i = 0; i < 4; i++) await rename(`${work}/more-${i}.csv`, `${dataDir}/bench/more-${i}.csv`);
+    let merged;
+    for (;; await sleep(50)) {
+      const m = JSON.parse(await redis.hget(`${prefix}:{bench}:meta`, 'json'));
+      if (m.cause === 'merge' && m.rows === before.rows + 4 * (ROWS / 100)) {
+        merged = m;
+        break;
+      }
+    }
+    let mergeLine;
+    while (!(mergeLine = written().find((l) => l.includes(`"version":${merged.version},`)))) await sleep(20);
+    if (process.env.BENCH_TRACE) console.log(mergeLine);
+    const mergeExport = { ms: Number(/"ms":(\d+)/.exec(mergeLine)[1]), fetched: Number(/"fetchedBytes":(\d+)/.exec(mergeLine)[1]) };
     g.closeSync();
     gen.closeSync();
     const appendMs = median(appended.map((a) => a.ms));
@@ -100,6 +121,13 @@ async function main() {
         `${(appendMs / median(base)).toFixed(2)}x`,
         '≤ 1.2x',
         appendMs / median(base) <= 1.2 ? 'yes' : 'NO',
+      ], [
+        `export of a merge's version (${before.parts.length + 4} → ${merged.parts.length} parts, ${merged.rows.toLocaleString('en')} rows), exporter running`,
+        `DuckDB COPY of the table alone: ${fmt(median(base))}`,
+        `${fmt(mergeExport.ms)} (${(mergeExport.fetched / 1e6).toFixed(1)} MB of parts fetched; the merged part: ${(merged.parts[0].bytes / 1e6).toFixed(1)} MB)`,
+        `${(mergeExport.ms / median(base)).toFixed(2)}x`,
+        '≤ 1.2x',
+        mergeExport.ms / median(base) <= 1.2 ? 'yes' : 'NO',
       ]],
     );
   } finally {

@@ -34,39 +34,43 @@ async function duckdb<T>(fn: (run: (sql: string) => Promise<Record<string, unkno
   }
 }
 
+/** Monitor, cacher and exporter as processes on folders and a key prefix of their own, with `settings` added. */
+function exportStack(name: string, settings: Record<string, string>) {
+  const stack = { prefix: uniquePrefix(name), dataDir: '', work: '', exportDir: '', env: {} as Record<string, string>, procs: [] as AppProcess[], exporter: null as AppProcess | null };
+  beforeAll(async () => {
+    stack.dataDir = await tempDir(`${name}-data`);
+    stack.work = await tempDir(`${name}-work`);
+    stack.exportDir = path.join(stack.work, 'exports');
+    stack.env = { ...flashduckEnv(stack.prefix, stack.dataDir, stack.work), MONITOR_POLL_MS: '100', MONITOR_SETTLE_MS: '50', EXPORTER_RECONCILE_MS: '500', ...settings };
+    stack.procs.push(AppProcess.start('monitor', stack.env), AppProcess.start('cacher', stack.env));
+    stack.exporter = AppProcess.start('exporter', stack.env);
+    stack.procs.push(stack.exporter);
+    await Promise.all(stack.procs.map((p) => p.waitForLog(/"msg":"(monitor started|cacher started|exporter started)"/)));
+  });
+  afterAll(async () => {
+    await Promise.all(stack.procs.map((p) => p.kill('SIGTERM')));
+    await deletePrefix(TEST_REDIS_URL, stack.prefix);
+    await removeDir(stack.dataDir);
+    await removeDir(stack.work);
+  });
+  return stack;
+}
+
 describe('exporter end to end (separate processes)', () => {
-  const prefix = uniquePrefix('export');
+  const stack = exportStack('export', { EXPORTER_DEBOUNCE_MS: '1500', EXPORTER_LEASE_MS: '2000' });
+  const prefix = stack.prefix;
   let dataDir: string;
   let exportDir: string;
   let work: string;
   let env: Record<string, string>;
-  const procs: AppProcess[] = [];
+  const procs = stack.procs;
   let exporter: AppProcess;
   const exportsOf = (p: AppProcess, table: string) => p.logs.filter((l) => l.includes('"msg":"export written"') && l.includes(`"table":"${table}"`));
   const manifest = async (table: string) => JSON.parse(await readFile(path.join(exportDir, `${table}.manifest.json`), 'utf8'));
 
-  beforeAll(async () => {
-    dataDir = await tempDir('export-data');
-    work = await tempDir('export-work');
-    exportDir = path.join(work, 'exports');
-    env = {
-      ...flashduckEnv(prefix, dataDir, work),
-      MONITOR_POLL_MS: '100',
-      MONITOR_SETTLE_MS: '50',
-      EXPORTER_DEBOUNCE_MS: '1500',
-      EXPORTER_RECONCILE_MS: '500',
-      EXPORTER_LEASE_MS: '2000',
-    };
-    procs.push(AppProcess.start('monitor', env), AppProcess.start('cacher', env));
-    exporter = AppProcess.start('exporter', env);
-    procs.push(exporter);
-    await Promise.all(procs.map((p) => p.waitForLog(/"msg":"(monitor started|cacher started|exporter started)"/)));
-  });
-  afterAll(async () => {
-    await Promise.all(procs.map((p) => p.kill('SIGTERM')));
-    await deletePrefix(TEST_REDIS_URL, prefix);
-    await removeDir(dataDir);
-    await removeDir(work);
+  beforeAll(() => {
+    ({ dataDir, exportDir, work, env } = stack);
+    exporter = stack.exporter!;
   });
 
   it('exports a burst of five quick changes once or twice, ending equal to the folder', async () => {
@@ -240,4 +244,89 @@ describe('exporter end to end (separate processes)', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/FLASHDUCK_EXPORT_DIR: .* is inside the data dir/);
   });
+});
+
+interface MergedMeta {
+  version: number;
+  rows: number;
+  cause?: string;
+  parts: { id: string; bytes: number; rows: number; members: number; exclude?: number[] }[];
+  merged?: { part: string; inputs: { id: string }[] };
+}
+
+/** Rows of an `events` file: `n` rows from id `from`. */
+const eventRows = (from: number, n: number) => `id,kind,amount\n${Array.from({ length: n }, (_, i) => `${from + i},k${(from + i) % 7},${(from + i) * 0.25}`).join('\n')}\n`;
+
+describe('export after merges (separate processes)', () => {
+  const stack = exportStack('export-merge', {
+    EXPORTER_DEBOUNCE_MS: '300',
+    CACHER_RECONCILE_MS: '300',
+    // More than four parts are merged.
+    CACHER_MERGE_MAX_PARTS: '4',
+  });
+  const redis = new Redis(TEST_REDIS_URL);
+  afterAll(() => redis.disconnect());
+  const meta = async (): Promise<MergedMeta> => JSON.parse((await redis.hget(`${stack.prefix}:{events}:meta`, 'json'))!) as MergedMeta;
+  const exports = () => stack.exporter!.logs.filter((l) => l.includes('"msg":"export written"')).map((l) => JSON.parse(l) as Record<string, number>);
+  /** The export of version `version` of the table, once written. */
+  const exportOf = (version: number) => waitFor(`the export of version ${version}`, () => exports().find((e) => e.version === version) ?? false, 30_000);
+  /** The folder's rows against the exported file's, in id order. */
+  const expectExportEqualsFolder = async () => {
+    const folder = await duckdb((run) => run(`SELECT id, kind, amount FROM read_csv('${path.join(stack.dataDir, 'events')}/*.csv') ORDER BY id`));
+    const exported = await duckdb((run) => run(`SELECT id, kind, amount FROM read_parquet('${path.join(stack.exportDir, 'events.parquet')}') ORDER BY id`));
+    expect(exported.length).toBe(folder.length);
+    expect(exported).toEqual(folder);
+  };
+  /** Waits until the table's current version is a merge serving `n` rows in `parts` part(s). */
+  const mergedVersion = (n: number, parts: number) =>
+    waitFor(`a merge down to ${parts} part(s) of ${n} rows`, async () => {
+      const m = await meta();
+      return m.cause === 'merge' && m.parts.length === parts && m.rows === n ? m : false;
+    }, 30_000);
+
+  it('makes a merged part\'s piece from the pieces kept for the parts it merged: no merged part fetched, only new rows encoded', async () => {
+    // Files of 40,000 rows: each part is a piece of its own (a quarter row group or more).
+    await mkdir(path.join(stack.dataDir, 'events'));
+    for (let f = 0; f < 4; f++) await writeAtomic(path.join(stack.dataDir, 'events', `e${f}.csv`), eventRows(f * 40_000, 40_000));
+    const first = await waitFor('four parts', async () => ((await meta().catch(() => null))?.parts.length === 4 ? await meta() : false), 30_000);
+    expect(await exportOf(first.version)).toMatchObject({ rows: 160_000, pieces: 4, piecesComposed: 0 });
+
+    // A fifth file: five parts, merged into one. The merged part's piece is the four kept pieces joined with the
+    // new file's rows (encoded once, whether or not the five-part version was exported before the merge).
+    await writeAtomic(path.join(stack.dataDir, 'events', 'e4.csv'), eventRows(160_000, 40_000));
+    const merged = await mergedVersion(200_000, 1);
+    expect(merged.merged?.part).toBe(merged.parts[0]!.id);
+    expect(merged.merged?.inputs).toHaveLength(5);
+    const composed = await exportOf(merged.version);
+    expect(composed).toMatchObject({ rows: 200_000, pieces: 1, piecesComposed: 1, joined: true });
+    // The merged part was never fetched: at most the new file's part (a fifth of its bytes) was.
+    expect(composed.fetchedBytes!).toBeLessThan(merged.parts[0]!.bytes / 2);
+    await expectExportEqualsFolder();
+
+    // The composed piece is kept: an append writes one piece, for the new file alone.
+    await writeAtomic(path.join(stack.dataDir, 'events', 'e5.csv'), eventRows(200_000, 40_000));
+    const appended = await waitFor('the append', async () => ((await meta()).parts.length === 2 ? await meta() : false), 30_000);
+    expect(await exportOf(appended.version)).toMatchObject({ rows: 240_000, pieces: 2, piecesWritten: 1, piecesComposed: 0 });
+    await expectExportEqualsFolder();
+
+    // A file of the merged part changes: the merged part now serves fewer rows, so no kept piece holds exactly those
+    // and its piece is encoded again; the changed file's 20,000 rows are a small piece of their own.
+    await writeAtomic(path.join(stack.dataDir, 'events', 'e0.csv'), eventRows(0, 20_000));
+    const changed = await waitFor('the change', async () => {
+      const m = await meta();
+      return m.parts.length === 3 && m.parts.some((p) => p.exclude?.length) ? m : false;
+    }, 30_000);
+    expect(await exportOf(changed.version)).toMatchObject({ rows: 220_000, pieces: 3, piecesComposed: 0 });
+    await expectExportEqualsFolder();
+
+    // Two more files: five parts, merged into one, among them the merged part with its excluded member (its kept
+    // piece has exactly its rows). Only the new files' rows may be encoded.
+    await writeAtomic(path.join(stack.dataDir, 'events', 'e6.csv'), eventRows(240_000, 40_000));
+    await writeAtomic(path.join(stack.dataDir, 'events', 'e7.csv'), eventRows(280_000, 40_000));
+    const again = await mergedVersion(300_000, 1);
+    const recomposed = await exportOf(again.version);
+    expect(recomposed).toMatchObject({ rows: 300_000, pieces: 1, piecesComposed: 1 });
+    expect(recomposed.fetchedBytes!).toBeLessThan(again.parts[0]!.bytes / 2);
+    await expectExportEqualsFolder();
+  }, 120_000);
 });

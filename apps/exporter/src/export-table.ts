@@ -105,6 +105,51 @@ export function planLanes(pieces: readonly (readonly TablePart[])[], cores: numb
   return { lanes, threads: Math.max(1, Math.floor(cores / lanes)) };
 }
 
+/** The inputs of merged parts (by the merged part's id), from the merge versions the table still retains. */
+export type MergeInputs = ReadonlyMap<string, readonly Omit<TablePart, 'columns'>[]>;
+
+/** Reads the inputs of every merge among the table's retained versions. */
+export async function readMergeInputs(redis: RedisClient, keys: Keys, table: string): Promise<Map<string, readonly Omit<TablePart, 'columns'>[]>> {
+  const out = new Map<string, readonly Omit<TablePart, 'columns'>[]>();
+  for (const raw of await redis.hvals(keys.tableVersions(table))) {
+    const d = decode(TableMeta, raw);
+    if (d.ok && d.value.merged) out.set(d.value.merged.part, d.value.merged.inputs);
+  }
+  return out;
+}
+
+/** How a merged part's piece is made without encoding its rows again: kept pieces joined, and the rest encoded as one. */
+export interface Composition {
+  /** Kept pieces (files) holding some of the part's rows. */
+  readonly kept: string[];
+  /** Parts whose rows no kept piece holds: encoded together into one new piece, joined after the kept ones. */
+  readonly encode: TablePart[];
+}
+
+/**
+ * The rows of `part` as kept pieces plus parts to encode: a part with a kept piece of its own is that piece; a merged
+ * part none of whose members is excluded holds exactly its inputs' rows, so it is made of theirs (recursively,
+ * through merges of merges); any other part is encoded. Null when nothing is kept (encoding the part is cheaper).
+ */
+export function composePiece(part: TablePart, merges: MergeInputs, kept: (p: TablePart) => string | null): Composition | null {
+  const out: Composition = { kept: [], encode: [] };
+  const visit = (p: TablePart, depth: number): void => {
+    const file = kept(p);
+    if (file) {
+      out.kept.push(file);
+      return;
+    }
+    const inputs = p.exclude?.length || depth > 64 ? undefined : merges.get(p.id);
+    if (!inputs) {
+      out.encode.push(p);
+      return;
+    }
+    for (const input of inputs) visit({ ...input, columns: p.columns }, depth + 1);
+  };
+  visit(part, 0);
+  return out.kept.length ? out : null;
+}
+
 /** A piece's cache key: everything its Parquet bytes depend on. */
 function pieceKey(meta: TableMeta, piece: readonly TablePart[], codec: string, rowGroupSize: number): string {
   const inputs = { f: PIECE_FORMAT, columns: meta.columns.map((c) => [c.name, c.type]), codec, rowGroupSize, parts: piece.map((p) => [p.id, p.exclude ?? [], p.columns.map((c) => [c.name, c.type])]) };
@@ -138,10 +183,30 @@ export async function writeParquet(
   const pieceDir = path.join(options.workDir, 'pieces', meta.table);
   await mkdir(pieceDir, { recursive: true });
   const codec = options.compression === 'uncompressed' ? 'uncompressed' : options.compression;
-  const pieces = planPieces(meta.parts, options.rowGroupSize).map((parts) => ({ parts, file: path.join(pieceDir, `${pieceKey(meta, parts, codec, options.rowGroupSize)}.parquet`) }));
+  const pieceFile = (parts: readonly TablePart[]) => path.join(pieceDir, `${pieceKey(meta, parts, codec, options.rowGroupSize)}.parquet`);
+  const pieces = planPieces(meta.parts, options.rowGroupSize).map((parts) => ({ parts, file: pieceFile(parts) }));
   const tmp = tempNameFor(out);
-  const toWrite: typeof pieces = [];
-  for (const piece of pieces) if (!(await exists(piece.file))) toWrite.push(piece);
+  const present = new Set(await readdir(pieceDir));
+  const isKept = (file: string) => present.has(path.basename(file));
+  const toWrite: { parts: readonly TablePart[]; file: string }[] = [];
+  // A merged part's piece is the kept pieces of the parts it merged, joined (only rows no kept piece holds are
+  // encoded): after a merge the export encodes nothing again and fetches no merged part.
+  const composed: { file: string; from: string[] }[] = [];
+  let merges: MergeInputs | null = null;
+  for (const piece of pieces) {
+    if (isKept(piece.file)) continue;
+    const part = piece.parts.length === 1 ? piece.parts[0]! : null;
+    merges ??= part ? await readMergeInputs(redis, keys, meta.table) : null;
+    const plan = part && merges ? composePiece(part, merges, (p) => (isKept(pieceFile([p])) ? pieceFile([p]) : null)) : null;
+    // The parts to encode must still be in Redis (a merge's inputs are collected some time after it).
+    if (!plan || !(await allStored(redis, keys, plan.encode))) {
+      toWrite.push(piece);
+      continue;
+    }
+    const rest = plan.encode.length ? { parts: plan.encode, file: pieceFile(plan.encode) } : null;
+    if (rest && !isKept(rest.file) && !toWrite.some((w) => w.file === rest.file)) toWrite.push(rest);
+    composed.push({ file: piece.file, from: [...plan.kept, ...(rest ? [rest.file] : [])] });
+  }
   const { lanes, threads } = planLanes(
     toWrite.map((p) => p.parts),
     options.threads ?? os.availableParallelism(),
@@ -191,6 +256,15 @@ export async function writeParquet(
     let rows: number;
     let joined = true;
     try {
+      for (const c of composed) {
+        const pieceTmp = `${c.file}${TEMP_MARK}${randomBytes(4).toString('hex')}`;
+        try {
+          await concatParquet(c.from, pieceTmp);
+          await rename(pieceTmp, c.file);
+        } finally {
+          await rm(pieceTmp, { force: true });
+        }
+      }
       rows = (await concatParquet(pieces.map((p) => p.file), tmp)).rows;
     } catch (err) {
       if (!(err instanceof ParquetFormatError)) throw err;
@@ -207,7 +281,7 @@ export async function writeParquet(
     const fetchShare = Math.round(fetchMs / Math.max(1, lanes));
     if (!(await mayReplace())) throw new Error(`lost the export lease of table ${meta.table}; another exporter writes it`);
     await replaceDurably(tmp, out);
-    return { rows, bytes: (await stat(out)).size, fetchMs: fetchShare, copyMs: t2 - t0 - fetchShare, fetchedBytes: cache.fetchedBytes, pieces: pieces.length, piecesWritten: toWrite.length, joined, joinMs };
+    return { rows, bytes: (await stat(out)).size, fetchMs: fetchShare, copyMs: t2 - t0 - fetchShare, fetchedBytes: cache.fetchedBytes, pieces: pieces.length, piecesWritten: toWrite.length, piecesComposed: composed.length, joined, joinMs };
   } finally {
     ended = true;
     await prefetch;
@@ -218,6 +292,12 @@ export async function writeParquet(
     await cache.retain(new Set(meta.parts.map((p) => p.id))).catch(() => undefined);
     await retainPieces(pieceDir, new Set(pieces.map((p) => path.basename(p.file)))).catch(() => undefined);
   }
+}
+
+/** Whether every part's bytes are still in Redis (its last chunk is written last). */
+async function allStored(redis: RedisClient, keys: Keys, parts: readonly TablePart[]): Promise<boolean> {
+  for (const p of parts) if ((await redis.exists(keys.partChunk(p.id, p.chunks - 1))) !== 1) return false;
+  return true;
 }
 
 async function exists(file: string): Promise<boolean> {
@@ -252,9 +332,13 @@ export interface ExportResult {
   readonly copyMs: number;
   /** Bytes of parts fetched from Redis for this export (parts the previous export of the table did not have). */
   readonly fetchedBytes: number;
-  /** Parquet pieces joined into the file, and how many of them were written for this export (the rest were cached). */
+  /**
+   * Parquet pieces joined into the file; how many pieces were written for this export (the rest were cached); and
+   * how many pieces of merged parts were made by joining the pieces kept for the parts they merged.
+   */
   readonly pieces: number;
   readonly piecesWritten: number;
+  readonly piecesComposed: number;
   /** False when the pieces could not be joined and the file was written by one COPY. */
   readonly joined: boolean;
   readonly path: string;

@@ -7,7 +7,7 @@ import { parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TablePart } from '@flashduck/core';
-import { planLanes, planPieces } from './export-table.js';
+import { composePiece, planLanes, planPieces } from './export-table.js';
 import { ParquetFormatError, concatParquet } from './parquet-concat.js';
 
 // Rows of every kind a table holds: integers, doubles, decimals, strings (dictionary pages and bloom filters),
@@ -101,5 +101,44 @@ describe('planPieces and planLanes', () => {
     expect(planLanes(pieces(300_000), 4)).toEqual({ lanes: 1, threads: 4 });
     expect(planLanes(pieces(4_000_000, 4_000_000), 4)).toEqual({ lanes: 2, threads: 2 });
     expect(planLanes([], 2)).toEqual({ lanes: 1, threads: 2 });
+  });
+});
+
+describe('composePiece', () => {
+  const part = (n: number, rows: number, exclude?: number[]): TablePart => ({
+    id: n.toString(16).padStart(16, '0'),
+    format: 'duckdb',
+    chunks: 1,
+    bytes: rows,
+    rows,
+    members: 1,
+    columns: [{ name: 'id', type: 'BIGINT' }],
+    ...(exclude ? { exclude } : {}),
+  });
+  const input = ({ columns: _columns, ...p }: TablePart) => p;
+  const keptOf = (...ids: number[]) => (p: TablePart) => (ids.includes(Number.parseInt(p.id, 16)) && !p.exclude?.length ? `piece-${Number.parseInt(p.id, 16)}` : null);
+
+  it('makes a merged part of its inputs\' kept pieces, through merges of merges, and encodes only the inputs none holds', () => {
+    // 10 = merge of 1, 2 and 11; 11 = merge of 3 and 4.
+    const merges = new Map([
+      [part(10, 0).id, [part(1, 5), part(2, 5), part(11, 0)].map(input)],
+      [part(11, 0).id, [part(3, 5), part(4, 5)].map(input)],
+    ]);
+    expect(composePiece(part(10, 20), merges, keptOf(1, 2, 3, 4))).toEqual({ kept: ['piece-1', 'piece-2', 'piece-3', 'piece-4'], encode: [] });
+    const partial = composePiece(part(10, 20), merges, keptOf(1, 4));
+    expect(partial?.kept).toEqual(['piece-1', 'piece-4']);
+    expect(partial?.encode.map((p) => Number.parseInt(p.id, 16))).toEqual([2, 3]);
+    // The inputs take the merged part's columns (the merge version lists them without).
+    expect(partial?.encode[0]?.columns).toEqual(part(10, 20).columns);
+  });
+
+  it('encodes the part itself when nothing is kept, when rows of it are excluded, or when its merge is not known', () => {
+    const merges = new Map([[part(10, 0).id, [part(1, 5), part(2, 5)].map(input)]]);
+    expect(composePiece(part(10, 10), merges, keptOf())).toBeNull();
+    expect(composePiece(part(10, 10, [0]), merges, keptOf(1, 2))).toBeNull();
+    expect(composePiece(part(12, 10), merges, keptOf(1, 2))).toBeNull();
+    // An input listed with excluded members needs a piece made with that exclusion.
+    const withExcluded = new Map([[part(10, 0).id, [part(1, 5, [1]), part(2, 5)].map(input)]]);
+    expect(composePiece(part(10, 10), withExcluded, keptOf(1, 2))?.encode.map((p) => p.exclude)).toEqual([[1]]);
   });
 });

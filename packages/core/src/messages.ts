@@ -161,6 +161,12 @@ export const TableMeta = z.object({
   updatedAt: z.number(),
   /** What made this version: a build from the folder, or a merge of parts (same rows as the version before). */
   cause: z.enum(['build', 'merge']).optional(),
+  /**
+   * On a merge's version: the merged part `part` holds exactly the rows of `inputs` (the parts it replaced, as the
+   * version before listed them, columns as the merged part's). An exporter joins the Parquet pieces it kept for
+   * them instead of encoding the merged rows again.
+   */
+  merged: z.object({ part: z.string(), inputs: z.array(TablePart.omit({ columns: true })) }).optional(),
   /** DuckDB library version that wrote the parts. */
   engine: z.string(),
 });

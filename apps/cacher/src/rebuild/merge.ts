@@ -163,6 +163,11 @@ export async function mergeTable(
   }
 }
 
+/** A merge input as the merge's version records it: the part as listed, without its columns (the merged part's). */
+function mergeInput(p: TablePart): NonNullable<TableMeta['merged']>['inputs'][number] {
+  return { id: p.id, format: p.format, ...(p.compression ? { compression: p.compression } : {}), chunks: p.chunks, bytes: p.bytes, rows: p.rows, members: p.members, ...(p.exclude?.length ? { exclude: p.exclude } : {}) };
+}
+
 /** Publishes a merged part under the build lease, against the version current now. */
 async function publishMerge(
   deps: Parameters<typeof mergeTable>[0],
@@ -200,7 +205,7 @@ async function publishMerge(
     }
     const version = await redis.incr(keys.tableSeq(table));
     const parts = versionParts(holding);
-    const meta: TableMeta = { ...current, version, parts, bytes: parts.reduce((n, p) => n + p.bytes, 0), updatedAt: Date.now(), buildMs: Date.now() - started, cause: 'merge' };
+    const meta: TableMeta = { ...current, version, parts, bytes: parts.reduce((n, p) => n + p.bytes, 0), updatedAt: Date.now(), buildMs: Date.now() - started, cause: 'merge', merged: { part: merged.id, inputs: inputs.map(mergeInput) } };
     if (!(await publishVersion(deps, table, lease, meta, current.sourceGen, fragments, [merged]))) return { outcome: 'superseded', reason: 'publish refused' };
     await collectRetired(redis, keys, table, config.retainMs, Date.now(), config.retention);
     const result = { outcome: 'merged' as const, version, inputs: inputs.length, files: members.length, parts: parts.length, bytes: merged.bytes, rows: merged.rows, ms: Date.now() - started };
