@@ -1,4 +1,5 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { DelayedError, Queue, type Job } from 'bullmq';
 import { superviseWorker } from '@flashduck/core/queue';
 import {
@@ -24,7 +25,7 @@ import {
   ownDirIn,
 } from '@flashduck/core';
 import type { ExporterConfig } from './config.js';
-import { exportTable, readMeta, removeExport, removePartCache, type ExportResult } from './export-table.js';
+import { KeptDuckDB, exportTable, readMeta, removeExport, removePartCache, type ExportResult } from './export-table.js';
 
 const exportsTotal = counter('flashduck_exporter_exports_total', 'Exports by outcome', ['outcome']);
 const exportSeconds = histogram('flashduck_exporter_export_duration_seconds', 'Time to write one export', [], [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120]);
@@ -57,7 +58,8 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
   const queueConn = createRedis(config, 'worker', log, 'exporter-queue');
   const queue = new Queue(QUEUES.snapshots, { connection: queueConn, prefix: keys.bullPrefix });
   await mkdir(config.exportDir, { recursive: true });
-  const options = { compression: config.compression, rowGroupSize: config.rowGroupSize, workDir: config.workDir, memoryLimitMb: config.memoryLimitMb };
+  const kept = new KeptDuckDB({ memoryLimitMb: config.memoryLimitMb, tempDir: path.join(config.workDir, 'duckdb') });
+  const options = { compression: config.compression, rowGroupSize: config.rowGroupSize, workDir: config.workDir, memoryLimitMb: config.memoryLimitMb, kept };
   let last: Record<string, unknown> = {};
   /** When the reconcile loop and the queue worker last did something (shown in the heartbeat). */
   const activity = { reconcileStartedAt: 0, reconcileEndedAt: 0, jobAt: 0 };
@@ -238,6 +240,7 @@ export async function startExporter(deps: ExporterDeps): Promise<Exporter> {
         await queue.close();
         await closeRedis(queueConn);
         await closeRedis(redis);
+        kept.close();
         await rm(config.workDir, { recursive: true, force: true });
         log.info('exporter stopped');
       })();
