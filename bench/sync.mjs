@@ -163,6 +163,7 @@ async function main() {
       }
     }
     const settled = JSON.parse(await redis.hget(`${prefix}:{big}:meta`, 'json'));
+    const mergeCpu = Object.fromEntries(await Promise.all(Object.entries(cpuPids).map(async ([n, pid]) => [n, await cpuSeconds(pid).then((c) => c.own + c.children - cpu0[n].own - cpu0[n].children - syncCpu[n].own - syncCpu[n].children)])));
     const mergeSent = (await sentBytes(redis)) - sent0 - syncSent;
     const mergeMs = performance.now() - tm - 3_000;
 
@@ -218,8 +219,12 @@ async function main() {
       ],
     );
     const cpuTotal = Object.values(syncCpu).reduce((a, c) => a + c.own + c.children, 0);
-    console.log(`\nCPU seconds during the initial sync (DuckDB's load of the folder: ${duckLoadCpu.toFixed(1)} s of CPU; typing every row: ${duckLoadWholeCpu.toFixed(1)} s):`);
-    printTable(['process', 'CPU s', 'of which its children (reader processes)'], [...Object.entries(syncCpu).map(([n, c]) => [n, (c.own + c.children).toFixed(1), c.children ? c.children.toFixed(1) : '-']), ['all', cpuTotal.toFixed(1), '']]);
+    const mergeCpuTotal = Object.values(mergeCpu).reduce((a, c) => a + c, 0);
+    console.log(`\nCPU seconds during the initial sync (DuckDB's load of the folder: ${duckLoadCpu.toFixed(1)} s of CPU; typing every row: ${duckLoadWholeCpu.toFixed(1)} s), and during the merges after it:`);
+    printTable(
+      ['process', 'CPU s', 'of which its children (reader processes)', 'CPU s during the merges'],
+      [...Object.entries(syncCpu).map(([n, c]) => [n, (c.own + c.children).toFixed(1), c.children ? c.children.toFixed(1) : '-', mergeCpu[n].toFixed(1)]), ['all', cpuTotal.toFixed(1), '', mergeCpuTotal.toFixed(1)]],
+    );
     console.log('\npeak RSS (MB):');
     printTable(['process', 'peak RSS', 'largest child (reader process)'], Object.entries(rss).map(([n, r]) => [n, r.own.toFixed(0), r.children ? r.children.toFixed(0) : '-']));
   } finally {

@@ -6,7 +6,7 @@ import { ROOT, bootstrap } from './bootstrap.mjs';
 
 bootstrap({ quiet: true });
 const only = process.argv[2];
-for (const bench of ['read-path', 'sync', 'writes', 'export', 'performance', 'scale', 'redis-memory', 'monitor-scan', 'changes', 'pg']) {
+for (const bench of ['read-path', 'sync', 'writes', 'export', 'performance', 'scale', 'redis-memory', 'chunks', 'monitor-scan', 'changes', 'pg']) {
   if (only && only !== bench) continue;
   const r = spawnSync(process.execPath, [path.join(ROOT, 'bench', `${bench}.mjs`)], { cwd: ROOT, stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);

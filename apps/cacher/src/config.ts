@@ -32,7 +32,7 @@ export function loadCacherConfig(env: NodeJS.ProcessEnv): CacherConfig {
   return r.finish({
     ...readCommonConfig(r),
     snapshotFormat: r.oneOf('CACHER_SNAPSHOT_FORMAT', SNAPSHOT_FORMATS, 'duckdb'),
-    chunkBytes: r.int('CACHER_CHUNK_BYTES', 32 * 1024 * 1024, { min: 1024, max: 512 * 1024 * 1024 - 1 }),
+    chunkBytes: r.int('CACHER_CHUNK_BYTES', 4 * 1024 * 1024, { min: 1024, max: 512 * 1024 * 1024 - 1 }),
     concurrency: r.int('CACHER_CONCURRENCY', 1, { min: 1, max: 64 }),
     readParallelism: r.int('CACHER_READ_PARALLELISM', 4, { min: 1, max: 64 }),
     isolateReads: r.bool('CACHER_ISOLATE_READS', true),

@@ -23,10 +23,11 @@ export async function partIdOf(table: string, file: string): Promise<string> {
 
 /**
  * Stores a part file as chunks of at most `chunkBytes` (a Redis string is limited to 512 MB, and one very large
- * value stalls every client of that Redis) under its content address. Reads the file piece by piece, so memory
- * stays at one chunk however large the file is. A part already stored whole is not written again (`written`
- * is 0 then). `claim` runs once the address is known, before anything is checked or written (the cacher marks
- * the part as provisional there, so collection leaves it alone).
+ * value stalls every client of that Redis) under its content address. Reads the file piece by piece into one
+ * buffer, so memory stays at one chunk however large the file is. A part already stored whole is not written again
+ * (`written` is 0 then), whatever chunk size it was stored with (another cacher's setting, or an earlier one): the
+ * result gives its chunks as stored. `claim` runs once the address is known, before anything is checked or
+ * written (the cacher marks the part as provisional there, so collection leaves it alone).
  */
 export async function storePart(
   redis: RedisClient,
@@ -42,27 +43,40 @@ export async function storePart(
     const { size } = await fh.stat();
     const chunks = Math.max(1, Math.ceil(size / chunkBytes));
     await claim({ id, chunks });
-    // Every chunk present means a whole earlier store (the last chunk is written last).
-    if ((await redis.exists(keys.partChunk(id, chunks - 1))) === 1 && (await redis.exists(keys.partChunk(id, 0))) === 1) {
-      return { id, chunks, bytes: size, written: 0 };
-    }
+    const earlier = await storedChunks(redis, keys, id, size);
+    if (earlier.whole) return { id, chunks: earlier.chunks, bytes: size, written: 0 };
+    // Chunks of an unfinished copy in another chunk size beyond this one's last would never be collected.
+    for (let index = chunks; index < earlier.chunks; index++) await redis.del(keys.partChunk(id, index));
+    const buf = Buffer.allocUnsafe(Math.min(chunkBytes, size));
     let offset = 0;
     for (let index = 0; index < chunks; index++) {
       const len = Math.min(chunkBytes, size - offset);
-      const buf = Buffer.allocUnsafe(len);
       let read = 0;
       while (read < len) {
         const r = await fh.read(buf, read, len - read, offset + read);
         if (r.bytesRead === 0) throw new Error(`${file} shrank while it was being stored`);
         read += r.bytesRead;
       }
-      await redis.set(keys.partChunk(id, index), buf);
+      await redis.set(keys.partChunk(id, index), len === buf.length ? buf : buf.subarray(0, len));
       offset += len;
     }
     return { id, chunks, bytes: size, written: size };
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * What Redis holds of a part of `size` bytes: its chunk count in the chunk size its first chunk shows, and whether
+ * every chunk is there (the last chunk is written last, with the length that chunk size leaves it).
+ */
+async function storedChunks(redis: RedisClient, keys: Keys, id: string, size: number): Promise<{ chunks: number; whole: boolean }> {
+  if (size === 0) return { chunks: 1, whole: (await redis.exists(keys.partChunk(id, 0))) === 1 };
+  const first = await redis.strlen(keys.partChunk(id, 0));
+  if (first === 0 || first > size) return { chunks: 0, whole: false };
+  const chunks = Math.ceil(size / first);
+  const last = chunks === 1 ? first : await redis.strlen(keys.partChunk(id, chunks - 1));
+  return { chunks, whole: last === size - first * (chunks - 1) };
 }
 
 /**
