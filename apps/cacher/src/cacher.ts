@@ -114,12 +114,21 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
    * only retries).
    */
   const deferrals = new Map<string, number>();
+  /** The last build-again job of each table: one is pending at a time. */
+  const againJobs = new Map<string, string>();
   async function buildAgain(table: string, gen: number): Promise<void> {
+    // A build deferred while a build-again job is still to come (a reconcile's or a diff's build, deferred too)
+    // adds none: each would start a chain of its own, and while a file stays gone (a data folder unmounted, so the
+    // monitor reports nothing) the chains would pile up, one more every reconcile, building ever more often.
+    const pending = againJobs.get(table);
+    if (pending && ['delayed', 'waiting', 'prioritized'].includes(await diffQueue.getJobState(pending))) return;
     const n = deferrals.get(table) ?? 0;
     deferrals.set(table, n + 1);
     const diff: ScanDiff = { v: 1, table, gen, at: Date.now(), added: [], removed: [], modified: [], renamed: [], files: 0 };
+    const jobId = `${table}-${gen}-again-${n}`;
+    againJobs.set(table, jobId);
     await diffQueue.add('scan-diff', diff, {
-      jobId: `${table}-${gen}-again-${n}`,
+      jobId,
       delay: Math.min(BUILD_AGAIN_MS * 2 ** n, BUILD_AGAIN_MAX_MS),
       removeOnComplete: 100,
       removeOnFail: 100,
