@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { DelayedError, Queue, type Job } from 'bullmq';
 import { superviseWorker } from '@flashduck/core/queue';
 import {
@@ -125,7 +126,8 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
     const n = deferrals.get(table) ?? 0;
     deferrals.set(table, n + 1);
     const diff: ScanDiff = { v: 1, table, gen, at: Date.now(), added: [], removed: [], modified: [], renamed: [], files: 0 };
-    const jobId = `${table}-${gen}-again-${n}`;
+    // A new id every time: BullMQ adds nothing under the id of a job it still holds (running, or kept as done).
+    const jobId = `${table}-${gen}-again-${n}-${randomUUID().slice(0, 8)}`;
     againJobs.set(table, jobId);
     await diffQueue.add('scan-diff', diff, {
       jobId,
@@ -151,7 +153,10 @@ export async function startCacher(deps: CacherDeps): Promise<Cacher> {
       const keepPart = (t: string, part: { id: string }, file: string) => cacheOf(t).adopt(part, file);
       const result = await rebuildTable({ redis, keys, config, log, exportQueue, reader, buildAgain, keepPart }, table, lease);
       rebuildsTotal.inc({ outcome: result.outcome });
-      if (result.outcome !== 'deferred') deferrals.delete(table);
+      if (result.outcome !== 'deferred') {
+        deferrals.delete(table);
+        againJobs.delete(table);
+      }
       if (result.outcome === 'published') {
         rebuildSeconds.observe(result.ms / 1000);
         snapshotBytes.set({ table }, result.bytes);

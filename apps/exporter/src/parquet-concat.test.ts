@@ -130,6 +130,9 @@ describe('composePiece', () => {
     expect(partial?.encode.map((p) => Number.parseInt(p.id, 16))).toEqual([2, 3]);
     // The inputs take the merged part's columns (the merge version lists them without).
     expect(partial?.encode[0]?.columns).toEqual(part(10, 20).columns);
+    // A part two identical files share is an input once per file: its piece is joined once per file.
+    const twice = new Map([[part(10, 0).id, [part(1, 5), part(1, 5), part(2, 5)].map(input)]]);
+    expect(composePiece(part(10, 15), twice, keptOf(1, 2))?.kept).toEqual(['piece-1', 'piece-1', 'piece-2']);
   });
 
   it('encodes the part itself when nothing is kept, when rows of it are excluded, or when its merge is not known', () => {

@@ -101,7 +101,7 @@ export type SnapshotFile = z.infer<typeof SnapshotFile>;
  * list it.
  */
 export const PartRef = z.object({
-  /** Content address: a hash of the table name and the stored bytes. */
+  /** Content address: a hash of the table name, the chunk size and the stored bytes. */
   id: z.string().regex(/^[0-9a-f]{16,64}$/),
   /** How the bytes are encoded. */
   format: z.enum(SNAPSHOT_FORMATS),

@@ -11,12 +11,14 @@ export interface StoredPart {
 }
 
 /**
- * The content address of a part: a hash of its table's name and its bytes. The same rows stored twice for one
- * table (a build retried, a file renamed back) are one part; two tables never share one, so collecting a
- * table's parts needs only that table's versions.
+ * The content address of a part: a hash of its table's name, the chunk size it is stored in and its bytes. The
+ * same rows stored twice for one table (a build retried, a file renamed back) are one part; two tables never share
+ * one, so collecting a table's parts needs only that table's versions; and cachers set to different chunk sizes
+ * (a changed `CACHER_CHUNK_BYTES`, a fleet half upgraded) store copies of their own, so one never writes its
+ * chunks over another's.
  */
-export async function partIdOf(table: string, file: string): Promise<string> {
-  const hash = createHash('sha256').update(table).update('\0');
+export async function partIdOf(table: string, file: string, chunkBytes: number): Promise<string> {
+  const hash = createHash('sha256').update(table).update('\0').update(`chunks of ${chunkBytes}`).update('\0');
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   return hash.digest('hex').slice(0, 32);
 }
@@ -25,9 +27,8 @@ export async function partIdOf(table: string, file: string): Promise<string> {
  * Stores a part file as chunks of at most `chunkBytes` (a Redis string is limited to 512 MB, and one very large
  * value stalls every client of that Redis) under its content address. Reads the file piece by piece into one
  * buffer, so memory stays at one chunk however large the file is. A part already stored whole is not written again
- * (`written` is 0 then), whatever chunk size it was stored with (another cacher's setting, or an earlier one): the
- * result gives its chunks as stored. `claim` runs once the address is known, before anything is checked or
- * written (the cacher marks the part as provisional there, so collection leaves it alone).
+ * (`written` is 0 then). `claim` runs once the address is known, before anything is checked or written (the
+ * cacher marks the part as provisional there, so collection leaves it alone).
  */
 export async function storePart(
   redis: RedisClient,
@@ -37,16 +38,16 @@ export async function storePart(
   chunkBytes: number,
   claim: (part: StoredPart) => Promise<unknown> = async () => undefined,
 ): Promise<{ id: string; chunks: number; bytes: number; written: number }> {
-  const id = await partIdOf(table, file);
+  const id = await partIdOf(table, file, chunkBytes);
   const fh = await open(file, 'r');
   try {
     const { size } = await fh.stat();
     const chunks = Math.max(1, Math.ceil(size / chunkBytes));
     await claim({ id, chunks });
-    const earlier = await storedChunks(redis, keys, id, size);
-    if (earlier.whole) return { id, chunks: earlier.chunks, bytes: size, written: 0 };
-    // Chunks of an unfinished copy in another chunk size beyond this one's last would never be collected.
-    for (let index = chunks; index < earlier.chunks; index++) await redis.del(keys.partChunk(id, index));
+    // Every chunk present means a whole earlier store (the last chunk is written last).
+    if ((await redis.exists(keys.partChunk(id, chunks - 1))) === 1 && (await redis.exists(keys.partChunk(id, 0))) === 1) {
+      return { id, chunks, bytes: size, written: 0 };
+    }
     const buf = Buffer.allocUnsafe(Math.min(chunkBytes, size));
     let offset = 0;
     for (let index = 0; index < chunks; index++) {
@@ -64,19 +65,6 @@ export async function storePart(
   } finally {
     await fh.close();
   }
-}
-
-/**
- * What Redis holds of a part of `size` bytes: its chunk count in the chunk size its first chunk shows, and whether
- * every chunk is there (the last chunk is written last, with the length that chunk size leaves it).
- */
-async function storedChunks(redis: RedisClient, keys: Keys, id: string, size: number): Promise<{ chunks: number; whole: boolean }> {
-  if (size === 0) return { chunks: 1, whole: (await redis.exists(keys.partChunk(id, 0))) === 1 };
-  const first = await redis.strlen(keys.partChunk(id, 0));
-  if (first === 0 || first > size) return { chunks: 0, whole: false };
-  const chunks = Math.ceil(size / first);
-  const last = chunks === 1 ? first : await redis.strlen(keys.partChunk(id, chunks - 1));
-  return { chunks, whole: last === size - first * (chunks - 1) };
 }
 
 /**

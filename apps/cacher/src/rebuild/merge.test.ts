@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Fragment, TablePart } from '@flashduck/core';
-import { mergeMembers, mergeSelectSql, planMerge } from './merge.js';
+import { absorbedParts, mergeMembers, mergeSelectSql, planMerge } from './merge.js';
 
 const cols = [{ name: 'id', type: 'BIGINT' }];
 const part = (n: number, bytes: number, extra: Partial<TablePart> = {}): TablePart => ({
@@ -64,6 +64,11 @@ describe('mergeSelectSql', () => {
     const members = mergeMembers([a, b], fragments);
     expect(members.map((m) => [m.path, m.member])).toEqual([['t/a1.csv', 0], ['t/a2.csv', 0], ['t/b0.csv', 0], ['t/b2.csv', 2]]);
     const sql = mergeSelectSql(members).split('\nUNION ALL\n');
+    // The merge's version records each listing of the inputs the merged part holds: `a` twice, one per file,
+    // even when the plan took only one of its listings.
+    const listed = [a, a, b, part(9, 10)];
+    expect(absorbedParts(listed, [a, b])).toEqual([a, a, b]);
+    expect(absorbedParts(listed, [b, a])).toEqual([a, a, b]);
     expect(sql).toEqual([
       `SELECT "id", 0::INTEGER AS __fd_member FROM "p_${a.id}".main.part`,
       `SELECT "id", 1::INTEGER AS __fd_member FROM "p_${a.id}".main.part`,

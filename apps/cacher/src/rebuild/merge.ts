@@ -73,6 +73,16 @@ export function mergeMembers(inputs: readonly TablePart[], fragments: ReadonlyMa
   return out;
 }
 
+/**
+ * What a merged part holds, as listings of the version merged: every listing of an input. A part several identical
+ * files share is listed once per file, and the merged part holds its rows once per file (`mergeMembers` takes every
+ * file of an input), however many of those listings the plan took.
+ */
+export function absorbedParts(listed: readonly TablePart[], inputs: readonly TablePart[]): TablePart[] {
+  const ids = new Set(inputs.map((p) => p.id));
+  return listed.filter((p) => ids.has(p.id));
+}
+
 /** The SELECT that writes a merged part: every member's rows, numbered by its place in `members`. */
 export function mergeSelectSql(members: readonly MergeMember[], relationOf: (p: TablePart) => string = partRelation): string {
   const columns = members[0]!.part.columns.map((c) => quoteIdent(c.name)).join(', ');
@@ -152,7 +162,7 @@ export async function mergeTable(
     }
     const { part: merged } = await storeNewPart(deps, table, out, { rows, members: members.length, columns: inputs[0]!.columns }, workDir);
     await cache.adopt(merged, out).catch(() => undefined);
-    const result = await publishMerge(deps, table, started, inputs, members, merged);
+    const result = await publishMerge(deps, table, started, inputs, absorbedParts(before.current.parts, inputs), members, merged);
     // A merged part no version lists is collectable at once (collection checks the current version first).
     if (result.outcome !== 'merged') await redis.zadd(keys.tableRetired(table), Date.now(), retiredMember(merged));
     return result;
@@ -174,6 +184,7 @@ async function publishMerge(
   table: string,
   started: number,
   inputs: readonly TablePart[],
+  absorbed: readonly TablePart[],
   members: readonly MergeMember[],
   merged: TablePart,
 ): Promise<MergeResult> {
@@ -205,7 +216,7 @@ async function publishMerge(
     }
     const version = await redis.incr(keys.tableSeq(table));
     const parts = versionParts(holding);
-    const meta: TableMeta = { ...current, version, parts, bytes: parts.reduce((n, p) => n + p.bytes, 0), updatedAt: Date.now(), buildMs: Date.now() - started, cause: 'merge', merged: { part: merged.id, inputs: inputs.map(mergeInput) } };
+    const meta: TableMeta = { ...current, version, parts, bytes: parts.reduce((n, p) => n + p.bytes, 0), updatedAt: Date.now(), buildMs: Date.now() - started, cause: 'merge', merged: { part: merged.id, inputs: absorbed.map(mergeInput) } };
     if (!(await publishVersion(deps, table, lease, meta, current.sourceGen, fragments, [merged]))) return { outcome: 'superseded', reason: 'publish refused' };
     await collectRetired(redis, keys, table, config.retainMs, Date.now(), config.retention);
     const result = { outcome: 'merged' as const, version, inputs: inputs.length, files: members.length, parts: parts.length, bytes: merged.bytes, rows: merged.rows, ms: Date.now() - started };
