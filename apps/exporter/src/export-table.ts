@@ -6,6 +6,8 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import {
   TableMeta,
   decode,
+  isPartStored,
+  type MergeInput,
   quoteIdent,
   quoteLiteral,
   recordExportWritten,
@@ -145,11 +147,11 @@ export function planLanes(pieces: readonly (readonly TablePart[])[], cores: numb
 }
 
 /** The inputs of merged parts (by the merged part's id), from the merge versions the table still retains. */
-export type MergeInputs = ReadonlyMap<string, readonly Omit<TablePart, 'columns'>[]>;
+export type MergeInputs = ReadonlyMap<string, readonly MergeInput[]>;
 
 /** Reads the inputs of every merge among the table's retained versions. */
-export async function readMergeInputs(redis: RedisClient, keys: Keys, table: string): Promise<Map<string, readonly Omit<TablePart, 'columns'>[]>> {
-  const out = new Map<string, readonly Omit<TablePart, 'columns'>[]>();
+export async function readMergeInputs(redis: RedisClient, keys: Keys, table: string): Promise<Map<string, readonly MergeInput[]>> {
+  const out = new Map<string, readonly MergeInput[]>();
   for (const raw of await redis.hvals(keys.tableVersions(table))) {
     const d = decode(TableMeta, raw);
     if (d.ok && d.value.merged) out.set(d.value.merged.part, d.value.merged.inputs);
@@ -234,7 +236,9 @@ export async function writeParquet(
   let merges: MergeInputs | null = null;
   for (const piece of pieces) {
     if (isKept(piece.file)) continue;
-    const part = piece.parts.length === 1 ? piece.parts[0]! : null;
+    // Only a merged part can be made of kept pieces, and only when some are kept: an append's or a first export's
+    // pieces never read the retained versions.
+    const part = piece.parts.length === 1 && piece.parts[0]!.members > 1 && present.size > 0 ? piece.parts[0]! : null;
     merges ??= part ? await readMergeInputs(redis, keys, meta.table) : null;
     const plan = part && merges ? composePiece(part, merges, (p) => (isKept(pieceFile([p])) ? pieceFile([p]) : null)) : null;
     // The parts to encode must still be in Redis (a merge's inputs are collected some time after it).
@@ -346,9 +350,9 @@ async function keepOrClose(db: DuckDBHandle, kept: KeptDuckDB | undefined, attac
   kept.give(db);
 }
 
-/** Whether every part's bytes are still in Redis (its last chunk is written last). */
+/** Whether Redis still holds every one of `parts` whole. */
 async function allStored(redis: RedisClient, keys: Keys, parts: readonly TablePart[]): Promise<boolean> {
-  for (const p of parts) if ((await redis.exists(keys.partChunk(p.id, p.chunks - 1))) !== 1) return false;
+  for (const p of parts) if (!(await isPartStored(redis, keys, p))) return false;
   return true;
 }
 

@@ -142,6 +142,10 @@ export const TablePart = PartRef.extend({
 });
 export type TablePart = z.infer<typeof TablePart>;
 
+/** A part a merge replaced, as its version lists it, without its columns (the merged part's; parsing drops them). */
+export const MergeInput = TablePart.omit({ columns: true });
+export type MergeInput = z.infer<typeof MergeInput>;
+
 /** Stored in `meta`: the table's current version, a list of parts (one atomic step replaces it). */
 export const TableMeta = z.object({
   v: z.literal(2),
@@ -166,7 +170,7 @@ export const TableMeta = z.object({
    * version before listed them, columns as the merged part's). An exporter joins the Parquet pieces it kept for
    * them instead of encoding the merged rows again.
    */
-  merged: z.object({ part: z.string(), inputs: z.array(TablePart.omit({ columns: true })) }).optional(),
+  merged: z.object({ part: z.string(), inputs: z.array(MergeInput) }).optional(),
   /** DuckDB library version that wrote the parts. */
   engine: z.string(),
 });

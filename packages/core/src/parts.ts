@@ -44,8 +44,7 @@ export async function storePart(
     const { size } = await fh.stat();
     const chunks = Math.max(1, Math.ceil(size / chunkBytes));
     await claim({ id, chunks });
-    // Every chunk present means a whole earlier store (the last chunk is written last).
-    if ((await redis.exists(keys.partChunk(id, chunks - 1))) === 1 && (await redis.exists(keys.partChunk(id, 0))) === 1) {
+    if (await isPartStored(redis, keys, { id, chunks })) {
       return { id, chunks, bytes: size, written: 0 };
     }
     const buf = Buffer.allocUnsafe(Math.min(chunkBytes, size));
@@ -65,6 +64,14 @@ export async function storePart(
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Whether Redis holds a part whole: its last chunk is written last and its first deleted first, so both present
+ * means every chunk is.
+ */
+export async function isPartStored(redis: RedisClient, keys: Keys, part: StoredPart): Promise<boolean> {
+  return (await redis.exists(keys.partChunk(part.id, part.chunks - 1))) === 1 && (await redis.exists(keys.partChunk(part.id, 0))) === 1;
 }
 
 /**

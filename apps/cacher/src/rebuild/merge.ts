@@ -3,6 +3,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   Lease,
+  MergeInput,
+  isPartStored,
   retiredMember,
   quoteIdent,
   quoteLiteral,
@@ -173,11 +175,6 @@ export async function mergeTable(
   }
 }
 
-/** A merge input as the merge's version records it: the part as listed, without its columns (the merged part's). */
-function mergeInput(p: TablePart): NonNullable<TableMeta['merged']>['inputs'][number] {
-  return { id: p.id, format: p.format, ...(p.compression ? { compression: p.compression } : {}), chunks: p.chunks, bytes: p.bytes, rows: p.rows, members: p.members, ...(p.exclude?.length ? { exclude: p.exclude } : {}) };
-}
-
 /** Publishes a merged part under the build lease, against the version current now. */
 async function publishMerge(
   deps: Parameters<typeof mergeTable>[0],
@@ -202,7 +199,7 @@ async function publishMerge(
     if (!current) return { outcome: 'superseded', reason: 'the table was dropped' };
     const listed = new Set(current.parts.map((p) => p.id));
     if (!inputs.every((p) => listed.has(p.id))) return { outcome: 'superseded', reason: 'a merged part left the table meanwhile' };
-    if ((await redis.exists(keys.partChunk(merged.id, merged.chunks - 1))) !== 1) return { outcome: 'superseded', reason: 'the merged part was collected' };
+    if (!(await isPartStored(redis, keys, merged))) return { outcome: 'superseded', reason: 'the merged part was collected' };
     // A file still where it was when the merge began takes its member of the merged part; a file that changed
     // meanwhile keeps its own new part (its member stays excluded).
     const index = new Map(members.map((m, i) => [`${m.path}|${m.part.id}/${m.member}`, i]));
@@ -216,7 +213,7 @@ async function publishMerge(
     }
     const version = await redis.incr(keys.tableSeq(table));
     const parts = versionParts(holding);
-    const meta: TableMeta = { ...current, version, parts, bytes: parts.reduce((n, p) => n + p.bytes, 0), updatedAt: Date.now(), buildMs: Date.now() - started, cause: 'merge', merged: { part: merged.id, inputs: absorbed.map(mergeInput) } };
+    const meta: TableMeta = { ...current, version, parts, bytes: parts.reduce((n, p) => n + p.bytes, 0), updatedAt: Date.now(), buildMs: Date.now() - started, cause: 'merge', merged: { part: merged.id, inputs: absorbed.map((p) => MergeInput.parse(p)) } };
     if (!(await publishVersion(deps, table, lease, meta, current.sourceGen, fragments, [merged]))) return { outcome: 'superseded', reason: 'publish refused' };
     await collectRetired(redis, keys, table, config.retainMs, Date.now(), config.retention);
     const result = { outcome: 'merged' as const, version, inputs: inputs.length, files: members.length, parts: parts.length, bytes: merged.bytes, rows: merged.rows, ms: Date.now() - started };
